@@ -1,0 +1,53 @@
+# Quick start:  make demo   — run the whole pipeline on a built-in synthetic model
+#               make test   — build and run every test (normal + ASan/UBSan build)
+# Both install missing Debian packages (scripts/install-deps.sh) and the npm
+# test oracles (scripts/install-oracles.sh) first.
+
+JOBS ?= $(shell nproc)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+
+.PHONY: all deps oracles build build-asan test test-fast test-asan demo bench fuzz format clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+oracles: deps
+	@scripts/install-oracles.sh
+
+$(BUILD)/build.ninja: | deps
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/build.ninja: | deps
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DRV_SANITIZE=ON -DRV_BENCH=OFF
+
+build-asan: deps $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+# The optimised build runs everything, oracle comparisons included; the
+# sanitizer build runs the same suites (slow oracle sweeps are trimmed there
+# via RV_SANITIZER_RUN) and a bounded libFuzzer session.
+test: oracles build build-asan
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+	cd $(ASAN_BUILD) && RV_SANITIZER_RUN=1 ctest --output-on-failure -j $(JOBS)
+	@scripts/run-fuzz.sh 60
+
+test-fast: oracles build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	$(BUILD)/src/cli/reasonvec demo
+
+bench: build
+	bench/run-all.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

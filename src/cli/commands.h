@@ -1,0 +1,18 @@
+// Subcommand registration. Each cmd_*.cpp adds one subcommand to the app;
+// its callback calls the library and lets rv::Error propagate to main(),
+// which prints "reasonvec: <message>" and exits 1.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace rv::cli {
+
+void add_synth_command(CLI::App& app);
+void add_extract_command(CLI::App& app);
+void add_apply_command(CLI::App& app);
+void add_inspect_command(CLI::App& app);
+void add_compare_command(CLI::App& app);
+void add_check_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
+
+}  // namespace rv::cli

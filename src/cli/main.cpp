@@ -1,0 +1,52 @@
+// reasonvec: command-line entry point. Parses arguments, runs one
+// subcommand, and maps errors to exit codes: 0 success, 1 runtime failure
+// (bad input, I/O), 2 usage error.
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "common/file.h"
+#include "common/parallel.h"
+#include "common/progress.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "reasonvec: extract, inspect, transfer and measure reasoning vectors "
+      "(v = theta_GRPO - theta_SFT) on Hugging Face checkpoints.",
+      "reasonvec"};
+  app.set_version_flag("--version", std::string("reasonvec ") + RV_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+  int threads = 0;
+  bool quiet = false;
+  app.add_option("--threads,-t", threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_flag("--quiet,-q", quiet, "No progress bars");
+  app.parse_complete_callback([&] {
+    if (threads > 0) rv::set_num_threads(threads);
+    rv::set_progress_enabled(!quiet);
+  });
+  app.footer(
+      "Typical flow:\n"
+      "  reasonvec extract --base SFT_DIR --tuned GRPO_DIR -o v.safetensors\n"
+      "  reasonvec check   --model INSTRUCT_DIR --vector v.safetensors\n"
+      "  reasonvec apply   --model INSTRUCT_DIR --vector v.safetensors --alpha 1 -o OUT_DIR\n"
+      "Run 'reasonvec COMMAND --help' for a command's options.");
+
+  rv::cli::add_synth_command(app);
+
+  rv::install_interrupt_handler();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  } catch (const rv::Error& e) {
+    fprintf(stderr, "reasonvec: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fprintf(stderr, "reasonvec: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
