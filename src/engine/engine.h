@@ -1,0 +1,104 @@
+// The inference engine's public interface: a loaded model plus a scheduler
+// that batches work from many callers (continuous batching).
+//
+// Thread-safety: every submit_* method may be called from any number of
+// threads at once; results are delivered through std::future. The engine
+// owns one scheduler thread; destroying the Engine finishes in-flight work
+// (or cancels it, see cancel_all) and joins that thread.
+//
+// Token ids are int32. Text <-> ids is the tokenizer's job (tokenizer()).
+// Log-probabilities are natural logs, computed from f32 logits with a
+// float64 log-softmax.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rv {
+class Tokenizer;
+}
+
+namespace rv::engine {
+
+struct EngineOptions {
+  int threads = 0;            // 0: all cores (rv::num_threads())
+  int max_batch = 64;         // sequences decoded together
+  int max_context = 4096;     // tokens per sequence (prompt + generated); KV cache is sized from it
+  bool kv_bf16 = false;       // store the KV cache in bf16 instead of f32
+};
+
+struct SamplingParams {
+  int max_tokens = 256;
+  float temperature = 0.0f;   // 0: greedy (argmax, ties -> lowest id)
+  int top_k = 0;              // 0: off
+  float top_p = 1.0f;         // 1: off
+  float min_p = 0.0f;         // 0: off
+  uint64_t seed = 0;          // sampling is reproducible for a given seed
+  std::vector<int32_t> stop_ids;          // generation ends after emitting one (not included in text)
+  std::vector<std::string> stop_strings;  // matched across token boundaries; text is cut before it
+  bool ignore_eos = false;    // otherwise the tokenizer's end-of-generation ids also stop
+  int logprobs = 0;           // >0: return this many top alternatives per generated token
+};
+
+struct TopLogprob {
+  int32_t id;
+  double logprob;
+};
+
+struct GenerationResult {
+  std::vector<int32_t> tokens;           // generated ids (stop id excluded)
+  std::string text;                      // decoded text, cut at a stop string
+  std::string finish_reason;             // "stop" or "length"
+  int prompt_tokens = 0;
+  std::vector<double> token_logprobs;    // per generated token (when logprobs > 0 or always: cheap)
+  std::vector<std::vector<TopLogprob>> top_logprobs;  // when logprobs > 0
+};
+
+// Called with each new piece of UTF-8-complete text as it is generated.
+// Runs on the engine's scheduler thread: must be quick and must not call
+// back into the engine.
+using TextCallback = std::function<void(const std::string& delta)>;
+
+struct LoglikelihoodResult {
+  double logprob = 0;      // sum over continuation tokens of log p(token | prefix)
+  bool is_greedy = false;  // every continuation token was the argmax
+  std::vector<double> token_logprobs;
+};
+
+// Per-position scores for a whole token sequence (what /v1/completions
+// `echo` + `logprobs` returns): entry i scores tokens[i] given tokens[0..i);
+// entry 0 has no context and is reported as NaN / empty (as vLLM's null).
+struct SequenceScores {
+  std::vector<double> token_logprobs;
+  std::vector<std::vector<TopLogprob>> top_logprobs;  // top_k alternatives at each position
+};
+
+class Engine {
+ public:
+  // Loads a Hugging Face model directory (config.json + safetensors +
+  // tokenizer) or a .gguf file written by `reasonvec export-gguf`.
+  // Weights stay memory-mapped (bf16/f16/f32 used in place).
+  static std::unique_ptr<Engine> open(const std::filesystem::path& model, const EngineOptions& opt);
+  virtual ~Engine() = default;
+
+  virtual const Tokenizer& tokenizer() const = 0;
+  virtual std::string model_name() const = 0;  // directory / file name
+  virtual int vocab_size() const = 0;
+  virtual int max_context() const = 0;
+
+  virtual std::future<GenerationResult> submit_generate(std::vector<int32_t> prompt,
+                                                        SamplingParams params,
+                                                        TextCallback on_text = nullptr) = 0;
+  // REQUIRES: !continuation.empty(). Context may be empty only if the model has a BOS token.
+  virtual std::future<LoglikelihoodResult> submit_loglikelihood(std::vector<int32_t> context,
+                                                                std::vector<int32_t> continuation) = 0;
+  virtual std::future<SequenceScores> submit_score(std::vector<int32_t> tokens, int top_k) = 0;
+};
+
+}  // namespace rv::engine

@@ -1,0 +1,69 @@
+// What the evaluation harness needs from a model: text generation and
+// log-likelihood scoring, in batches. Implemented by the built-in engine
+// (EngineBackend) and by any OpenAI-compatible server (HttpBackend).
+//
+// Thread-safety: a Backend is used from one thread at a time; it does its
+// own internal parallelism (engine batching, HTTP concurrency).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace rv::eval {
+
+struct ChatMessage {
+  std::string role;     // "system", "user", "assistant"
+  std::string content;
+};
+
+struct GenRequest {
+  // Exactly one of prompt / messages is used: with messages the backend
+  // applies the model's own chat template (add_generation_prompt = true).
+  std::string prompt;
+  std::vector<ChatMessage> messages;
+  bool chat = false;
+  std::vector<std::string> stop;  // stop strings; the text is cut before the first one
+  int max_tokens = 256;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+};
+
+struct GenResponse {
+  std::string text;
+  std::string finish_reason;  // "stop" | "length"
+};
+
+// lm-evaluation-harness `loglikelihood`: log P(continuation | context).
+struct LoglikRequest {
+  std::string context;
+  std::string continuation;
+};
+
+struct LoglikResponse {
+  double logprob = 0;
+  bool is_greedy = false;
+};
+
+// Called after each finished request with (done, total) for progress bars.
+using ProgressFn = std::function<void(size_t done, size_t total)>;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Stable identity of the model behind the backend (used as a cache key):
+  // e.g. a hash of config + weights' headers, or "url|model-name".
+  virtual std::string fingerprint() const = 0;
+  virtual std::string describe() const = 0;  // human-readable, for results.json
+  // Results are in request order. Throws rv::Error on failures that retrying
+  // cannot fix (4xx, missing echo support, ...).
+  virtual std::vector<GenResponse> generate(const std::vector<GenRequest>& reqs,
+                                            const ProgressFn& progress) = 0;
+  virtual std::vector<LoglikResponse> loglikelihood(const std::vector<LoglikRequest>& reqs,
+                                                    const ProgressFn& progress) = 0;
+};
+
+}  // namespace rv::eval
