@@ -1,0 +1,434 @@
+#include "engine/model.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
+#include "common/error.h"
+#include "engine/thread_pool.h"
+
+namespace rv::engine {
+namespace {
+
+std::string arch_name(Arch a) {
+  return a == Arch::kQwen2 ? "qwen2" : a == Arch::kQwen3 ? "qwen3" : "llama";
+}
+
+double json_number(const nlohmann::json& j, const char* key, const std::string& where) {
+  if (!j.contains(key) || !j[key].is_number())
+    throw Error(where, std::string("rope_scaling.") + key + " is missing or not a number");
+  return j[key].get<double>();
+}
+
+}  // namespace
+
+ModelSpec make_model_spec(const ModelConfig& c, const std::string& where) {
+  ModelSpec s;
+  if (c.architecture == "Qwen2ForCausalLM") {
+    s.arch = Arch::kQwen2;
+    s.qkv_bias = true;
+  } else if (c.architecture == "Qwen3ForCausalLM") {
+    s.arch = Arch::kQwen3;
+    s.qk_norm = true;
+  } else if (c.architecture == "LlamaForCausalLM") {
+    s.arch = Arch::kLlama;
+  } else {
+    throw Error(where, "unsupported architecture '" + c.architecture +
+                           "' (supported: Qwen2ForCausalLM, Qwen3ForCausalLM, LlamaForCausalLM)");
+  }
+  const auto& raw = c.raw;
+  if (s.arch != Arch::kQwen2 && raw.contains("attention_bias") &&
+      raw["attention_bias"].is_boolean())
+    s.qkv_bias = raw["attention_bias"].get<bool>();
+  if (raw.contains("mlp_bias") && raw["mlp_bias"].is_boolean() && raw["mlp_bias"].get<bool>())
+    throw Error(where, "mlp_bias = true is not supported");
+  if (raw.contains("hidden_act") && raw["hidden_act"].is_string() && raw["hidden_act"] != "silu")
+    throw Error(
+        where, "unsupported hidden_act '" + raw["hidden_act"].get<std::string>() + "' (only silu)");
+  if (raw.contains("use_sliding_window") && raw["use_sliding_window"].is_boolean() &&
+      raw["use_sliding_window"].get<bool>())
+    throw Error(where, "use_sliding_window = true is not supported");
+  s.hidden = c.hidden_size;
+  s.layers = c.num_layers;
+  s.heads = c.num_heads;
+  s.kv_heads = c.num_kv_heads;
+  s.head_dim = c.head_dim;
+  s.intermediate = c.intermediate_size;
+  s.vocab = c.vocab_size;
+  s.max_position = c.max_position_embeddings;
+  s.rms_eps = c.rms_norm_eps;
+  s.tied = c.tie_word_embeddings;
+  if (s.hidden <= 0 || s.layers <= 0 || s.heads <= 0 || s.kv_heads <= 0 || s.head_dim <= 0 ||
+      s.intermediate <= 0 || s.vocab <= 0)
+    throw Error(where, "hyper-parameters must be positive");
+  if (s.heads % s.kv_heads != 0)
+    throw Error(where, "num_attention_heads is not a multiple of num_key_value_heads");
+  if (s.head_dim % 2 != 0) throw Error(where, "head_dim must be even for RoPE");
+  if (!(c.rope_theta > 0)) throw Error(where, "rope_theta must be positive");
+
+  const int half = s.head_dim / 2;
+  s.inv_freq.resize(half);
+  for (int i = 0; i < half; ++i) s.inv_freq[i] = 1.0 / std::pow(c.rope_theta, 2.0 * i / s.head_dim);
+
+  if (raw.contains("rope_scaling") && !raw["rope_scaling"].is_null()) {
+    const auto& rs = raw["rope_scaling"];
+    if (!rs.is_object()) throw Error(where, "rope_scaling is not an object");
+    std::string type =
+        rs.contains("rope_type") && rs["rope_type"].is_string() ? rs["rope_type"].get<std::string>()
+        : rs.contains("type") && rs["type"].is_string()         ? rs["type"].get<std::string>()
+                                                                : "";
+    if (type == "default") {
+    } else if (type == "llama3") {
+      // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept,
+      // and the band between them interpolated smoothly.
+      const double factor = json_number(rs, "factor", where);
+      const double low = json_number(rs, "low_freq_factor", where);
+      const double high = json_number(rs, "high_freq_factor", where);
+      const double old_ctx = json_number(rs, "original_max_position_embeddings", where);
+      if (!(factor > 0) || !(high > low))
+        throw Error(where, "rope_scaling: need factor > 0 and high_freq_factor > low_freq_factor");
+      const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
+      for (auto& f : s.inv_freq) {
+        const double wavelen = 2 * std::numbers::pi / f;
+        if (wavelen < high_wavelen) continue;
+        if (wavelen > low_wavelen) {
+          f /= factor;
+        } else {
+          const double smooth = (old_ctx / wavelen - low) / (high - low);
+          f = (1 - smooth) * f / factor + smooth * f;
+        }
+      }
+    } else {
+      throw Error(where,
+                  "unsupported rope_scaling type '" + type + "' (supported: default, llama3)");
+    }
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------
+// KV cache
+
+KVCache::KVCache(const ModelSpec& spec, int slots, int max_context)
+    : slots_(slots), max_context_(max_context), layers_(spec.layers) {
+  if (slots <= 0 || max_context <= 0) throw Error("engine: KV cache needs slots and context > 0");
+  per_ = static_cast<size_t>(max_context) * spec.kv_dim();
+  bytes_ = per_ * 2 * layers_ * slots_ * sizeof(float);
+  // Reserve address space only; pages are committed as positions are written.
+  void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED)
+    throw Error("engine: cannot reserve " + std::to_string(bytes_ >> 20) +
+                " MiB for the KV cache: " + errno_text(errno));
+  data_ = static_cast<float*>(p);
+}
+
+KVCache::~KVCache() {
+  if (data_) munmap(data_, bytes_);
+}
+
+void KVCache::release(int slot) {
+  // Each (layer, k|v) block of a slot is contiguous; drop the whole slot.
+  const size_t page = 4096;
+  uintptr_t b = reinterpret_cast<uintptr_t>(base(0, slot, 0));
+  uintptr_t e = b + per_ * 2 * layers_ * sizeof(float);
+  b = (b + page - 1) / page * page;
+  e = e / page * page;
+  if (e > b) {
+    madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+  }
+  // Partial pages at the edges keep stale data; positions are always written
+  // before they are read, so that is harmless.
+}
+
+// ---------------------------------------------------------------------------
+// Loading
+
+Model::~Model() = default;
+
+int Model::threads() const {
+  return pool_->size();
+}
+
+std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const ModelOptions& opt) {
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = std::make_unique<ModelDir>(path);
+  const std::string where = (path / "config.json").string();
+  m->spec_ = make_model_spec(m->dir_->config(), where);
+  const ModelSpec& s = m->spec_;
+  const TensorSet& ts = m->dir_->tensors();
+  const std::string tdir = path.string();
+
+  auto get = [&](const std::string& name, std::vector<int64_t> shape) -> TensorView {
+    if (!ts.has(name))
+      throw Error(tdir, "missing tensor '" + name + "' required by " + arch_name(s.arch));
+    TensorView v = ts.view(name);
+    if (v.shape() != shape) {
+      auto str = [](const std::vector<int64_t>& sh) {
+        std::string r = "[";
+        for (size_t i = 0; i < sh.size(); ++i) r += (i ? ", " : "") + std::to_string(sh[i]);
+        return r + "]";
+      };
+      throw Error(tdir, "tensor '" + name + "' has shape " + str(v.shape()) +
+                            ", config.json implies " + str(shape));
+    }
+    if (!is_float_dtype(v.dtype()))
+      throw Error(tdir, "tensor '" + name + "' has dtype " + std::string(dtype_name(v.dtype())) +
+                            " (need F32, F16 or BF16)");
+    return v;
+  };
+  auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
+    TensorView v = get(name, {rows, cols});
+    return kern::WeightView{v.data, v.dtype(), rows, cols};
+  };
+  auto vec = [&](const std::string& name, int64_t n) {
+    TensorView v = get(name, {n});
+    std::vector<float> out(static_cast<size_t>(n));
+    to_f32(v.dtype(), v.data, out.data(), out.size());
+    return out;
+  };
+  auto linear = [&](const std::string& prefix, int64_t rows, int64_t cols, bool bias) {
+    Linear L{matrix(prefix + ".weight", rows, cols), {}};
+    if (bias) L.bias = vec(prefix + ".bias", rows);
+    return L;
+  };
+
+  m->embed_ = matrix("model.embed_tokens.weight", s.vocab, s.hidden);
+  if (s.tied && !ts.has("lm_head.weight"))
+    m->lm_head_ = m->embed_;
+  else
+    m->lm_head_ = matrix("lm_head.weight", s.vocab, s.hidden);
+  m->final_norm_ = vec("model.norm.weight", s.hidden);
+  m->layers_.resize(s.layers);
+  for (int l = 0; l < s.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    Layer& L = m->layers_[l];
+    L.attn_norm = vec(p + "input_layernorm.weight", s.hidden);
+    L.mlp_norm = vec(p + "post_attention_layernorm.weight", s.hidden);
+    L.q = linear(p + "self_attn.q_proj", s.q_dim(), s.hidden, s.qkv_bias);
+    L.k = linear(p + "self_attn.k_proj", s.kv_dim(), s.hidden, s.qkv_bias);
+    L.v = linear(p + "self_attn.v_proj", s.kv_dim(), s.hidden, s.qkv_bias);
+    L.o = linear(p + "self_attn.o_proj", s.hidden, s.q_dim(), false);
+    if (s.qk_norm) {
+      L.q_norm = vec(p + "self_attn.q_norm.weight", s.head_dim);
+      L.k_norm = vec(p + "self_attn.k_norm.weight", s.head_dim);
+    }
+    L.gate = linear(p + "mlp.gate_proj", s.intermediate, s.hidden, false);
+    L.up = linear(p + "mlp.up_proj", s.intermediate, s.hidden, false);
+    L.down = linear(p + "mlp.down_proj", s.hidden, s.intermediate, false);
+  }
+  m->pool_ = std::make_unique<ThreadPool>(opt.threads);
+  return m;
+}
+
+// ---------------------------------------------------------------------------
+// Forward
+
+void Model::matmul(const float* X, int T, const Linear& L, float* Y) {
+  const int64_t N = L.w.rows, K = L.w.cols;
+  // Split output rows across threads; each thread reads its weight rows once.
+  pool_->for_range(N, 12,
+                   [&](int64_t n0, int64_t n1) { kern::matmul_rows(X, K, T, L.w, n0, n1, Y, N); });
+  if (!L.bias.empty())
+    for (int t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) Y[t * N + n] += L.bias[n];
+}
+
+void Model::rmsnorm_rows(const float* x, int T, const std::vector<float>& w, float* y) {
+  const int n = static_cast<int>(w.size());
+  for (int t = 0; t < T; ++t) {
+    const float* xr = x + static_cast<size_t>(t) * n;
+    float* yr = y + static_cast<size_t>(t) * n;
+    double ss = 0;
+    for (int i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float r = static_cast<float>(1.0 / std::sqrt(ss / n + spec_.rms_eps));
+    for (int i = 0; i < n; ++i) yr[i] = xr[i] * r * w[i];
+  }
+}
+
+namespace {
+
+// HF "rotate_half" (NeoX) RoPE on one head: pairs (i, i + d/2).
+void rope_head(float* x, int d, const float* cs, const float* sn) {
+  const int h = d / 2;
+  for (int i = 0; i < h; ++i) {
+    const float a = x[i], b = x[i + h];
+    x[i] = a * cs[i] - b * sn[i];
+    x[i + h] = b * cs[i] + a * sn[i];
+  }
+}
+
+void rmsnorm_inplace(float* x, int n, const float* w, double eps) {
+  double ss = 0;
+  for (int i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float r = static_cast<float>(1.0 / std::sqrt(ss / n + eps));
+  for (int i = 0; i < n; ++i) x[i] = x[i] * r * w[i];
+}
+
+template <class V>
+void grow(V& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+}  // namespace
+
+void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vector<float>& logits) {
+  const ModelSpec& s = spec_;
+  const int T = static_cast<int>(batch.size());
+  const int H = s.hidden, QD = s.q_dim(), KVD = s.kv_dim(), HD = s.head_dim, I = s.intermediate;
+  const int half = HD / 2, group = s.heads / s.kv_heads;
+  int n_out = 0;
+  for (const auto& b : batch) {
+    if (b.token < 0 || b.token >= s.vocab)
+      throw Error("engine: token id " + std::to_string(b.token) + " outside the vocabulary (" +
+                  std::to_string(s.vocab) + ")");
+    if (b.slot < 0 || b.slot >= kv.slots() || b.pos < 0 || b.pos >= kv.max_context())
+      throw Error("engine: position " + std::to_string(b.pos) + " exceeds the context size " +
+                  std::to_string(kv.max_context()));
+    n_out += b.logits;
+  }
+  logits.resize(static_cast<size_t>(n_out) * s.vocab);
+  if (T == 0) return;
+
+  grow(x_, size_t(T) * H);
+  grow(xn_, size_t(T) * std::max(H, QD));
+  grow(q_, size_t(T) * QD);
+  grow(k_, size_t(T) * KVD);
+  grow(v_, size_t(T) * KVD);
+  grow(att_, size_t(T) * QD);
+  grow(g_, size_t(T) * I);
+  grow(u_, size_t(T) * I);
+
+  // Embedding rows.
+  for (int t = 0; t < T; ++t) kern::row_to_f32(embed_, batch[t].token, &x_[size_t(t) * H]);
+
+  // RoPE tables per token: angle = pos * inv_freq, computed in double.
+  std::vector<float> rc(size_t(T) * half), rsn(size_t(T) * half);
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < half; ++i) {
+      const double a = batch[t].pos * s.inv_freq[i];
+      rc[size_t(t) * half + i] = static_cast<float>(std::cos(a));
+      rsn[size_t(t) * half + i] = static_cast<float>(std::sin(a));
+    }
+
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
+  for (int l = 0; l < s.layers; ++l) {
+    Layer& L = layers_[l];
+    // Attention block: x += o_proj(attn(rope(q), rope(k), v)).
+    rmsnorm_rows(x_.data(), T, L.attn_norm, xn_.data());
+    matmul(xn_.data(), T, L.q, q_.data());
+    matmul(xn_.data(), T, L.k, k_.data());
+    matmul(xn_.data(), T, L.v, v_.data());
+    for (int t = 0; t < T; ++t) {
+      const float* cs = &rc[size_t(t) * half];
+      const float* sn = &rsn[size_t(t) * half];
+      for (int h = 0; h < s.heads; ++h) {
+        float* qh = &q_[size_t(t) * QD + size_t(h) * HD];
+        if (s.qk_norm) rmsnorm_inplace(qh, HD, L.q_norm.data(), s.rms_eps);
+        rope_head(qh, HD, cs, sn);
+      }
+      for (int h = 0; h < s.kv_heads; ++h) {
+        float* kh = &k_[size_t(t) * KVD + size_t(h) * HD];
+        if (s.qk_norm) rmsnorm_inplace(kh, HD, L.k_norm.data(), s.rms_eps);
+        rope_head(kh, HD, cs, sn);
+      }
+      // Append this token's K/V to its sequence.
+      std::memcpy(kv.k(l, batch[t].slot) + size_t(batch[t].pos) * KVD, &k_[size_t(t) * KVD],
+                  sizeof(float) * KVD);
+      std::memcpy(kv.v(l, batch[t].slot) + size_t(batch[t].pos) * KVD, &v_[size_t(t) * KVD],
+                  sizeof(float) * KVD);
+    }
+    // Causal attention of every (token, head) over its own sequence.
+    pool_->for_range(int64_t(T) * s.heads, 1, [&](int64_t b, int64_t e) {
+      thread_local std::vector<float> sc;
+      for (int64_t task = b; task < e; ++task) {
+        const int t = static_cast<int>(task / s.heads), h = static_cast<int>(task % s.heads);
+        const int kvh = h / group, n = batch[t].pos + 1;
+        const float* qh = &q_[size_t(t) * QD + size_t(h) * HD];
+        const float* K = kv.k(l, batch[t].slot) + size_t(kvh) * HD;
+        const float* V = kv.v(l, batch[t].slot) + size_t(kvh) * HD;
+        grow(sc, size_t(n));
+        float mx = -INFINITY;
+        for (int j = 0; j < n; ++j) {
+          sc[j] = kern::dot(qh, K + size_t(j) * KVD, HD) * scale;
+          mx = std::max(mx, sc[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j < n; ++j) {
+          sc[j] = std::exp(sc[j] - mx);
+          sum += sc[j];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        float* out = &att_[size_t(t) * QD + size_t(h) * HD];
+        std::fill(out, out + HD, 0.0f);
+        for (int j = 0; j < n; ++j) kern::axpy(sc[j] * inv, V + size_t(j) * KVD, out, HD);
+      }
+    });
+    matmul(att_.data(), T, L.o, xn_.data());
+    for (size_t i = 0; i < size_t(T) * H; ++i) x_[i] += xn_[i];
+
+    // MLP block: x += down(silu(gate(x)) * up(x)).
+    rmsnorm_rows(x_.data(), T, L.mlp_norm, xn_.data());
+    matmul(xn_.data(), T, L.gate, g_.data());
+    matmul(xn_.data(), T, L.up, u_.data());
+    for (size_t i = 0; i < size_t(T) * I; ++i) {
+      const float gv = g_[i];
+      g_[i] = gv / (1.0f + std::exp(-gv)) * u_[i];
+    }
+    matmul(g_.data(), T, L.down, xn_.data());
+    for (size_t i = 0; i < size_t(T) * H; ++i) x_[i] += xn_[i];
+  }
+
+  // Final norm and LM head for the requested rows only.
+  if (n_out == 0) return;
+  std::vector<float> rows(size_t(n_out) * H);
+  for (int t = 0, o = 0; t < T; ++t)
+    if (batch[t].logits) {
+      std::memcpy(&rows[size_t(o) * H], &x_[size_t(t) * H], sizeof(float) * H);
+      ++o;
+    }
+  rmsnorm_rows(rows.data(), n_out, final_norm_, rows.data());
+  Linear head{lm_head_, {}};
+  matmul(rows.data(), n_out, head, logits.data());
+}
+
+std::vector<float> Model::forward_all(const std::vector<int32_t>& tokens, int chunk) {
+  const int T = static_cast<int>(tokens.size());
+  KVCache kv(spec_, 1, std::max(T, 1));
+  std::vector<float> out(size_t(T) * spec_.vocab), part;
+  const int step = chunk > 0 ? chunk : std::max(T, 1);
+  for (int b = 0; b < T; b += step) {
+    std::vector<BatchToken> batch;
+    for (int t = b; t < std::min(T, b + step); ++t) batch.push_back({tokens[t], 0, t, true});
+    forward(batch, kv, part);
+    std::copy(part.begin(), part.end(), out.begin() + size_t(b) * spec_.vocab);
+  }
+  return out;
+}
+
+std::vector<int32_t> Model::generate_greedy(const std::vector<int32_t>& prompt, int n,
+                                            const std::vector<int32_t>& stop_ids) {
+  if (prompt.empty()) throw Error("engine: generate_greedy needs a non-empty prompt");
+  const int ctx = static_cast<int>(prompt.size()) + n;
+  KVCache kv(spec_, 1, ctx);
+  std::vector<BatchToken> batch;
+  for (size_t t = 0; t < prompt.size(); ++t)
+    batch.push_back({prompt[t], 0, static_cast<int>(t), t + 1 == prompt.size()});
+  std::vector<float> logits;
+  std::vector<int32_t> out;
+  int pos = static_cast<int>(prompt.size());
+  for (int i = 0; i < n; ++i) {
+    forward(batch, kv, logits);
+    const int32_t next =
+        static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    out.push_back(next);
+    if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) break;
+    batch = {{next, 0, pos++, true}};
+  }
+  return out;
+}
+
+}  // namespace rv::engine

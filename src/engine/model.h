@@ -1,0 +1,155 @@
+// The synchronous model API: a decoder-only transformer (Qwen2, Qwen3,
+// Llama) loaded from a Hugging Face model directory, run over batches of
+// tokens from many sequences at once, with a KV cache.
+//
+// This is the layer tests, oracles and benchmarks use directly; Engine
+// (engine.h) adds scheduling, sampling and text on top.
+//
+//   auto m = rv::engine::Model::load(dir, {.threads = 2});
+//   std::vector<float> logits = m->forward_all(tokens);  // [T][vocab]
+//
+// Weights stay in the memory-mapped safetensors files (bf16, f16 or f32 used
+// in place); only norms and biases (a few KB) are converted to f32.
+//
+// Thread-safety: a Model is driven by one thread at a time (forward() uses
+// scratch buffers and the model's thread pool). config()/spec() are
+// immutable and may be read from anywhere.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/kernels.h"
+#include "formats/model_dir.h"
+
+namespace rv::engine {
+
+class ThreadPool;
+
+enum class Arch { kQwen2, kQwen3, kLlama };
+
+// Hyper-parameters the forward pass uses, validated from config.json.
+struct ModelSpec {
+  Arch arch = Arch::kQwen2;
+  int hidden = 0;  // d_model
+  int layers = 0;
+  int heads = 0;     // query heads
+  int kv_heads = 0;  // key/value heads (GQA: heads % kv_heads == 0)
+  int head_dim = 0;
+  int intermediate = 0;  // SwiGLU width
+  int vocab = 0;
+  int max_position = 0;  // max_position_embeddings
+  double rms_eps = 1e-6;
+  bool tied = false;             // lm_head shares embed_tokens
+  bool qkv_bias = false;         // Qwen2 (and Llama with attention_bias)
+  bool qk_norm = false;          // Qwen3 per-head RMSNorm of q and k before RoPE
+  std::vector<double> inv_freq;  // RoPE frequencies (head_dim / 2), scaling applied
+
+  int q_dim() const { return heads * head_dim; }
+  int kv_dim() const { return kv_heads * head_dim; }
+};
+
+// Parses and checks the config (architecture, rope_scaling, activation...).
+// Throws rv::Error "<where>: ..." for anything the engine does not support.
+ModelSpec make_model_spec(const ModelConfig& c, const std::string& where);
+
+struct ModelOptions {
+  int threads = 0;  // 0: rv::num_threads()
+};
+
+// Key/value storage for up to `slots` sequences of up to `max_context`
+// positions each. Memory is reserved virtually and committed only as
+// positions are written, so a large cache costs what is used. f32.
+class KVCache {
+ public:
+  KVCache(const ModelSpec& spec, int slots, int max_context);
+  ~KVCache();
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
+
+  int slots() const { return slots_; }
+  int max_context() const { return max_context_; }
+  // [max_context][kv_dim] rows of layer `layer` for sequence slot `slot`.
+  float* k(int layer, int slot) { return base(layer, slot, 0); }
+  float* v(int layer, int slot) { return base(layer, slot, 1); }
+  // Returns the slot's memory to the OS (contents become zeros).
+  void release(int slot);
+
+ private:
+  float* base(int layer, int slot, int kv) {
+    return data_ + ((static_cast<size_t>(slot) * layers_ + layer) * 2 + kv) * per_;
+  }
+  int slots_, max_context_, layers_;
+  size_t per_;  // floats per (slot, layer, k|v)
+  size_t bytes_;
+  float* data_ = nullptr;
+};
+
+// One token of a batch: the token id, the sequence slot it belongs to and
+// its position there. REQUIRES: a slot's positions 0..pos-1 were written by
+// earlier forward() calls or earlier in this batch, in order.
+struct BatchToken {
+  int32_t token = 0;
+  int slot = 0;
+  int pos = 0;
+  bool logits = false;  // produce next-token logits for this token
+};
+
+class Model {
+ public:
+  // Opens `dir` (config.json + safetensors). Throws rv::Error naming the
+  // file or tensor on unsupported configs, missing tensors or wrong shapes.
+  static std::unique_ptr<Model> load(const std::filesystem::path& dir,
+                                     const ModelOptions& opt = {});
+  ~Model();
+
+  const ModelConfig& config() const { return dir_->config(); }
+  const ModelSpec& spec() const { return spec_; }
+  const ModelDir& dir() const { return *dir_; }
+  int threads() const;
+
+  // Runs every token of `batch` through the network, appending their K/V to
+  // `kv`, and writes one row of `spec().vocab` f32 logits per token with
+  // logits=true, in batch order, to `logits` (resized).
+  void forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vector<float>& logits);
+
+  // Convenience for tests and oracles: runs `tokens` as one fresh sequence
+  // (positions 0..T-1) and returns logits at every position, [T][vocab].
+  // `chunk` > 0 splits the prompt into forward() calls of that many tokens.
+  std::vector<float> forward_all(const std::vector<int32_t>& tokens, int chunk = 0);
+
+  // Greedy continuation of `prompt` for `n` tokens (argmax, ties -> lowest
+  // id); stops early after any id in `stop_ids`.
+  std::vector<int32_t> generate_greedy(const std::vector<int32_t>& prompt, int n,
+                                       const std::vector<int32_t>& stop_ids = {});
+
+ private:
+  struct Linear {
+    kern::WeightView w;
+    std::vector<float> bias;  // empty: none
+  };
+  struct Layer {
+    std::vector<float> attn_norm, mlp_norm;  // [hidden]
+    std::vector<float> q_norm, k_norm;       // [head_dim], Qwen3
+    Linear q, k, v, o;      // [q_dim][hidden], [kv_dim][hidden] x2, [hidden][q_dim]
+    Linear gate, up, down;  // [inter][hidden] x2, [hidden][inter]
+  };
+
+  Model() = default;
+  void matmul(const float* X, int T, const Linear& L, float* Y);
+  void rmsnorm_rows(const float* x, int T, const std::vector<float>& w, float* y);
+
+  std::unique_ptr<ModelDir> dir_;
+  ModelSpec spec_;
+  kern::WeightView embed_, lm_head_;
+  std::vector<float> final_norm_;
+  std::vector<Layer> layers_;
+  std::unique_ptr<ThreadPool> pool_;
+  // Scratch, grown on demand.
+  std::vector<float> x_, xn_, q_, k_, v_, att_, h_, g_, u_;
+};
+
+}  // namespace rv::engine
