@@ -1,0 +1,194 @@
+#include "tokenizer/unicode.h"
+
+#include <unicode/uchar.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
+
+#include <vector>
+
+#include "common/error.h"
+
+namespace rv::unicode {
+
+int32_t decode_utf8(std::string_view s, size_t i, size_t& len) {
+  const auto* p = reinterpret_cast<const uint8_t*>(s.data());
+  size_t n = s.size();
+  uint8_t b0 = p[i];
+  if (b0 < 0x80) {
+    len = 1;
+    return b0;
+  }
+  // Table 3-7 of the Unicode standard: well-formed byte sequences. The
+  // second byte's range depends on the lead byte; later ones are 80..BF.
+  int need;
+  uint8_t lo = 0x80, hi = 0xBF;
+  uint32_t cp;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    need = 1;
+    cp = b0 & 0x1F;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    need = 2;
+    cp = b0 & 0x0F;
+    if (b0 == 0xE0) lo = 0xA0;
+    if (b0 == 0xED) hi = 0x9F;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    need = 3;
+    cp = b0 & 0x07;
+    if (b0 == 0xF0) lo = 0x90;
+    if (b0 == 0xF4) hi = 0x8F;
+  } else {
+    len = 1;
+    return -1;
+  }
+  size_t k = 1;
+  for (; k <= static_cast<size_t>(need); ++k) {
+    if (i + k >= n) {
+      len = k;
+      return -1;
+    }
+    uint8_t b = p[i + k];
+    if (b < lo || b > hi) {
+      len = k;
+      return -1;
+    }
+    lo = 0x80;
+    hi = 0xBF;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  len = k;
+  return static_cast<int32_t>(cp);
+}
+
+void append_utf8(std::string& out, uint32_t cp) {
+  if (cp < 0x80) {
+    out.push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else if (cp < 0x10000) {
+    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  } else {
+    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
+    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
+  }
+}
+
+size_t incomplete_utf8_tail(std::string_view s) {
+  // Look back at most 3 bytes for the lead byte of an unfinished sequence.
+  size_t n = s.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    size_t start = n - back;
+    auto b = static_cast<uint8_t>(s[start]);
+    if (b >= 0x80 && b < 0xC0) continue;  // continuation byte: keep looking
+    size_t len = 0;
+    if (decode_utf8(s, start, len) < 0 && start + len == n) {
+      // Ill-formed only because the input ended: a proper prefix.
+      return back;
+    }
+    return 0;
+  }
+  return 0;
+}
+
+const std::array<uint32_t, 256>& byte_to_char() {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    uint32_t next = 256;
+    for (uint32_t b = 0; b < 256; ++b) {
+      bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+      t[b] = printable ? b : next++;
+    }
+    return t;
+  }();
+  return table;
+}
+
+int byte_of_char(uint32_t cp) {
+  static const std::vector<int> inv = [] {
+    std::vector<int> v(512, -1);
+    const auto& t = byte_to_char();
+    for (int b = 0; b < 256; ++b) v[t[b]] = b;
+    return v;
+  }();
+  return cp < inv.size() ? inv[cp] : -1;
+}
+
+std::string bytes_to_token_text(std::string_view bytes) {
+  const auto& t = byte_to_char();
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (char c : bytes) append_utf8(out, t[static_cast<uint8_t>(c)]);
+  return out;
+}
+
+bool token_text_to_bytes(std::string_view text, std::string& out) {
+  bool all = true;
+  for (size_t i = 0; i < text.size();) {
+    size_t len = 0;
+    int32_t cp = decode_utf8(text, i, len);
+    int b = cp >= 0 ? byte_of_char(static_cast<uint32_t>(cp)) : -1;
+    if (b >= 0) {
+      out.push_back(static_cast<char>(b));
+    } else {
+      out.append(text.substr(i, len));
+      all = false;
+    }
+    i += len;
+  }
+  return all;
+}
+
+std::string nfc(std::string_view s) {
+  bool ascii = true;
+  for (char c : s) {
+    if (static_cast<uint8_t>(c) >= 0x80) {
+      ascii = false;
+      break;
+    }
+  }
+  if (ascii) return std::string(s);
+  UErrorCode err = U_ZERO_ERROR;
+  const UNormalizer2* norm = unorm2_getNFCInstance(&err);
+  if (U_FAILURE(err))
+    throw Error("ICU", std::string("NFC normalizer unavailable: ") + u_errorName(err));
+  // UTF-8 -> UTF-16 (at most one UTF-16 unit per UTF-8 byte).
+  std::vector<UChar> u16(s.size() + 1);
+  int32_t n16 = 0;
+  u_strFromUTF8(u16.data(), static_cast<int32_t>(u16.size()), &n16, s.data(),
+                static_cast<int32_t>(s.size()), &err);
+  if (U_FAILURE(err))
+    throw Error("ICU", std::string("UTF-8 conversion failed: ") + u_errorName(err));
+  if (unorm2_quickCheck(norm, u16.data(), n16, &err) == UNORM_YES && U_SUCCESS(err)) {
+    return std::string(s);
+  }
+  err = U_ZERO_ERROR;
+  // NFC output is at most 3x the input length in UTF-16 units.
+  std::vector<UChar> out16(static_cast<size_t>(n16) * 3 + 16);
+  int32_t m = unorm2_normalize(norm, u16.data(), n16, out16.data(),
+                               static_cast<int32_t>(out16.size()), &err);
+  if (U_FAILURE(err))
+    throw Error("ICU", std::string("NFC normalization failed: ") + u_errorName(err));
+  std::string out(static_cast<size_t>(m) * 3, '\0');
+  int32_t n8 = 0;
+  u_strToUTF8(out.data(), static_cast<int32_t>(out.size()), &n8, out16.data(), m, &err);
+  if (U_FAILURE(err))
+    throw Error("ICU", std::string("UTF-16 conversion failed: ") + u_errorName(err));
+  out.resize(static_cast<size_t>(n8));
+  return out;
+}
+
+bool is_whitespace(uint32_t cp) {
+  if (cp < 0x80) return cp == ' ' || (cp >= 0x09 && cp <= 0x0D);
+  return u_hasBinaryProperty(static_cast<UChar32>(cp), UCHAR_WHITE_SPACE);
+}
+
+bool is_word_char(uint32_t cp) {
+  if (cp < 0x80) return std::isalnum(static_cast<int>(cp)) || cp == '_';
+  return u_isalnum(static_cast<UChar32>(cp));
+}
+
+}  // namespace rv::unicode

@@ -1,0 +1,45 @@
+// Unicode pieces the tokenizer needs: UTF-8 validation and decoding, the
+// GPT-2 byte <-> character table of byte-level BPE, NFC normalization (ICU)
+// and a few character classes. All functions are pure and thread-safe.
+#pragma once
+
+#include <array>
+#include <cctype>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace rv::unicode {
+
+// Decodes one code point at s[i]. On a well-formed sequence returns its code
+// point and sets `len` to its byte length; otherwise returns -1 and sets `len`
+// to the length of the maximal ill-formed subpart (>= 1), which is what one
+// U+FFFD replaces under WHATWG / Python errors="replace" semantics.
+int32_t decode_utf8(std::string_view s, size_t i, size_t& len);
+
+void append_utf8(std::string& out, uint32_t cp);
+
+// Length of a trailing run of bytes that is a proper prefix of a well-formed
+// UTF-8 sequence (0..3): bytes that may still become a character.
+size_t incomplete_utf8_tail(std::string_view s);
+
+// GPT-2 bytes_to_unicode(): printable bytes map to themselves, the others to
+// U+0100 upwards, so every byte becomes one visible character.
+const std::array<uint32_t, 256>& byte_to_char();
+// Inverse: -1 for characters that are not byte-level characters.
+int byte_of_char(uint32_t cp);
+// Raw bytes -> tokenizer.json form (each byte -> its character, UTF-8).
+std::string bytes_to_token_text(std::string_view bytes);
+// tokenizer.json form -> raw bytes. Characters outside the table are kept as
+// their own UTF-8 (Hugging Face's decoder does the same); returns false then.
+bool token_text_to_bytes(std::string_view text, std::string& out);
+
+// NFC via ICU. `s` must be valid UTF-8. ASCII-only input is returned as is.
+std::string nfc(std::string_view s);
+
+// Unicode White_Space (Rust char::is_whitespace), used by lstrip/rstrip.
+bool is_whitespace(uint32_t cp);
+// Alphanumeric or '_' (word characters for single_word added tokens).
+bool is_word_char(uint32_t cp);
+
+}  // namespace rv::unicode
