@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstring>
 #include <functional>
 #include <mutex>
@@ -34,7 +35,84 @@ struct SvHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-using StrMap = std::unordered_map<std::string, int32_t, SvHash, std::equal_to<>>;
+
+inline uint64_t hash_bytes(std::string_view s) {
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ s.size();
+  size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    uint64_t w;
+    memcpy(&w, s.data() + i, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 32;
+  }
+  uint64_t w = 0;
+  memcpy(&w, s.data() + i, s.size() - i);
+  h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 29;
+  return h;
+}
+
+// String -> id over strings owned elsewhere (keys[id]), open addressing.
+// Cheaper to build and probe than std::unordered_map<std::string, int>:
+// no per-entry allocation, one cache line per probe.
+class StrIdTable {
+ public:
+  void init(const std::vector<std::string>* keys, size_t expected) {
+    keys_ = keys;
+    size_t cap = 16;
+    while (cap < expected * 2) cap <<= 1;
+    slots_.assign(cap, Slot{0, -1});
+    mask_ = cap - 1;
+    size_ = 0;
+  }
+  // Adds keys[id]. An existing equal key keeps its id unless `replace`.
+  void insert(int32_t id, bool replace) {
+    if ((size_ + 1) * 2 > slots_.size()) grow();
+    std::string_view s = (*keys_)[id];
+    uint64_t h = hash_bytes(s);
+    auto tag = static_cast<uint32_t>(h >> 32);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      Slot& sl = slots_[i];
+      if (sl.id < 0) {
+        sl = Slot{tag, id};
+        ++size_;
+        return;
+      }
+      if (sl.tag == tag && (*keys_)[sl.id] == s) {
+        if (replace) sl.id = id;
+        return;
+      }
+    }
+  }
+  int32_t find(std::string_view s) const {
+    if (slots_.empty()) return -1;
+    uint64_t h = hash_bytes(s);
+    auto tag = static_cast<uint32_t>(h >> 32);
+    for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+      const Slot& sl = slots_[i];
+      if (sl.id < 0) return -1;
+      if (sl.tag == tag && (*keys_)[sl.id] == s) return sl.id;
+    }
+  }
+
+ private:
+  struct Slot {
+    uint32_t tag;
+    int32_t id;
+  };
+  void grow() {
+    std::vector<Slot> old;
+    old.swap(slots_);
+    slots_.assign(old.size() * 2, Slot{0, -1});
+    mask_ = slots_.size() - 1;
+    size_ = 0;
+    for (const Slot& s : old)
+      if (s.id >= 0) insert(s.id, true);
+  }
+  const std::vector<std::string>* keys_ = nullptr;
+  std::vector<Slot> slots_;
+  size_t mask_ = 0, size_ = 0;
+};
 
 // (left id, right id) -> (rank, merged id), open addressing.
 class MergeMap {
@@ -202,8 +280,12 @@ struct Tokenizer::Impl {
   std::vector<std::string> pieces;       // raw bytes
   std::vector<Kind> kind;
   std::vector<uint8_t> special;
-  StrMap token_to_id;  // tokenizer.json form, added tokens included
-  StrMap bytes_to_id;  // raw bytes of model-vocabulary tokens (ignore_merges)
+  StrIdTable token_to_id;  // tokenizer.json form (over id_to_token), added tokens included
+  StrIdTable bytes_to_id;  // raw bytes of byte-level vocabulary tokens (over pieces)
+  // Per vocabulary id: 0 unknown, 1 BPE of the token's own bytes gives exactly
+  // this token, 2 it does not. Filled lazily by encoders (benign races: every
+  // writer stores the same value); lets most pieces skip the locked cache.
+  std::unique_ptr<std::atomic<uint8_t>[]> self_merge;
   std::array<int32_t, 256> byte_id{};
   MergeMap merge_map;
   std::vector<std::pair<std::string, std::string>> merges;
@@ -264,38 +346,38 @@ void Tokenizer::Impl::finish_vocab(const std::string& file) {
   size_t n = id_to_token.size();
   pieces.assign(n, std::string());
   special.assign(n, 0);
-  token_to_id.reserve(n * 2);
-  bytes_to_id.reserve(n * 2);
+  token_to_id.init(&id_to_token, n + 1024);
+  bytes_to_id.init(&pieces, n + 1024);
   for (size_t id = 0; id < n; ++id) {
     if (kind[id] != Kind::kVocab) continue;
     const std::string& tok = id_to_token[id];
     bool byte_level = unicode::token_text_to_bytes(tok, pieces[id]);
-    token_to_id.emplace(tok, static_cast<int32_t>(id));
-    if (byte_level) bytes_to_id.emplace(pieces[id], static_cast<int32_t>(id));
+    token_to_id.insert(static_cast<int32_t>(id), false);
+    if (byte_level) bytes_to_id.insert(static_cast<int32_t>(id), false);
   }
   const auto& b2c = unicode::byte_to_char();
   for (int b = 0; b < 256; ++b) {
     std::string s;
     unicode::append_utf8(s, b2c[b]);
-    auto it = token_to_id.find(s);
-    if (it == token_to_id.end())
+    int32_t bid = token_to_id.find(s);
+    if (bid < 0)
       throw Error(file, "byte-level BPE vocabulary lacks the token for byte " + std::to_string(b) +
                             " ('" + s +
                             "'); byte-fallback/other vocabularies are not supported yet");
-    byte_id[b] = it->second;
+    byte_id[b] = bid;
   }
   // Merges: both halves and the result must be in the vocabulary (as HF checks).
   merge_map.reserve(merges.size());
   std::string joined;
   for (size_t r = 0; r < merges.size(); ++r) {
     const auto& [a, b] = merges[r];
-    auto ia = token_to_id.find(a), ib = token_to_id.find(b);
+    int32_t ia = token_to_id.find(a), ib = token_to_id.find(b);
     joined.assign(a).append(b);
-    auto ic = token_to_id.find(joined);
-    if (ia == token_to_id.end() || ib == token_to_id.end() || ic == token_to_id.end())
+    int32_t ic = token_to_id.find(joined);
+    if (ia < 0 || ib < 0 || ic < 0)
       throw Error(file, "merge " + std::to_string(r) + " ('" + a + " " + b +
                             "') uses a token that is not in the vocabulary");
-    merge_map.insert(ia->second, ib->second, static_cast<int32_t>(r), ic->second);
+    merge_map.insert(ia, ib, static_cast<int32_t>(r), ic);
   }
 }
 
@@ -336,7 +418,7 @@ void Tokenizer::Impl::set_added(std::vector<AddedToken> tokens, const std::strin
     id_to_token[id] = a.content;
     pieces[id] = a.content;
     special[id] = a.special;
-    token_to_id[a.content] = a.id;
+    token_to_id.insert(a.id, true);
     auto idx = static_cast<int32_t>(i);
     if (a.normalized) {
       norm_all.add(a.content, idx);
@@ -670,6 +752,7 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
     throw Error(describe(dir), "no tokenizer.json (or vocab.json + merges.txt) found");
   }
   t->apply_config(dir);
+  t->self_merge.reset(new std::atomic<uint8_t>[t->kind.size()]());
   return Tokenizer(std::move(t));
 }
 
@@ -827,17 +910,31 @@ void Tokenizer::Impl::encode_piece(std::string_view bytes, std::vector<int32_t>&
     out.push_back(byte_id[static_cast<uint8_t>(bytes[0])]);
     return;
   }
-  if (ignore_merges) {
-    auto it = bytes_to_id.find(bytes);
-    if (it != bytes_to_id.end()) {
-      out.push_back(it->second);
+  int32_t id = bytes_to_id.find(bytes);
+  if (id >= 0) {
+    if (ignore_merges) {
+      out.push_back(id);
+      return;
+    }
+    // Most pieces of real text are whole vocabulary tokens whose BPE gives
+    // the token itself; remembering that per id avoids the locked cache.
+    uint8_t st = self_merge[id].load(std::memory_order_relaxed);
+    if (st == 1) {
+      out.push_back(id);
+      return;
+    }
+    if (st == 0) {
+      size_t before = out.size();
+      bpe(bytes, out);
+      bool self = out.size() == before + 1 && out[before] == id;
+      self_merge[id].store(self ? 1 : 2, std::memory_order_relaxed);
       return;
     }
   }
   bool cacheable = bytes.size() <= BpeCache::kMaxKeyBytes;
   size_t h = 0;
   if (cacheable) {
-    h = SvHash{}(bytes);
+    h = hash_bytes(bytes);
     if (cache.get(bytes, h, out)) return;
   }
   size_t before = out.size();
@@ -889,8 +986,7 @@ void Tokenizer::Impl::encode_section(std::string_view text, bool parse_special,
                                      std::vector<int32_t>& out) const {
   std::string normed;
   if (normalizer == "NFC") {
-    normed = unicode::nfc(text);
-    text = normed;
+    if (unicode::nfc(text, normed)) text = normed;
   }
   const AddedMatcher& m = parse_special ? norm_all : norm_plain;
   if (m.empty()) {
@@ -1003,9 +1099,9 @@ bool Tokenizer::is_valid_id(int32_t id) const {
 
 static std::optional<int32_t> lookup(const Tokenizer::Impl& t, const std::string& s) {
   if (s.empty()) return std::nullopt;
-  auto it = t.token_to_id.find(s);
-  if (it == t.token_to_id.end()) return std::nullopt;
-  return it->second;
+  int32_t id = t.token_to_id.find(s);
+  if (id < 0) return std::nullopt;
+  return id;
 }
 
 std::optional<int32_t> Tokenizer::bos_id() const {
@@ -1044,9 +1140,9 @@ std::string Tokenizer::eos_token() const {
 }
 
 std::optional<int32_t> Tokenizer::token_id(std::string_view token) const {
-  auto it = impl_->token_to_id.find(token);
-  if (it == impl_->token_to_id.end()) return std::nullopt;
-  return it->second;
+  int32_t id = impl_->token_to_id.find(token);
+  if (id < 0) return std::nullopt;
+  return id;
 }
 
 bool Tokenizer::is_special(int32_t id) const {

@@ -142,15 +142,23 @@ bool token_text_to_bytes(std::string_view text, std::string& out) {
   return all;
 }
 
-std::string nfc(std::string_view s) {
-  bool ascii = true;
-  for (char c : s) {
-    if (static_cast<uint8_t>(c) >= 0x80) {
-      ascii = false;
+bool nfc(std::string_view s, std::string& out) {
+  // Characters below U+0300 are NFC-stable and never combine with what
+  // follows them unless a combining mark (>= U+0300) comes next, so text made
+  // only of them is already NFC.
+  bool simple = true;
+  for (size_t i = 0; i < s.size();) {
+    auto b = static_cast<uint8_t>(s[i]);
+    if (b < 0x80) {
+      ++i;
+    } else if (b < 0xCC) {  // lead bytes C2..CB encode U+0080..U+02FF
+      i += 2;
+    } else {
+      simple = false;
       break;
     }
   }
-  if (ascii) return std::string(s);
+  if (simple) return false;
   UErrorCode err = U_ZERO_ERROR;
   const UNormalizer2* norm = unorm2_getNFCInstance(&err);
   if (U_FAILURE(err))
@@ -162,9 +170,7 @@ std::string nfc(std::string_view s) {
                 static_cast<int32_t>(s.size()), &err);
   if (U_FAILURE(err))
     throw Error("ICU", std::string("UTF-8 conversion failed: ") + u_errorName(err));
-  if (unorm2_quickCheck(norm, u16.data(), n16, &err) == UNORM_YES && U_SUCCESS(err)) {
-    return std::string(s);
-  }
+  if (unorm2_quickCheck(norm, u16.data(), n16, &err) == UNORM_YES && U_SUCCESS(err)) return false;
   err = U_ZERO_ERROR;
   // NFC output is at most 3x the input length in UTF-16 units.
   std::vector<UChar> out16(static_cast<size_t>(n16) * 3 + 16);
@@ -172,13 +178,13 @@ std::string nfc(std::string_view s) {
                                static_cast<int32_t>(out16.size()), &err);
   if (U_FAILURE(err))
     throw Error("ICU", std::string("NFC normalization failed: ") + u_errorName(err));
-  std::string out(static_cast<size_t>(m) * 3, '\0');
+  out.assign(static_cast<size_t>(m) * 3, '\0');
   int32_t n8 = 0;
   u_strToUTF8(out.data(), static_cast<int32_t>(out.size()), &n8, out16.data(), m, &err);
   if (U_FAILURE(err))
     throw Error("ICU", std::string("UTF-16 conversion failed: ") + u_errorName(err));
   out.resize(static_cast<size_t>(n8));
-  return out;
+  return out != s;
 }
 
 bool is_whitespace(uint32_t cp) {

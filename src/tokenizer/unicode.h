@@ -34,8 +34,10 @@ std::string bytes_to_token_text(std::string_view bytes);
 // their own UTF-8 (Hugging Face's decoder does the same); returns false then.
 bool token_text_to_bytes(std::string_view text, std::string& out);
 
-// NFC via ICU. `s` must be valid UTF-8. ASCII-only input is returned as is.
-std::string nfc(std::string_view s);
+// NFC via ICU. `s` must be valid UTF-8. Returns false when `s` is already
+// NFC (the common case, decided without copying); otherwise stores the
+// normalized text in `out` and returns true.
+bool nfc(std::string_view s, std::string& out);
 
 // Unicode White_Space (Rust char::is_whitespace), used by lstrip/rstrip.
 bool is_whitespace(uint32_t cp);

@@ -2,7 +2,7 @@
 // ship the models' real tokenizer.json / tokenizer_config.json).
 //
 //   node tokenizer_ref.mjs ref   MODEL IN.jsonl OUT.jsonl
-//   node tokenizer_ref.mjs bench MODEL IN.jsonl          (prints {"tokens", "seconds"})
+//   node tokenizer_ref.mjs bench MODEL IN.jsonl          (prints {"tokens", "seconds", "cpu_seconds"})
 //
 // MODEL is qwen2_5, qwen3 or llama3_1. Each input line is one request:
 //   {"op":"encode","text":T}           -> {"ids":[...],"text":decode(ids),"skip":decode(ids, skip_special)}
@@ -30,9 +30,12 @@ if (mode === "bench") {
   for (const t of texts.slice(0, 200)) tok.encode(t, { add_special_tokens: false });
   let tokens = 0;
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   for (const t of texts) tokens += tok.encode(t, { add_special_tokens: false }).length;
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  console.log(JSON.stringify({ tokens, seconds }));
+  const c1 = process.cpuUsage(c0);
+  const cpu_seconds = (c1.user + c1.system) / 1e6;  // whole process: includes GC threads
+  console.log(JSON.stringify({ tokens, seconds, cpu_seconds }));
   process.exit(0);
 }
 
