@@ -27,23 +27,23 @@ class Tokenizer;
 namespace rv::engine {
 
 struct EngineOptions {
-  int threads = 0;            // 0: all cores (rv::num_threads())
-  int max_batch = 64;         // sequences decoded together
-  int max_context = 4096;     // tokens per sequence (prompt + generated); KV cache is sized from it
-  bool kv_bf16 = false;       // store the KV cache in bf16 instead of f32
+  int threads = 0;         // 0: all cores (rv::num_threads())
+  int max_batch = 64;      // sequences decoded together
+  int max_context = 4096;  // tokens per sequence (prompt + generated); KV cache is sized from it
+  bool kv_bf16 = false;    // store the KV cache in bf16 instead of f32
 };
 
 struct SamplingParams {
   int max_tokens = 256;
-  float temperature = 0.0f;   // 0: greedy (argmax, ties -> lowest id)
-  int top_k = 0;              // 0: off
-  float top_p = 1.0f;         // 1: off
-  float min_p = 0.0f;         // 0: off
-  uint64_t seed = 0;          // sampling is reproducible for a given seed
-  std::vector<int32_t> stop_ids;          // generation ends after emitting one (not included in text)
+  float temperature = 0.0f;       // 0: greedy (argmax, ties -> lowest id)
+  int top_k = 0;                  // 0: off
+  float top_p = 1.0f;             // 1: off
+  float min_p = 0.0f;             // 0: off
+  uint64_t seed = 0;              // sampling is reproducible for a given seed
+  std::vector<int32_t> stop_ids;  // generation ends after emitting one (not included in text)
   std::vector<std::string> stop_strings;  // matched across token boundaries; text is cut before it
-  bool ignore_eos = false;    // otherwise the tokenizer's end-of-generation ids also stop
-  int logprobs = 0;           // >0: return this many top alternatives per generated token
+  bool ignore_eos = false;  // otherwise the tokenizer's end-of-generation ids also stop
+  int logprobs = 0;         // >0: return this many top alternatives per generated token
 };
 
 struct TopLogprob {
@@ -52,12 +52,16 @@ struct TopLogprob {
 };
 
 struct GenerationResult {
-  std::vector<int32_t> tokens;           // generated ids (stop id excluded)
-  std::string text;                      // decoded text, cut at a stop string
-  std::string finish_reason;             // "stop" or "length"
+  std::vector<int32_t> tokens;  // generated ids (stop id excluded)
+  std::string text;             // decoded text, cut at a stop string
+  std::string finish_reason;    // "stop" or "length"
   int prompt_tokens = 0;
-  std::vector<double> token_logprobs;    // per generated token (when logprobs > 0 or always: cheap)
+  std::vector<double> token_logprobs;  // per generated token (when logprobs > 0 or always: cheap)
   std::vector<std::vector<TopLogprob>> top_logprobs;  // when logprobs > 0
+  // Wall time from the start of this request's prefill to its first sampled
+  // token, and from there to the end (the request shares steps with others).
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
 };
 
 // Called with each new piece of UTF-8-complete text as it is generated.
@@ -96,9 +100,13 @@ class Engine {
                                                         SamplingParams params,
                                                         TextCallback on_text = nullptr) = 0;
   // REQUIRES: !continuation.empty(). Context may be empty only if the model has a BOS token.
-  virtual std::future<LoglikelihoodResult> submit_loglikelihood(std::vector<int32_t> context,
-                                                                std::vector<int32_t> continuation) = 0;
+  virtual std::future<LoglikelihoodResult> submit_loglikelihood(
+      std::vector<int32_t> context, std::vector<int32_t> continuation) = 0;
   virtual std::future<SequenceScores> submit_score(std::vector<int32_t> tokens, int top_k) = 0;
+
+  // Fails every queued and running request with rv::Error("engine: cancelled")
+  // (their futures throw it); the engine stays usable. For quick shutdown.
+  virtual void cancel_all() {}
 };
 
 }  // namespace rv::engine

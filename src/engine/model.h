@@ -110,6 +110,9 @@ class Model {
   const ModelSpec& spec() const { return spec_; }
   const ModelDir& dir() const { return *dir_; }
   int threads() const;
+  // The model's worker pool, for callers that post-process a batch's logits
+  // in parallel on the same thread that calls forward().
+  ThreadPool& pool() { return *pool_; }
 
   // Runs every token of `batch` through the network, appending their K/V to
   // `kv`, and writes one row of `spec().vocab` f32 logits per token with

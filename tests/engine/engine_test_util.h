@@ -96,7 +96,7 @@ class RefModel {
   // Logits for every position of `tokens`, [T][V].
   std::vector<std::vector<double>> forward(const std::vector<int32_t>& tokens) {
     const int T = static_cast<int>(tokens.size());
-    auto E = w("model.embed_tokens.weight");
+    const auto& E = w("model.embed_tokens.weight");
     std::vector<std::vector<double>> x(T, std::vector<double>(H_));
     for (int t = 0; t < T; ++t)
       for (int i = 0; i < H_; ++i) x[t][i] = E[size_t(tokens[t]) * H_ + i];
@@ -155,14 +155,14 @@ class RefModel {
         add(x[t], matvec(Wd, g, H_));
       }
     }
-    auto head = tied_ ? E : w("lm_head.weight");
+    const auto& head = tied_ ? E : w("lm_head.weight");
     std::vector<std::vector<double>> out(T);
     for (int t = 0; t < T; ++t) out[t] = matvec(head, rmsnorm(x[t], w("model.norm.weight")), V_);
     return out;
   }
 
  private:
-  std::vector<double> w(const std::string& name) {
+  const std::vector<double>& w(const std::string& name) {
     auto it = cache_.find(name);
     if (it != cache_.end()) return it->second;
     TensorView v = ts_.view(name);
