@@ -1,0 +1,55 @@
+// Benchmark data loaders.
+//
+// A data directory holds the canonical files under fixed relative paths (the
+// layout of ../shared/data and of `reasonvec data fetch`):
+//   gsm8k/{train,test}.jsonl, humaneval/HumanEval.jsonl.gz,
+//   bbh/tasks/<subtask>.json, bbh/cot-prompts/<subtask>.txt,
+//   sciq/sciq_test.json (JSON array or JSONL), gsm-plus/gsmplus_testmini.jsonl,
+//   gsm-symbolic/GSM_p2.jsonl.
+// Every loader validates the fields the tasks need and throws rv::Error
+// "<file>: <problem>" (with the 1-based line for JSONL); a missing file's
+// message says to run `reasonvec data fetch` or pass --data-dir.
+//
+// Thread-safety: free functions without shared state.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace rv::eval {
+
+namespace fs = std::filesystem;
+
+// Relative paths (under a data dir) of every file some task reads.
+const std::vector<std::string>& data_file_paths();
+
+// $RV_DATA_DIR, else $XDG_CACHE_HOME/reasonvec, else ~/.cache/reasonvec.
+fs::path default_data_dir();
+
+// data_dir / rel, throwing the "how to fetch" error when the file is absent.
+fs::path require_data_file(const fs::path& data_dir, const std::string& rel);
+
+// Whole file as text; ".gz" files are gunzipped (zlib). Throws on missing,
+// unreadable or corrupt-gzip files.
+std::string read_data_text(const fs::path& path);
+
+// One JSON object per non-empty line (".gz" allowed). Each record must be an
+// object holding every name in `required` (any JSON type).
+std::vector<nlohmann::json> load_jsonl(const fs::path& path,
+                                       const std::vector<std::string>& required = {});
+// A JSON array of objects or JSONL, detected from the first non-space byte.
+std::vector<nlohmann::json> load_json_records(const fs::path& path,
+                                              const std::vector<std::string>& required = {});
+
+// The 27 BIG-Bench Hard subtasks, sorted by name.
+const std::vector<std::string>& bbh_subtasks();
+// bbh/tasks/<subtask>.json "examples" ({input, target} strings).
+std::vector<nlohmann::json> load_bbh_examples(const fs::path& data_dir, const std::string& subtask);
+// bbh/cot-prompts/<subtask>.txt without its canary header: everything after
+// the first line that is exactly "-----". Throws if that line is missing.
+std::string load_bbh_cot_prompt(const fs::path& data_dir, const std::string& subtask);
+
+}  // namespace rv::eval
