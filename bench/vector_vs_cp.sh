@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Benchmark: extract / apply vs copying the same bytes.
+#
+# Workload: a synthesized Qwen2-shaped bf16 model of ~2.1 GiB (18 layers,
+# hidden 2048, intermediate 5632, vocab 32000), its "GRPO" relative, and the
+# vector between them. Baseline, in the same run: `cp -r` of the model
+# directory, with and without a final `sync` (our outputs are fsynced).
+# Prints wall times, ratios and peak RSS (from /usr/bin/time -v).
+#
+# usage: bench/vector_vs_cp.sh [BUILD_DIR] [WORK_DIR]
+set -euo pipefail
+build=${1:-build}
+work=${2:-$(mktemp -d /tmp/rv-bench-XXXXXX)}
+rv="$build/src/cli/reasonvec"
+[ -x "$rv" ] || { echo "build first: $rv not found" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package 'time')" >&2; exit 1; }
+trap 'rm -rf "$work"' EXIT
+shape=(--arch qwen2 --layers 18 --hidden 2048 --heads 16 --kv-heads 4 --intermediate 5632 --vocab 32000 --dtype bf16 --seed 1 -q)
+echo "synthesizing two ~2.1 GiB bf16 models in $work ..."
+"$rv" synth "${shape[@]}" -o "$work/sft"
+"$rv" synth "${shape[@]}" --delta-scale 0.001 --delta-seed 7 -o "$work/grpo"
+size=$(du -sb "$work/sft" | cut -f1)
+# Warm the page cache for everyone alike.
+cat "$work"/sft/* "$work"/grpo/* > /dev/null
+
+measure() {  # name, command... -> prints "seconds peak_rss_kib"
+  local name=$1; shift
+  sync
+  /usr/bin/time -v -o "$work/time.$name" "$@" > /dev/null
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/time.$name" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.$name")
+  echo "$wall $rss"
+}
+
+read -r cp_t cp_rss < <(measure cp cp -r "$work/sft" "$work/copy")
+rm -rf "$work/copy"
+read -r cps_t cps_rss < <(measure cpsync sh -c "cp -r '$work/sft' '$work/copy' && sync")
+rm -rf "$work/copy"
+read -r ex16_t ex16_rss < <(measure ex16 "$rv" -q extract --base "$work/sft" --tuned "$work/grpo" --dtype bf16 -o "$work/v16.safetensors")
+read -r ex_t ex_rss < <(measure ex32 "$rv" -q extract --base "$work/sft" --tuned "$work/grpo" -o "$work/v.safetensors")
+rm -f "$work/v16.safetensors"
+cat "$work/v.safetensors" > /dev/null
+read -r ap_t ap_rss < <(measure apply "$rv" -q apply --model "$work/sft" --vector "$work/v.safetensors" --alpha 1 -o "$work/out")
+
+largest=$(python3 - "$work/sft/model.safetensors" <<'PY'
+import json, struct, sys
+f = open(sys.argv[1], 'rb'); n = struct.unpack('<Q', f.read(8))[0]; h = json.loads(f.read(n))
+print(max(v['data_offsets'][1] - v['data_offsets'][0] for k, v in h.items() if k != '__metadata__') // 1024)
+PY
+)
+printf "\nmodel: %.2f GiB bf16, largest tensor %d MiB, %s threads\n" "$(awk "BEGIN{print $size/1073741824}")" $((largest/1024)) "$(nproc)"
+printf "%-38s %9s %12s %14s\n" "operation" "seconds" "vs cp -r" "vs cp+sync" 
+row() { printf "%-38s %9.2f %11.2fx %13.2fx   peak RSS %d MiB\n" "$1" "$2" "$(awk "BEGIN{print $2/$cp_t}")" "$(awk "BEGIN{print $2/$cps_t}")" $(( $3 / 1024 )); }
+row "cp -r model (baseline)" "$cp_t" "$cp_rss"
+row "cp -r model && sync (baseline)" "$cps_t" "$cps_rss"
+row "extract --dtype bf16 (reads 2x, writes 1x)" "$ex16_t" "$ex16_rss"
+row "extract (f32: reads 2x, writes 2x)" "$ex_t" "$ex_rss"
+row "apply bf16 + f32 vector (reads 3x, writes 1x)" "$ap_t" "$ap_rss"
+echo "RSS target: 512 MiB + largest tensor = $(( 512 + largest/1024 )) MiB"

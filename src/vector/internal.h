@@ -1,0 +1,71 @@
+// Helpers shared by the vector operations (not a public interface).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "common/progress.h"
+#include "formats/model_dir.h"
+
+namespace rv::vec::detail {
+
+// Elements per work unit: 1 Mi elements keeps per-thread scratch at a few MB
+// and gives every core several tiles even for mid-sized tensors.
+inline constexpr uint64_t kTile = 1u << 20;
+
+// Runs fn(begin, end) over [0, n) in kTile pieces on all cores.
+void for_tiles(uint64_t n, const std::function<void(uint64_t, uint64_t)>& fn);
+
+// Per-thread scratch buffers (reused across tiles and tensors).
+std::vector<float>& scratch(int slot, size_t n);
+std::vector<uint8_t>& scratch_bytes(size_t n);
+
+// Reads elements [b, e) of a float tensor view into f32.
+inline void load_f32(const TensorView& v, uint64_t b, uint64_t e, float* out) {
+  to_f32(v.dtype(), v.data + b * dtype_size(v.dtype()), out, e - b);
+}
+
+// Tells the kernel we are done with elements [b, e) of a mapped tensor so
+// streaming a model larger than RAM does not grow the resident set.
+void release(const TensorSet& set, const TensorView& v, uint64_t b, uint64_t e);
+
+// Name filter from --include / --exclude (ECMAScript, search semantics).
+class NameFilter {
+ public:
+  NameFilter(const std::string& include, const std::string& exclude);
+  bool operator()(const std::string& name) const;
+
+ private:
+  bool has_inc_ = false, has_exc_ = false;
+  std::regex inc_, exc_;
+};
+
+inline bool finite(float x) { return std::isfinite(x); }
+
+std::string shape_str(const std::vector<int64_t>& s);
+
+// Input and output embedding matrices, whose first dimension is the vocabulary.
+bool is_vocab_tensor(const std::string& name);
+inline const char* kEmbed = "model.embed_tokens.weight";
+inline const char* kLmHead = "lm_head.weight";
+
+// Provenance fields common to everything we write.
+std::map<std::string, std::string> base_metadata(const std::string& kind, const std::string& command_line);
+
+// sha256 of a model directory's config.json, or "" for a bare tensor file.
+std::string config_hash(const std::filesystem::path& p);
+
+// Opens either a model directory or a tensor file/dir as a TensorSet; also
+// returns the config when there is one.
+struct Opened {
+  std::unique_ptr<TensorSet> set;
+  std::optional<ModelConfig> config;
+};
+Opened open_any(const std::filesystem::path& p);
+
+}  // namespace rv::vec::detail

@@ -1,0 +1,237 @@
+#include <cmath>
+#include <limits>
+#include <mutex>
+
+#include "common/error.h"
+#include "common/progress.h"
+#include "vector/internal.h"
+#include "vector/vector.h"
+
+namespace rv::vec {
+
+using namespace detail;
+using json = nlohmann::json;
+
+double Stats::l2() const { return std::sqrt(sum_sq); }
+
+double Stats::rel() const {
+  return ref_sum_sq > 0 ? std::sqrt(sum_sq / ref_sum_sq) : std::numeric_limits<double>::quiet_NaN();
+}
+
+void Stats::merge(const Stats& o) {
+  numel += o.numel;
+  sum_sq += o.sum_sq;
+  max_abs = std::max(max_abs, o.max_abs);
+  zeros += o.zeros;
+  nans += o.nans;
+  infs += o.infs;
+  if (o.ref_sum_sq >= 0) ref_sum_sq = (ref_sum_sq < 0 ? 0 : ref_sum_sq) + o.ref_sum_sq;
+}
+
+double PairStats::cosine() const {
+  return a_sq > 0 && b_sq > 0 ? dot / std::sqrt(a_sq * b_sq) : std::numeric_limits<double>::quiet_NaN();
+}
+
+double PairStats::norm_ratio() const {
+  return b_sq > 0 ? std::sqrt(a_sq / b_sq) : std::numeric_limits<double>::quiet_NaN();
+}
+
+void PairStats::merge(const PairStats& o) {
+  numel += o.numel;
+  dot += o.dot;
+  a_sq += o.a_sq;
+  b_sq += o.b_sq;
+}
+
+namespace {
+
+json num(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
+
+json stats_json(const Stats& s) {
+  json j = {{"numel", s.numel},        {"l2", num(s.l2())},  {"max_abs", num(s.max_abs)},
+            {"zero_fraction", s.numel ? double(s.zeros) / s.numel : 0.0},
+            {"nan", s.nans},           {"inf", s.infs}};
+  if (s.ref_sum_sq >= 0) j["relative_norm"] = num(s.rel());
+  return j;
+}
+
+json pair_json(const PairStats& p) {
+  return {{"numel", p.numel}, {"cosine", num(p.cosine())}, {"norm_ratio", num(p.norm_ratio())},
+          {"norm_a", num(std::sqrt(p.a_sq))}, {"norm_b", num(std::sqrt(p.b_sq))}};
+}
+
+// Σx² of a tensor, in double, on all cores.
+double sum_squares(const TensorSet& set, const TensorView& v) {
+  std::mutex mu;
+  double total = 0;
+  for_tiles(v.numel(), [&](uint64_t lo, uint64_t hi) {
+    float* x = scratch(0, hi - lo).data();
+    load_f32(v, lo, hi, x);
+    double s = 0;
+    for (size_t k = 0; k < hi - lo; ++k)
+      if (std::isfinite(x[k])) s += double(x[k]) * x[k];
+    release(set, v, lo, hi);
+    std::lock_guard<std::mutex> l(mu);
+    total += s;
+  });
+  return total;
+}
+
+}  // namespace
+
+json InspectResult::to_json() const {
+  json j;
+  j["metadata"] = metadata;
+  json t = json::array();
+  for (const auto& [n, s] : tensors) {
+    json e = stats_json(s);
+    e["name"] = n;
+    t.push_back(e);
+  }
+  j["tensors"] = t;
+  json l = json::array();
+  for (const auto& [i, s] : layers) {
+    json e = stats_json(s);
+    e["layer"] = i;
+    l.push_back(e);
+  }
+  j["layers"] = l;
+  j["non_layer"] = stats_json(other);
+  j["total"] = stats_json(total);
+  return j;
+}
+
+InspectResult inspect(const fs::path& path, const fs::path& reference) {
+  Opened o = open_any(path);
+  const TensorSet& S = *o.set;
+  std::unique_ptr<TensorSet> ref;
+  if (!reference.empty()) ref = std::make_unique<TensorSet>(reference);
+  InspectResult r;
+  for (const auto& [k, v] : S.metadata()) r.metadata[k] = v;
+  Progress prog("inspect", S.total_bytes() + (ref ? S.total_bytes() : 0), Progress::Unit::kBytes);
+  for (const auto& name : S.names()) {
+    const TensorView v = S.view(name);
+    Stats st;
+    st.numel = v.numel();
+    if (is_float_dtype(v.dtype())) {
+      std::mutex mu;
+      for_tiles(v.numel(), [&](uint64_t lo, uint64_t hi) {
+        float* x = scratch(0, hi - lo).data();
+        load_f32(v, lo, hi, x);
+        Stats s;
+        for (size_t k = 0; k < hi - lo; ++k) {
+          float f = x[k];
+          if (std::isnan(f)) {
+            ++s.nans;
+          } else if (std::isinf(f)) {
+            ++s.infs;
+          } else {
+            s.sum_sq += double(f) * f;
+            s.max_abs = std::max(s.max_abs, double(std::fabs(f)));
+            s.zeros += f == 0.0f;
+          }
+        }
+        release(S, v, lo, hi);
+        prog.add((hi - lo) * dtype_size(v.dtype()));
+        std::lock_guard<std::mutex> l(mu);
+        s.numel = 0;
+        st.merge(s);
+      });
+    } else {
+      prog.add(v.nbytes());
+    }
+    if (ref) {
+      if (!ref->has(name))
+        throw Error(reference.string(), "has no tensor '" + name + "' to compare norms with");
+      const TensorView rv = ref->view(name);
+      if (rv.numel() != v.numel())
+        throw Error(reference.string(), "tensor '" + name + "' has shape " + shape_str(rv.shape()) +
+                                            ", the vector's is " + shape_str(v.shape()));
+      st.ref_sum_sq = is_float_dtype(rv.dtype()) ? sum_squares(*ref, rv) : 0;
+      prog.add(v.nbytes());
+    }
+    int li = layer_index(name);
+    if (li >= 0) r.layers[li].merge(st);
+    else r.other.merge(st);
+    r.total.merge(st);
+    r.tensors.emplace_back(name, st);
+  }
+  return r;
+}
+
+json CompareResult::to_json() const {
+  json j;
+  json t = json::array();
+  for (const auto& [n, p] : tensors) {
+    json e = pair_json(p);
+    e["name"] = n;
+    t.push_back(e);
+  }
+  j["tensors"] = t;
+  json l = json::array();
+  for (const auto& [i, p] : layers) {
+    json e = pair_json(p);
+    e["layer"] = i;
+    l.push_back(e);
+  }
+  j["layers"] = l;
+  j["total"] = pair_json(total);
+  j["only_in_a"] = only_in_a;
+  j["only_in_b"] = only_in_b;
+  j["shape_mismatch"] = shape_mismatch;
+  return j;
+}
+
+CompareResult compare(const fs::path& a_p, const fs::path& b_p) {
+  Opened oa = open_any(a_p), ob = open_any(b_p);
+  const TensorSet &A = *oa.set, &B = *ob.set;
+  CompareResult r;
+  for (const auto& n : B.names())
+    if (!A.has(n)) r.only_in_b.push_back(n);
+  uint64_t work = 0;
+  for (const auto& n : A.names())
+    if (B.has(n)) work += A.find(n)->nbytes() + B.find(n)->nbytes();
+  Progress prog("compare", work, Progress::Unit::kBytes);
+  for (const auto& name : A.names()) {
+    if (!B.has(name)) {
+      r.only_in_a.push_back(name);
+      continue;
+    }
+    const TensorView a = A.view(name), b = B.view(name);
+    if (a.shape() != b.shape()) {
+      r.shape_mismatch.push_back(name + " " + shape_str(a.shape()) + " vs " + shape_str(b.shape()));
+      continue;
+    }
+    if (!is_float_dtype(a.dtype()) || !is_float_dtype(b.dtype())) continue;
+    PairStats ps;
+    ps.numel = a.numel();
+    std::mutex mu;
+    for_tiles(a.numel(), [&](uint64_t lo, uint64_t hi) {
+      float* x = scratch(0, hi - lo).data();
+      float* y = scratch(1, hi - lo).data();
+      load_f32(a, lo, hi, x);
+      load_f32(b, lo, hi, y);
+      double d = 0, xx = 0, yy = 0;
+      for (size_t k = 0; k < hi - lo; ++k) {
+        d += double(x[k]) * y[k];
+        xx += double(x[k]) * x[k];
+        yy += double(y[k]) * y[k];
+      }
+      release(A, a, lo, hi);
+      release(B, b, lo, hi);
+      prog.add((hi - lo) * (dtype_size(a.dtype()) + dtype_size(b.dtype())));
+      std::lock_guard<std::mutex> l(mu);
+      ps.dot += d;
+      ps.a_sq += xx;
+      ps.b_sq += yy;
+    });
+    int li = layer_index(name);
+    if (li >= 0) r.layers[li].merge(ps);
+    r.total.merge(ps);
+    r.tensors.emplace_back(name, ps);
+  }
+  if (r.tensors.empty()) throw Error(b_p.string(), "no tensors in common with " + a_p.string());
+  return r;
+}
+
+}  // namespace rv::vec

@@ -1,0 +1,30 @@
+// llama.cpp (node-llama-cpp) as a test oracle: runs tests/oracles/llama_ref.mjs
+// on a request and returns its JSON result, plus the prompt set shared by the
+// GGUF-compatibility and engine-vs-llama.cpp tests. Throws std::runtime_error
+// (so the calling test fails, never skips) when node or the oracle packages
+// are missing: `make test` installs them (scripts/install-oracles.sh).
+#pragma once
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace rv_test {
+
+// Runs `node llama_ref.mjs` on `request` (written to a file in `work_dir`).
+nlohmann::json run_llama_ref(const nlohmann::json& request, const std::filesystem::path& work_dir);
+
+// >= 24 prompts: prose, code, numbers, whitespace runs, contractions, CJK,
+// emoji, accents. None contains a special-token string (llama.cpp does not
+// parse those with specialTokens=false, Hugging Face does). `extra` adds
+// non-special added tokens that both sides match as whole tokens.
+std::vector<std::string> oracle_prompts(const std::vector<std::string>& extra = {});
+
+// The tokenizer directory of an @lenml/tokenizer-<pkg> oracle package.
+std::filesystem::path oracle_tokenizer_dir(const std::string& pkg);
+
+// True under the sanitizer build (RV_SANITIZER_RUN=1): trim sweeps.
+bool sanitizer_run();
+
+}  // namespace rv_test
