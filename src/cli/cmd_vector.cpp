@@ -8,6 +8,7 @@
 #include "cli/table.h"
 #include "common/error.h"
 #include "common/progress.h"
+#include "vector/mergekit.h"
 #include "vector/vector.h"
 
 namespace rv::cli {
@@ -56,15 +57,17 @@ void add_extract_command(CLI::App& app) {
 
 void add_apply_command(CLI::App& app) {
   struct Opts {
-    std::string model, out, dtype = "same", shard = "5GB", vocab = "error";
+    std::string model, out, dtype = "same", shard = "5GB", vocab = "error", mergekit;
     std::vector<std::string> vectors;
     std::vector<double> alphas;
     vec::ApplyOptions o;
   };
   auto p = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("apply", "Add reasoning vector(s) to a model: theta + sum(alpha_i * v_i)");
-  sub->add_option("--model", p->model, "Target model directory")->required();
-  sub->add_option("--vector", p->vectors, "Vector file (repeatable)")->required();
+  sub->add_option("--model", p->model, "Target model directory");
+  sub->add_option("--vector", p->vectors, "Vector file (repeatable)");
+  sub->add_option("--mergekit-config", p->mergekit,
+                  "Run a mergekit YAML config (linear or task_arithmetic) instead of --model/--vector");
   sub->add_option("--alpha", p->alphas,
                   "Scale of the matching --vector (repeatable, in the same order; default 1; negative subtracts)");
   sub->add_option("-o,--output", p->out, "Output model directory")->required();
@@ -79,6 +82,17 @@ void add_apply_command(CLI::App& app) {
   sub->add_flag("--fail-on-nonfinite", p->o.fail_on_nonfinite, "Error on NaN/Inf in the result");
   sub->add_flag("--force", p->o.force, "Overwrite the output directory if it exists");
   sub->callback([p] {
+    if (!p->mergekit.empty()) {
+      if (!p->model.empty() || !p->vectors.empty())
+        throw CLI::ValidationError("--mergekit-config", "takes the models from the config: drop --model/--vector");
+      vec::MergekitOptions mo{p->o.force, parse_size(p->shard), command_line()};
+      auto r = vec::run_mergekit(p->mergekit, p->out, mo, logger());
+      printf("wrote %s: %zu tensors, %s in %zu file(s)\n", p->out.c_str(), r.tensors_changed,
+             format_bytes(double(r.bytes_written)).c_str(), r.files.size());
+      return;
+    }
+    if (p->model.empty() || p->vectors.empty())
+      throw CLI::ValidationError("apply", "--model and at least one --vector are required");
     if (!p->alphas.empty() && p->alphas.size() != p->vectors.size())
       throw CLI::ValidationError("--alpha", "give one --alpha per --vector (or none for alpha = 1)");
     std::vector<vec::ApplyTerm> terms;

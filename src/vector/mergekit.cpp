@@ -1,0 +1,222 @@
+#include "vector/mergekit.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <memory>
+
+#include "common/error.h"
+#include "common/file.h"
+#include "common/progress.h"
+#include "vector/internal.h"
+
+namespace rv::vec {
+
+using namespace detail;
+
+namespace {
+
+struct WeightRule {
+  std::string filter;  // empty: default
+  double value = 0;
+};
+
+struct Source {
+  fs::path path;
+  std::vector<WeightRule> weight;
+  std::unique_ptr<ModelDir> model;
+
+  double weight_for(const std::string& tensor) const {
+    for (const auto& r : weight)
+      if (r.filter.empty() || tensor.find(r.filter) != std::string::npos) return r.value;
+    return 0.0;  // mergekit: no matching rule means the model does not contribute
+  }
+};
+
+std::string where(const fs::path& cfg, const YAML::Node& n) {
+  return cfg.string() + ":" + std::to_string(n.Mark().line + 1);
+}
+
+std::vector<WeightRule> parse_weight(const fs::path& cfg, const YAML::Node& n) {
+  if (!n) throw Error(cfg.string(), "model entry lacks parameters.weight");
+  if (n.IsScalar()) return {{"", n.as<double>()}};
+  if (n.IsSequence()) {
+    std::vector<WeightRule> rules;
+    for (const auto& e : n) {
+      if (!e.IsMap())
+        throw Error(where(cfg, e), "weight gradients (lists of numbers) are not supported yet; use "
+                                   "{filter, value} entries");
+      WeightRule r;
+      if (e["filter"]) r.filter = e["filter"].as<std::string>();
+      if (!e["value"]) throw Error(where(cfg, e), "weight entry lacks 'value'");
+      r.value = e["value"].as<double>();
+      rules.push_back(r);
+    }
+    return rules;
+  }
+  throw Error(where(cfg, n), "weight must be a number or a list of {filter, value}");
+}
+
+DType parse_mk_dtype(const fs::path& cfg, const YAML::Node& n) {
+  auto d = parse_user_dtype(n.as<std::string>());
+  if (!d) throw Error(where(cfg, n), "unsupported dtype '" + n.as<std::string>() + "'");
+  return *d;
+}
+
+// f32 result rounded to the compute dtype (identity for f32).
+inline float rd(DType d, float x) {
+  if (d == DType::BF16) return bf16_to_f32(f32_to_bf16(x));
+  if (d == DType::F16) return f16_to_f32(f32_to_f16(x));
+  return x;
+}
+
+}  // namespace
+
+ApplyResult run_mergekit(const fs::path& cfg_path, const fs::path& out, const MergekitOptions& opt,
+                         const Log& log) {
+  YAML::Node cfg;
+  try {
+    cfg = YAML::LoadFile(cfg_path.string());
+  } catch (const YAML::BadFile&) {
+    throw Error(cfg_path.string(), "cannot read mergekit config");
+  } catch (const YAML::Exception& e) {
+    throw Error(cfg_path.string() + ":" + std::to_string(e.mark.line + 1), "YAML error: " + e.msg);
+  }
+  try {
+    if (!cfg.IsMap() || !cfg["merge_method"]) throw Error(cfg_path.string(), "missing 'merge_method'");
+    const std::string method = cfg["merge_method"].as<std::string>();
+    const bool ta = method == "task_arithmetic";
+    if (method != "linear" && !ta)
+      throw Error(where(cfg_path, cfg["merge_method"]),
+                  "merge_method '" + method + "' is not supported (linear, task_arithmetic)");
+    if (cfg["slices"]) throw Error(where(cfg_path, cfg["slices"]), "'slices' configs are not supported yet");
+    const fs::path dir = cfg_path.parent_path();
+    auto resolve = [&](const YAML::Node& n) {
+      fs::path p = n.as<std::string>();
+      if (p.is_relative() && !fs::exists(p)) p = dir / p;
+      if (!is_model_dir(p))
+        throw Error(where(cfg_path, n), "model '" + n.as<std::string>() +
+                                            "' is not a local model directory (download it first, e.g. "
+                                            "with huggingface-cli download)");
+      return p;
+    };
+    bool normalize = !ta;  // mergekit defaults: linear true, task_arithmetic false
+    if (auto p = cfg["parameters"]; p && p["normalize"]) normalize = p["normalize"].as<bool>();
+    std::vector<Source> srcs;
+    if (!cfg["models"] || !cfg["models"].IsSequence()) throw Error(cfg_path.string(), "missing 'models' list");
+    for (const auto& m : cfg["models"]) {
+      Source s;
+      s.path = resolve(m["model"]);
+      s.weight = parse_weight(cfg_path, m["parameters"] ? m["parameters"]["weight"] : YAML::Node());
+      srcs.push_back(std::move(s));
+    }
+    std::unique_ptr<ModelDir> base;
+    fs::path base_path;
+    if (ta) {
+      if (!cfg["base_model"]) throw Error(cfg_path.string(), "task_arithmetic needs 'base_model'");
+      base_path = resolve(cfg["base_model"]);
+      base = std::make_unique<ModelDir>(base_path);
+      // A base listed among the models contributes no task vector.
+      std::erase_if(srcs, [&](const Source& s) { return fs::equivalent(s.path, base_path); });
+    } else {
+      if (srcs.empty()) throw Error(cfg_path.string(), "linear merge needs at least one model");
+      base_path = srcs[0].path;
+    }
+    for (auto& s : srcs) s.model = std::make_unique<ModelDir>(s.path);
+    const ModelDir& ref = base ? *base : *srcs[0].model;
+    DType D = cfg["dtype"] ? parse_mk_dtype(cfg_path, cfg["dtype"]) : ref.weight_dtype();
+    DType O = cfg["out_dtype"] ? parse_mk_dtype(cfg_path, cfg["out_dtype"]) : D;
+
+    const TensorSet& R = ref.tensors();
+    std::vector<TensorSpec> specs;
+    for (const auto& n : R.names()) {
+      const TensorView v = R.view(n);
+      if (!is_float_dtype(v.dtype())) throw Error(ref.path().string(), "tensor '" + n + "' is not a float tensor");
+      for (const auto& s : srcs) {
+        if (!s.model->tensors().has(n))
+          throw Error(s.path.string(), "has no tensor '" + n + "' (mergekit needs every model to have it)");
+        if (s.model->tensors().view(n).shape() != v.shape())
+          throw Error(s.path.string(), "tensor '" + n + "' has shape " +
+                                           shape_str(s.model->tensors().view(n).shape()) + ", " +
+                                           ref.path().string() + " has " + shape_str(v.shape()));
+      }
+      specs.push_back({n, O, v.shape()});
+    }
+
+    auto meta = base_metadata("model", opt.command_line);
+    meta["reasonvec.mergekit_config"] = read_file(cfg_path);
+    AtomicOutput output(out, AtomicOutput::Kind::kDirectory, opt.force);
+    SafetensorsWriter::Options wo;
+    wo.shard_size = opt.shard_size;
+    wo.metadata = meta;
+    SafetensorsWriter w(output.path(), specs, wo);
+    Progress prog("merge", R.total_bytes() * (srcs.size() + 1), Progress::Unit::kBytes);
+    const size_t osz = dtype_size(O);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      const std::string& name = specs[i].name;
+      const TensorView bv = R.view(name);
+      std::vector<TensorView> xs;
+      std::vector<float> wts;  // weights rounded to D, as torch.tensor(weights, dtype=D)
+      float wsum = 0;
+      for (const auto& s : srcs) {
+        xs.push_back(s.model->tensors().view(name));
+        wts.push_back(rd(D, float(s.weight_for(name))));
+      }
+      for (float x : wts) wsum += x;
+      wsum = rd(D, wsum);
+      float divisor = ta ? (std::fabs(wsum) < 1e-8f ? 1.0f : wsum) : wsum;
+      for_tiles(bv.numel(), [&](uint64_t lo, uint64_t hi) {
+        const size_t n = hi - lo;
+        float* base_v = scratch(0, n).data();
+        float* acc = scratch(1, n).data();
+        float* x = scratch(2, n).data();
+        if (ta) {
+          load_f32(bv, lo, hi, base_v);
+          for (size_t k = 0; k < n; ++k) base_v[k] = rd(D, base_v[k]);
+        }
+        std::fill(acc, acc + n, 0.0f);
+        for (size_t j = 0; j < xs.size(); ++j) {
+          load_f32(xs[j], lo, hi, x);
+          for (size_t k = 0; k < n; ++k) {
+            float xv = rd(D, x[k]);
+            float term = ta ? rd(D, rd(D, xv - base_v[k]) * wts[j]) : rd(D, wts[j] * xv);
+            acc[k] += term;  // torch sums in an f32 accumulator, rounding once
+          }
+        }
+        for (size_t k = 0; k < n; ++k) {
+          float m = rd(D, acc[k]);
+          if (normalize) m = rd(D, m / divisor);
+          acc[k] = ta ? rd(D, base_v[k] + m) : m;
+        }
+        uint8_t* ob = scratch_bytes(n * osz).data();
+        from_f32(O, acc, ob, n);
+        w.write(i, lo * osz, ob, n * osz);
+        prog.add(n * dtype_size(bv.dtype()) * (xs.size() + 1));
+      });
+    }
+    prog.finish();
+    w.finish();
+    std::vector<std::string> extras;
+    for (const auto& f : ref.extra_files())
+      if (f != "README.md") extras.push_back(f);
+    copy_extra_files(ref.path(), extras, output.path());
+    std::string card = "---\ntags:\n- reasonvec\n- merge\n---\n\n# Merged with reasonvec " RV_VERSION
+                       " from a mergekit config\n\nmerge_method: `" + method + "`, computed in " +
+                       std::string(dtype_name(D)) + " as mergekit does, written as " +
+                       std::string(dtype_name(O)) + ".\n\n```yaml\n" + read_file(cfg_path) + "```\n";
+    if (!opt.command_line.empty()) card += "\nCommand: `" + opt.command_line + "`\n";
+    write_file(output.path() / "README.md", card);
+    ApplyResult r;
+    r.tensors_changed = specs.size();
+    r.files = w.files();
+    r.bytes_written = w.total_bytes();
+    output.commit();
+    log("merged " + std::to_string(srcs.size()) + " model(s) with " + method + " (normalize: " +
+        (normalize ? "true" : "false") + ")");
+    return r;
+  } catch (const YAML::Exception& e) {
+    throw Error(cfg_path.string() + ":" + std::to_string(e.mark.line + 1), "invalid config: " + e.msg);
+  }
+}
+
+}  // namespace rv::vec
