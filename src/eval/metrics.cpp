@@ -1,6 +1,7 @@
 #include "eval/metrics.h"
 
 #include <cmath>
+#include <unordered_map>
 
 #include "common/error.h"
 #include "eval/extract.h"
@@ -85,8 +86,14 @@ std::string py_lower(std::string_view s) {
 }
 
 std::string exact_match_normalize(std::string_view s, const ExactMatchOptions& opts) {
+  // Compiled patterns are cached per thread (a handful of patterns per run).
+  thread_local std::unordered_map<std::string, Regex> cache;
   std::string out(s);
-  for (const auto& pat : opts.regexes_to_ignore) out = Regex(pat).sub(out, "");
+  for (const auto& pat : opts.regexes_to_ignore) {
+    auto it = cache.find(pat);
+    if (it == cache.end()) it = cache.emplace(pat, Regex(pat)).first;
+    out = it->second.sub(out, "");
+  }
   if (opts.ignore_case) out = py_lower(out);
   if (opts.ignore_punctuation) {
     std::string kept;

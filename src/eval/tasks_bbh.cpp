@@ -62,7 +62,7 @@ class BbhTask : public Task {
 
   nlohmann::json config(const TaskOptions& o) const override {
     auto ts = checked_transforms(name(), o, kSupported);
-    return {
+    nlohmann::json c = {
         {"task", name()},
         {"version", "2.0"},
         {"subtasks", bbh_subtasks()},
@@ -77,6 +77,8 @@ class BbhTask : public Task {
         {"aggregate", "weight_by_size"},
         {"prompt", prompt_options_json(o, true)},
         {"transforms", transforms_json(ts)}};
+    c["prompt"]["cot_hint"] = false;  // the prompts already end with the hint
+    return c;
   }
 
   static std::vector<std::string> stops() { return {"</s>", "Q", "\n\n"}; }
