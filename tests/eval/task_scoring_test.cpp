@@ -178,6 +178,10 @@ class HumanEvalExec : public ::testing::Test {
 TEST_F(HumanEvalExec, AllCanonicalSolutionsPassAndWrongOnesFail) {
   auto task = make_task("humaneval");
   auto o = opts();
+  o.sandbox.workers = 4;
+  // Canonical solutions must all pass; HumanEval/75 needs about a CPU second,
+  // so allow for a loaded test machine (the default is 3 s, like lm-eval).
+  o.sandbox.timeout_s = 20;
   auto insts = task->instances(o);
   ASSERT_EQ(insts.size(), 164u);
   auto docs = load_jsonl(shared_data() / "humaneval/HumanEval.jsonl.gz");
@@ -192,6 +196,7 @@ TEST_F(HumanEvalExec, AllCanonicalSolutionsPassAndWrongOnesFail) {
   EXPECT_EQ(passed, 164);
   // A wrong body and an infinite loop both fail.
   std::vector<Instance> two = {insts[2], insts[2]};
+  o.sandbox.timeout_s = 2;
   auto bad = task->score_many(
       two, {gen("    return 0.0\n"), gen("    while True:\n        pass\n")}, {}, o);
   EXPECT_EQ(bad[0].metrics.at("pass@1,create_test"), 0.0);
