@@ -1,5 +1,7 @@
 #include "tokenizer/chat_template.h"
 
+#include <memory>
+
 #include "common/error.h"
 #include "common/file.h"
 #include "tokenizer/jinja.h"
@@ -29,10 +31,19 @@ std::string render_chat_template(const std::string& tmpl, const ChatTemplateInpu
   if (!in.eos_token.empty()) ctx["eos_token"] = in.eos_token;
   for (auto it = in.extra.begin(); it != in.extra.end(); ++it) ctx[it.key()] = it.value();
 
-  jinja::Template t(tmpl, "chat template");
+  // Servers render the same template for every request: keep the last
+  // parsed one per thread (parsing costs several times a render).
+  thread_local std::string cached_src;
+  thread_local std::shared_ptr<const jinja::Template> cached;
+  if (!cached || cached_src != tmpl) {
+    cached.reset();
+    cached = std::make_shared<const jinja::Template>(tmpl, "chat template");
+    cached_src = tmpl;
+  }
+  std::shared_ptr<const jinja::Template> t = cached;
   jinja::RenderOptions ro;
   ro.now = in.now;
-  return t.render(ctx, ro);
+  return t->render(ctx, ro);
 }
 
 namespace {
