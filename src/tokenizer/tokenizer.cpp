@@ -280,8 +280,21 @@ struct Tokenizer::Impl {
   std::vector<std::string> pieces;       // raw bytes
   std::vector<Kind> kind;
   std::vector<uint8_t> special;
-  StrIdTable token_to_id;  // tokenizer.json form (over id_to_token), added tokens included
-  StrIdTable bytes_to_id;  // raw bytes of byte-level vocabulary tokens (over pieces)
+  // Token lookup. Vocabulary tokens are keyed by their raw bytes (the
+  // encoder's hot path needs exactly that); the few that are not pure
+  // byte-level text by their tokenizer.json string; added tokens by content.
+  StrIdTable bytes_to_id;  // over pieces
+  StrIdTable odd_to_id;    // over id_to_token
+  StrIdTable added_to_id;  // over id_to_token
+  int32_t find_token(std::string_view token) const {
+    int32_t id = added_to_id.find(token);
+    if (id >= 0) return id;
+    id = odd_to_id.find(token);
+    if (id >= 0) return id;
+    std::string bytes;
+    if (!unicode::token_text_to_bytes(token, bytes)) return -1;
+    return bytes_to_id.find(bytes);
+  }
   // Per vocabulary id: 0 unknown, 1 BPE of the token's own bytes gives exactly
   // this token, 2 it does not. Filled lazily by encoders (benign races: every
   // writer stores the same value); lets most pieces skip the locked cache.
@@ -346,34 +359,60 @@ void Tokenizer::Impl::finish_vocab(const std::string& file) {
   size_t n = id_to_token.size();
   pieces.assign(n, std::string());
   special.assign(n, 0);
-  token_to_id.init(&id_to_token, n + 1024);
   bytes_to_id.init(&pieces, n + 1024);
+  odd_to_id.init(&id_to_token, 64);
+  added_to_id.init(&id_to_token, 64);
   for (size_t id = 0; id < n; ++id) {
     if (kind[id] != Kind::kVocab) continue;
-    const std::string& tok = id_to_token[id];
-    bool byte_level = unicode::token_text_to_bytes(tok, pieces[id]);
-    token_to_id.insert(static_cast<int32_t>(id), false);
-    if (byte_level) bytes_to_id.insert(static_cast<int32_t>(id), false);
+    if (unicode::token_text_to_bytes(id_to_token[id], pieces[id])) {
+      bytes_to_id.insert(static_cast<int32_t>(id), false);
+    } else {
+      odd_to_id.insert(static_cast<int32_t>(id), false);
+    }
   }
-  const auto& b2c = unicode::byte_to_char();
   for (int b = 0; b < 256; ++b) {
-    std::string s;
-    unicode::append_utf8(s, b2c[b]);
-    int32_t bid = token_to_id.find(s);
-    if (bid < 0)
+    int32_t bid = bytes_to_id.find(std::string(1, static_cast<char>(b)));
+    if (bid < 0) {
+      std::string s;
+      unicode::append_utf8(s, unicode::byte_to_char()[b]);
       throw Error(file, "byte-level BPE vocabulary lacks the token for byte " + std::to_string(b) +
                             " ('" + s +
                             "'); byte-fallback/other vocabularies are not supported yet");
+    }
     byte_id[b] = bid;
   }
-  // Merges: both halves and the result must be in the vocabulary (as HF checks).
+  // Merges: both halves and the result must be in the vocabulary (as HF
+  // checks). Vocabularies trained by `tokenizers` number merge results
+  // consecutively (Qwen: id = rank + 256), so the previous offset is tried
+  // before a hash lookup.
   merge_map.reserve(merges.size());
-  std::string joined;
+  std::string ab, bb;
+  int64_t offset = 0;
+  int misses = 0;  // guessing stops after a run of misses (Llama-3's vocabulary is not ordered so)
   for (size_t r = 0; r < merges.size(); ++r) {
     const auto& [a, b] = merges[r];
-    int32_t ia = token_to_id.find(a), ib = token_to_id.find(b);
-    joined.assign(a).append(b);
-    int32_t ic = token_to_id.find(joined);
+    int32_t ia, ib, ic = -1;
+    ab.clear();
+    bb.clear();
+    if (unicode::token_text_to_bytes(a, ab) && unicode::token_text_to_bytes(b, bb)) {
+      ia = bytes_to_id.find(ab);
+      ib = bytes_to_id.find(bb);
+      ab.append(bb);
+      int64_t guess = static_cast<int64_t>(r) + offset;
+      if (misses < 64 && guess >= 0 && guess < static_cast<int64_t>(n) &&
+          kind[guess] == Kind::kVocab && pieces[guess] == ab) {
+        ic = static_cast<int32_t>(guess);
+        misses = 0;
+      } else {
+        ic = bytes_to_id.find(ab);
+        if (ic >= 0) offset = ic - static_cast<int64_t>(r);
+        ++misses;
+      }
+    } else {
+      ia = find_token(a);
+      ib = find_token(b);
+      ic = find_token(a + b);
+    }
     if (ia < 0 || ib < 0 || ic < 0)
       throw Error(file, "merge " + std::to_string(r) + " ('" + a + " " + b +
                             "') uses a token that is not in the vocabulary");
@@ -418,7 +457,7 @@ void Tokenizer::Impl::set_added(std::vector<AddedToken> tokens, const std::strin
     id_to_token[id] = a.content;
     pieces[id] = a.content;
     special[id] = a.special;
-    token_to_id.insert(a.id, true);
+    added_to_id.insert(a.id, true);
     auto idx = static_cast<int32_t>(i);
     if (a.normalized) {
       norm_all.add(a.content, idx);
@@ -1099,7 +1138,7 @@ bool Tokenizer::is_valid_id(int32_t id) const {
 
 static std::optional<int32_t> lookup(const Tokenizer::Impl& t, const std::string& s) {
   if (s.empty()) return std::nullopt;
-  int32_t id = t.token_to_id.find(s);
+  int32_t id = t.find_token(s);
   if (id < 0) return std::nullopt;
   return id;
 }
@@ -1140,7 +1179,7 @@ std::string Tokenizer::eos_token() const {
 }
 
 std::optional<int32_t> Tokenizer::token_id(std::string_view token) const {
-  int32_t id = impl_->token_to_id.find(token);
+  int32_t id = impl_->find_token(token);
   if (id < 0) return std::nullopt;
   return id;
 }
