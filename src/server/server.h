@@ -1,0 +1,69 @@
+// An OpenAI-compatible HTTP server over an engine::Engine.
+//
+// Start here: Server srv(engine, opts); int port = srv.bind(); srv.run();
+// and srv.stop() from another thread (or a signal watcher) to shut down.
+//
+// Routes: GET /v1/models, POST /v1/completions, POST /v1/chat/completions
+// (both with "stream": true as server-sent events), GET /health. Every
+// request is handled on its own HTTP worker thread and submitted to the
+// engine at once, so concurrent requests are batched by the engine's
+// scheduler. Errors are OpenAI error objects: 400 bad JSON / parameters /
+// prompt too long, 401 wrong API key, 404 unknown route or model, 405 wrong
+// method, 413 body over the limit, 500 engine failure.
+//
+// Thread-safety: bind() and run() are called once, from one thread; stop()
+// may be called from any thread at any time (it only sets a flag, so it is
+// also safe to call before run()).
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "engine/engine.h"
+
+namespace rv::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";     // loopback unless asked otherwise
+  int port = 8080;                    // 0: any free port (bind() returns it)
+  std::string api_key;                // non-empty: require "Authorization: Bearer <key>"
+  std::string served_model_name;      // empty: engine.model_name()
+  std::string chat_template;          // empty: the tokenizer's chat template
+  size_t max_body_bytes = 10u << 20;  // larger request bodies get 413
+  // HTTP worker threads = the most requests in flight at once (each waits on
+  // the engine while it runs); keep it above the engine's max_batch so that
+  // concurrent clients can fill a batch.
+  int http_threads = 256;
+  // After stop(): in-flight requests get this long to finish, then the
+  // engine's remaining work is cancelled (clients see an error).
+  double shutdown_grace_s = 10;
+};
+
+class Server {
+ public:
+  // `engine` must outlive the Server.
+  Server(engine::Engine& engine, ServerOptions opt);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the listening socket; returns the port (the chosen one for port 0).
+  // Throws rv::Error("host:port: ...") when the address cannot be bound.
+  int bind();
+  // Serves until stop(); returns once in-flight requests have finished.
+  // REQUIRES: bind() succeeded.
+  void run();
+  // Requests shutdown: stop accepting, let in-flight requests finish (up to
+  // shutdown_grace_s, then cancel them), make run() return. Idempotent.
+  void stop();
+
+  const std::string& served_model_name() const;
+
+  struct Impl;  // opaque; public only so the implementation file can name it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace rv::server
