@@ -17,5 +17,6 @@ void add_inspect_command(CLI::App& app);
 void add_compare_command(CLI::App& app);
 void add_check_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_experiment_command(CLI::App& app);
 
 }  // namespace rv::cli
