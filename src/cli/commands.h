@@ -8,6 +8,7 @@
 namespace rv::cli {
 
 void add_synth_command(CLI::App& app);
+void add_generate_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);  // tokenize + detokenize
 void add_chat_template_command(CLI::App& app);
 void add_export_gguf_command(CLI::App& app);

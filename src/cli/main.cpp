@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
       "Run 'reasonvec COMMAND --help' for a command's options.");
 
   rv::cli::add_synth_command(app);
+  rv::cli::add_generate_command(app);
   rv::cli::add_tokenize_command(app);
   rv::cli::add_chat_template_command(app);
   rv::cli::add_export_gguf_command(app);

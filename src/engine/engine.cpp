@@ -110,6 +110,7 @@ class EngineImpl final : public Engine {
     model_ = Model::load(path, {opt.threads});
     if (opt.max_batch <= 0) throw Error("engine: max_batch must be positive");
     if (opt.max_context <= 0) throw Error("engine: max_context must be positive");
+    if (opt.kv_bf16) throw Error("engine: a bf16 KV cache is not supported yet (use the f32 one)");
     max_context_ = opt.max_context;
     if (model_->spec().max_position > 0)
       max_context_ = std::min(max_context_, model_->spec().max_position);

@@ -30,7 +30,7 @@ struct EngineOptions {
   int threads = 0;         // 0: all cores (rv::num_threads())
   int max_batch = 64;      // sequences decoded together
   int max_context = 4096;  // tokens per sequence (prompt + generated); KV cache is sized from it
-  bool kv_bf16 = false;    // store the KV cache in bf16 instead of f32
+  bool kv_bf16 = false;    // bf16 KV cache: not implemented yet, open() rejects true
 };
 
 struct SamplingParams {
