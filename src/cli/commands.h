@@ -9,6 +9,9 @@ namespace rv::cli {
 
 void add_synth_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_report_command(CLI::App& app);
+void add_data_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);  // tokenize + detokenize
 void add_chat_template_command(CLI::App& app);
 void add_export_gguf_command(CLI::App& app);

