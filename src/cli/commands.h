@@ -15,6 +15,7 @@ void add_data_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);  // tokenize + detokenize
 void add_chat_template_command(CLI::App& app);
 void add_export_gguf_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 void add_extract_command(CLI::App& app);
 void add_apply_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   rv::cli::add_tokenize_command(app);
   rv::cli::add_chat_template_command(app);
   rv::cli::add_export_gguf_command(app);
+  rv::cli::add_serve_command(app);
   rv::cli::add_experiment_command(app);
 
   rv::install_interrupt_handler();
