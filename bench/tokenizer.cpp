@@ -67,7 +67,8 @@ static std::vector<std::string> corpus() {
   std::sort(files.begin(), files.end());
   for (const auto& f : files) {
     if (f.extension() == ".json") {
-      for (const auto& ex : json::parse(slurp(f)).at("examples")) v.push_back(ex.at("input"));
+      json doc = json::parse(slurp(f));  // named: a temporary would die before the loop
+      for (const auto& ex : doc.at("examples")) v.push_back(ex.at("input"));
     } else {
       v.push_back(slurp(f));
     }

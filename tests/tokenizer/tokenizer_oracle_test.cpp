@@ -173,7 +173,8 @@ Corpus build_corpus() {
   std::sort(files.begin(), files.end());
   for (const auto& f : files) {
     if (f.extension() == ".json") {
-      for (const auto& ex : json::parse(slurp(f)).at("examples")) data.push_back(ex.at("input"));
+      json doc = json::parse(slurp(f));  // named: a temporary would die before the loop
+      for (const auto& ex : doc.at("examples")) data.push_back(ex.at("input"));
     } else {
       data.push_back(slurp(f));
     }
