@@ -144,7 +144,7 @@ TEST(Runner, ScoresExactlyTheScriptedPatternAndResumesFromCache) {
   EXPECT_DOUBLE_EQ(g.summary["exact_match,strict-match"].get<double>(), 0.5);
   const TaskRun& s = r.tasks[1];
   // Rows 0..11 divisible by 3: 0, 3, 6, 9 -> 4/12.
-  EXPECT_DOUBLE_EQ(s.summary["acc"].get<double>(), 4.0 / 12);
+  EXPECT_DOUBLE_EQ(s.summary["acc,none"].get<double>(), 4.0 / 12);
   EXPECT_EQ(s.requests, 48u);  // 4 choices each
   EXPECT_EQ(r.cache_misses, 60u);
   EXPECT_EQ(r.cache_hits, 0u);
