@@ -7,6 +7,11 @@
 
 namespace rv::cli {
 
+// The full command line as typed (recorded in provenance metadata).
+const std::string& command_line();
+// Prints a user-facing note/warning to stderr (library Log sink).
+void log_line(const std::string& msg);
+
 void add_synth_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
 void add_eval_command(CLI::App& app);

@@ -10,7 +10,18 @@
 #include "common/parallel.h"
 #include "common/progress.h"
 
+namespace rv::cli {
+static std::string g_command_line;
+const std::string& command_line() { return g_command_line; }
+void log_line(const std::string& msg) { fprintf(stderr, "%s\n", msg.c_str()); }
+}  // namespace rv::cli
+
 int main(int argc, char** argv) {
+  for (int i = 0; i < argc; ++i) {
+    std::string a = i == 0 ? "reasonvec" : argv[i];
+    bool plain = !a.empty() && a.find_first_of(" \t\n'\"$`\\") == std::string::npos;
+    rv::cli::g_command_line += (i ? " " : "") + (plain ? a : "'" + a + "'");
+  }
   CLI::App app{
       "reasonvec: extract, inspect, transfer and measure reasoning vectors "
       "(v = theta_GRPO - theta_SFT) on Hugging Face checkpoints.",
@@ -34,15 +45,21 @@ int main(int argc, char** argv) {
       "Run 'reasonvec COMMAND --help' for a command's options.");
 
   rv::cli::add_synth_command(app);
+  rv::cli::add_extract_command(app);
+  rv::cli::add_apply_command(app);
+  rv::cli::add_inspect_command(app);
+  rv::cli::add_compare_command(app);
+  rv::cli::add_check_command(app);
+  rv::cli::add_tokenize_command(app);
+  rv::cli::add_chat_template_command(app);
   rv::cli::add_generate_command(app);
+  rv::cli::add_export_gguf_command(app);
+  rv::cli::add_serve_command(app);
   rv::cli::add_eval_command(app);
   rv::cli::add_report_command(app);
   rv::cli::add_data_command(app);
-  rv::cli::add_tokenize_command(app);
-  rv::cli::add_chat_template_command(app);
-  rv::cli::add_export_gguf_command(app);
-  rv::cli::add_serve_command(app);
   rv::cli::add_experiment_command(app);
+  rv::cli::add_demo_command(app);
 
   rv::install_interrupt_handler();
   try {
