@@ -11,11 +11,12 @@
 set -euo pipefail
 build=${1:-build}
 work=${2:-$(mktemp -d /tmp/rv-bench-XXXXXX)}
+mkdir -p "$work"
 rv="$build/src/cli/reasonvec"
 [ -x "$rv" ] || { echo "build first: $rv not found" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package 'time')" >&2; exit 1; }
 trap 'rm -rf "$work"' EXIT
-shape=(--arch qwen2 --layers 18 --hidden 2048 --heads 16 --kv-heads 4 --intermediate 5632 --vocab 32000 --dtype bf16 --seed 1 -q)
+shape=(--arch qwen2 --layers 21 --hidden 2048 --heads 16 --kv-heads 4 --intermediate 5632 --vocab 32000 --dtype bf16 --seed 1 -q)
 echo "synthesizing two ~2.1 GiB bf16 models in $work ..."
 "$rv" synth "${shape[@]}" -o "$work/sft"
 "$rv" synth "${shape[@]}" --delta-scale 0.001 --delta-seed 7 -o "$work/grpo"
