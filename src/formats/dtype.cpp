@@ -1,5 +1,6 @@
 #include "formats/dtype.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <cmath>
@@ -108,7 +109,11 @@ __attribute__((target("avx2,f16c"))) void f32_to_f16_f16c(const float* s, uint16
 }
 
 bool has_f16c() {
-  static const bool v = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+  // cpuid directly: clang's __builtin_cpu_supports does not know "f16c".
+  static const bool v = [] {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && __builtin_cpu_supports("avx2");
+  }();
   return v;
 }
 
