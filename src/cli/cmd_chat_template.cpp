@@ -72,7 +72,7 @@ void run(const ChatTemplateOptions& o) {
 }  // namespace
 
 void add_chat_template_command(CLI::App& app) {
-  auto* o = new ChatTemplateOptions;  // lives as long as the app (process lifetime)
+  auto* o = keep_alive<ChatTemplateOptions>();
   auto* sub = app.add_subcommand(
       "chat-template",
       "Render messages with the model's chat template (exactly as transformers does)");

@@ -88,7 +88,7 @@ void run_eval_command(const EvalArgs& a) {
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
-  auto* a = new EvalArgs;
+  auto* a = keep_alive<EvalArgs>();
   auto* sub = app.add_subcommand(
       "eval", "Evaluate a model on benchmarks (built-in engine or an OpenAI-compatible server)");
   sub->add_option("--model", a->model,
@@ -142,9 +142,9 @@ void add_eval_command(CLI::App& app) {
 }
 
 void add_report_command(CLI::App& app) {
-  auto* runs = new std::vector<std::string>;
-  auto* out = new std::string("report.md");
-  auto* opt = new rv::eval::ReportOptions;
+  auto* runs = keep_alive<std::vector<std::string>>();
+  auto* out = keep_alive<std::string>("report.md");
+  auto* opt = keep_alive<rv::eval::ReportOptions>();
   auto* sub = app.add_subcommand(
       "report",
       "Compare eval runs sample by sample: accuracy, deltas, bootstrap CIs, McNemar tests");
@@ -163,9 +163,9 @@ void add_report_command(CLI::App& app) {
 }
 
 void add_data_command(CLI::App& app) {
-  auto* dir = new std::string;
-  auto* force = new bool(false);
-  auto* only = new std::vector<std::string>;
+  auto* dir = keep_alive<std::string>();
+  auto* force = keep_alive<bool>(false);
+  auto* only = keep_alive<std::vector<std::string>>();
   auto* sub = app.add_subcommand(
       "data", "Benchmark data: fetch, list or verify (sha256) the files tasks read");
   sub->require_subcommand(1);

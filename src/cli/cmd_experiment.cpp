@@ -9,8 +9,8 @@
 namespace rv::cli {
 
 void add_experiment_command(CLI::App& app) {
-  auto* config = new std::string;
-  auto* out = new std::string;
+  auto* config = keep_alive<std::string>();
+  auto* out = keep_alive<std::string>();
   auto* sub = app.add_subcommand("experiment",
                                  "Run a reasoning-vector transfer experiment from a YAML config: "
                                  "extract, check, apply for each "

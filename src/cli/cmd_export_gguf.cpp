@@ -12,7 +12,7 @@ void add_export_gguf_command(CLI::App& app) {
     std::string model, out, dtype, name;
     bool force = false;
   };
-  auto* o = new Opts;  // lives as long as the app (process lifetime)
+  auto* o = keep_alive<Opts>();
   auto* sub = app.add_subcommand(
       "export-gguf", "Write a model directory as a GGUF v3 file that llama.cpp and Ollama load");
   sub->add_option("--model,-m", o->model, "Model directory (Qwen2, Qwen3 or Llama)")->required();

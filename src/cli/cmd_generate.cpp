@@ -80,7 +80,7 @@ void run_generate(GenerateArgs& a) {
 }  // namespace
 
 void add_generate_command(CLI::App& app) {
-  auto* a = new GenerateArgs;  // lives as long as the app (process lifetime)
+  auto* a = keep_alive<GenerateArgs>();
   a->sp.max_tokens = 256;
   auto* sub = app.add_subcommand("generate", "Generate text with the built-in CPU engine");
   sub->add_option("--model", a->model, "Hugging Face model directory")->required();

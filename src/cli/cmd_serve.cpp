@@ -59,7 +59,7 @@ void run_serve(ServeArgs& a) {
 }  // namespace
 
 void add_serve_command(CLI::App& app) {
-  auto* a = new ServeArgs;  // lives as long as the app (process lifetime)
+  auto* a = keep_alive<ServeArgs>();
   auto* sub = app.add_subcommand(
       "serve",
       "Serve a model over an OpenAI-compatible HTTP API (/v1/completions, /v1/chat/completions)");

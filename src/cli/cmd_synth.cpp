@@ -5,11 +5,11 @@
 namespace rv::cli {
 
 void add_synth_command(CLI::App& app) {
-  auto* o = new SynthOptions;  // lives as long as the app (process lifetime)
-  auto* out = new std::string;
-  auto* dtype = new std::string("bf16");
-  auto* force = new bool(false);
-  auto* tok = new std::string;
+  auto* o = keep_alive<SynthOptions>();
+  auto* out = keep_alive<std::string>();
+  auto* dtype = keep_alive<std::string>("bf16");
+  auto* force = keep_alive<bool>(false);
+  auto* tok = keep_alive<std::string>();
   auto* sub = app.add_subcommand("synth", "Synthesize a random Hugging Face model directory (test fixtures, demos)");
   sub->add_option("--arch", o->arch, "Architecture: qwen2, qwen3 or llama")->capture_default_str();
   sub->add_option("--layers", o->layers, "Decoder layers")->capture_default_str();

@@ -23,7 +23,7 @@ void add_tokenize_command(CLI::App& app) {
     std::string model, text, file;
     bool json = false, no_special = false;
   };
-  auto* o = new Opts;  // lives as long as the app (process lifetime)
+  auto* o = keep_alive<Opts>();
   auto* sub = app.add_subcommand("tokenize",
                                  "Encode text with a model's tokenizer and print the token ids");
   sub->add_option("--model,-m", o->model, "Model (or tokenizer) directory")->required();
@@ -58,7 +58,7 @@ void add_tokenize_command(CLI::App& app) {
     std::vector<std::string> ids;
     bool skip_special = false;
   };
-  auto* d = new DOpts;
+  auto* d = keep_alive<DOpts>();
   auto* dsub = app.add_subcommand("detokenize",
                                   "Decode token ids with a model's tokenizer and print the text");
   dsub->add_option("--model,-m", d->model, "Model (or tokenizer) directory")->required();

@@ -4,8 +4,21 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <memory>
+#include <utility>
+#include <vector>
 
 namespace rv::cli {
+
+// Objects bound to CLI11 options must outlive parsing; they are owned here
+// until exit (so leak checkers see them freed, not lost).
+std::vector<std::shared_ptr<void>>& option_storage();
+template <class T, class... A>
+T* keep_alive(A&&... a) {
+  auto p = std::make_shared<T>(std::forward<A>(a)...);
+  option_storage().push_back(p);
+  return p.get();
+}
 
 // The full command line as typed (recorded in provenance metadata).
 const std::string& command_line();

@@ -12,6 +12,10 @@
 
 namespace rv::cli {
 static std::string g_command_line;
+std::vector<std::shared_ptr<void>>& option_storage() {
+  static std::vector<std::shared_ptr<void>> v;
+  return v;
+}
 const std::string& command_line() { return g_command_line; }
 void log_line(const std::string& msg) { fprintf(stderr, "%s\n", msg.c_str()); }
 }  // namespace rv::cli
