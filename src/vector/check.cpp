@@ -117,8 +117,7 @@ CheckResult check(const fs::path& target_p, const fs::path& vector_p, const Chec
       const TensorView tv = T.view(n), sv = S.view(n);
       if (tv.shape() != sv.shape() || !is_float_dtype(tv.dtype()) || !is_float_dtype(sv.dtype()))
         continue;
-      double dd = 0, ss = 0;
-      std::mutex mu;
+      std::vector<std::pair<double, double>> part((tv.numel() + kTile - 1) / kTile);
       for_tiles(tv.numel(), [&](uint64_t lo, uint64_t hi) {
         float* x = scratch(0, hi - lo).data();
         float* y = scratch(1, hi - lo).data();
@@ -133,10 +132,10 @@ CheckResult check(const fs::path& target_p, const fs::path& vector_p, const Chec
         release(T, tv, lo, hi);
         release(S, sv, lo, hi);
         prog.add((hi - lo) * (dtype_size(tv.dtype()) + dtype_size(sv.dtype())));
-        std::lock_guard<std::mutex> l(mu);
-        dd += a;
-        ss += b;
+        part[lo / kTile] = {a, b};
       });
+      double dd = 0, ss = 0;  // summed in tile order: deterministic
+      for (auto [a, b] : part) dd += a, ss += b;
       const double d = ss > 0 ? std::sqrt(dd / ss) : std::nan("");
       r.lineage.emplace_back(n, d);
       if (tv.shape().size() >= 2 && std::isfinite(d)) matrix_dist.push_back(d);

@@ -62,8 +62,8 @@ json pair_json(const PairStats& p) {
 
 // Σx² of a tensor, in double, on all cores.
 double sum_squares(const TensorSet& set, const TensorView& v) {
-  std::mutex mu;
-  double total = 0;
+  // One slot per tile, summed in order: results do not depend on scheduling.
+  std::vector<double> part((v.numel() + kTile - 1) / kTile, 0.0);
   for_tiles(v.numel(), [&](uint64_t lo, uint64_t hi) {
     float* x = scratch(0, hi - lo).data();
     load_f32(v, lo, hi, x);
@@ -71,9 +71,10 @@ double sum_squares(const TensorSet& set, const TensorView& v) {
     for (size_t k = 0; k < hi - lo; ++k)
       if (std::isfinite(x[k])) s += double(x[k]) * x[k];
     release(set, v, lo, hi);
-    std::lock_guard<std::mutex> l(mu);
-    total += s;
+    part[lo / kTile] = s;
   });
+  double total = 0;
+  for (double p : part) total += p;
   return total;
 }
 
@@ -114,11 +115,11 @@ InspectResult inspect(const fs::path& path, const fs::path& reference) {
     Stats st;
     st.numel = v.numel();
     if (is_float_dtype(v.dtype())) {
-      std::mutex mu;
+      std::vector<Stats> part((v.numel() + kTile - 1) / kTile);
       for_tiles(v.numel(), [&](uint64_t lo, uint64_t hi) {
         float* x = scratch(0, hi - lo).data();
         load_f32(v, lo, hi, x);
-        Stats s;
+        Stats& s = part[lo / kTile];
         for (size_t k = 0; k < hi - lo; ++k) {
           float f = x[k];
           if (std::isnan(f)) {
@@ -133,10 +134,8 @@ InspectResult inspect(const fs::path& path, const fs::path& reference) {
         }
         release(S, v, lo, hi);
         prog.add((hi - lo) * dtype_size(v.dtype()));
-        std::lock_guard<std::mutex> l(mu);
-        s.numel = 0;
-        st.merge(s);
       });
+      for (const Stats& s : part) st.merge(s);  // in tile order: deterministic
     } else {
       prog.add(v.nbytes());
     }
@@ -205,7 +204,7 @@ CompareResult compare(const fs::path& a_p, const fs::path& b_p) {
     if (!is_float_dtype(a.dtype()) || !is_float_dtype(b.dtype())) continue;
     PairStats ps;
     ps.numel = a.numel();
-    std::mutex mu;
+    std::vector<PairStats> part((a.numel() + kTile - 1) / kTile);
     for_tiles(a.numel(), [&](uint64_t lo, uint64_t hi) {
       float* x = scratch(0, hi - lo).data();
       float* y = scratch(1, hi - lo).data();
@@ -220,11 +219,12 @@ CompareResult compare(const fs::path& a_p, const fs::path& b_p) {
       release(A, a, lo, hi);
       release(B, b, lo, hi);
       prog.add((hi - lo) * (dtype_size(a.dtype()) + dtype_size(b.dtype())));
-      std::lock_guard<std::mutex> l(mu);
-      ps.dot += d;
-      ps.a_sq += xx;
-      ps.b_sq += yy;
+      PairStats& q = part[lo / kTile];
+      q.dot = d;
+      q.a_sq = xx;
+      q.b_sq = yy;
     });
+    for (const PairStats& q : part) ps.dot += q.dot, ps.a_sq += q.a_sq, ps.b_sq += q.b_sq;
     int li = layer_index(name);
     if (li >= 0) r.layers[li].merge(ps);
     r.total.merge(ps);
