@@ -30,7 +30,7 @@ struct EvalArgs {
   std::string model, base_url, api_key, tasks, out, data_dir, cache, system_prompt;
   std::vector<std::string> adversarial;
   int limit = 0, concurrency = 8, max_batch = 64, max_context = 4096, num_fewshot = -1,
-      n_samples = 1;
+      n_samples = 1, max_gen_toks = 0;
   uint64_t seed = 1234;
   bool chat = false, multiturn = false, cot_hint = false, no_cache = false,
        allow_network_exec = false;
@@ -52,6 +52,7 @@ void run_eval_command(const EvalArgs& a) {
   ro.task.transforms = a.adversarial;
   ro.task.num_fewshot = a.num_fewshot;
   ro.task.n_samples = a.n_samples;
+  ro.task.max_gen_toks = a.max_gen_toks;
   ro.task.sandbox.timeout_s = a.exec_timeout;
   ro.task.sandbox.allow_unisolated = a.allow_network_exec;
   if (!a.no_cache)
@@ -118,6 +119,10 @@ void add_eval_command(CLI::App& app) {
   sub->add_flag("--cot-hint", a->cot_hint, "Append \"Let's think step by step.\" to each question");
   sub->add_option("--num-fewshot", a->num_fewshot, "Override the number of few-shot exemplars");
   sub->add_option("--n-samples", a->n_samples, "Generations per document (HumanEval pass@k)")
+      ->check(CLI::PositiveNumber);
+  sub->add_option("--max-gen-toks", a->max_gen_toks,
+                  "Token budget for every generative task, instead of each task's own "
+                  "(smoke runs)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--data-dir", a->data_dir,
                   "Benchmark files (default: $RV_DATA_DIR or ~/.cache/reasonvec)");

@@ -15,7 +15,7 @@
 namespace rv::eval {
 
 struct ChatMessage {
-  std::string role;     // "system", "user", "assistant"
+  std::string role;  // "system", "user", "assistant"
   std::string content;
 };
 
@@ -25,6 +25,11 @@ struct GenRequest {
   std::string prompt;
   std::vector<ChatMessage> messages;
   bool chat = false;
+  // lm-eval's gen_prefix: text the answer is made to start with. With chat
+  // it becomes a final assistant message the reply continues (transformers'
+  // continue_final_message); without, it is appended to the prompt. The
+  // response holds only what the model wrote after it.
+  std::string assistant_prefix;
   std::vector<std::string> stop;  // stop strings; the text is cut before the first one
   int max_tokens = 256;
   float temperature = 0.0f;

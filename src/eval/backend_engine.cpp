@@ -83,7 +83,7 @@ std::string EngineBackend::describe() const {
 }
 
 std::string EngineBackend::prompt_text(const GenRequest& r) const {
-  if (!r.chat) return r.prompt;
+  if (!r.chat) return r.prompt + r.assistant_prefix;
   if (!chat_) {
     if (dir_.empty() || fs::is_regular_file(dir_)) {
       const Tokenizer& tok = eng_->tokenizer();
@@ -97,7 +97,12 @@ std::string EngineBackend::prompt_text(const GenRequest& r) const {
   ChatTemplateInputs in;
   for (const auto& m : r.messages)
     in.messages.push_back({{"role", m.role}, {"content", m.content}});
-  in.add_generation_prompt = true;
+  if (!r.assistant_prefix.empty()) {
+    in.messages.push_back({{"role", "assistant"}, {"content", r.assistant_prefix}});
+    in.continue_final_message = true;
+  } else {
+    in.add_generation_prompt = true;
+  }
   in.bos_token = chat_->bos_token;
   in.eos_token = chat_->eos_token;
   return render_chat_template(chat_->tmpl, in);

@@ -173,10 +173,16 @@ GenResponse HttpBackend::generate_one(Worker& w, const GenRequest& r) {
   if (r.chat) {
     json msgs = json::array();
     for (const auto& m : r.messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
+    if (!r.assistant_prefix.empty()) {
+      // vLLM's (and our server's) extension for a pre-filled answer.
+      msgs.push_back({{"role", "assistant"}, {"content", r.assistant_prefix}});
+      body["add_generation_prompt"] = false;
+      body["continue_final_message"] = true;
+    }
     body["messages"] = msgs;
     path = url_.prefix + "/chat/completions";
   } else {
-    body["prompt"] = r.prompt;
+    body["prompt"] = r.prompt + r.assistant_prefix;
     path = url_.prefix + "/completions";
   }
   std::string text = post(w, path, body.dump(), nullptr);

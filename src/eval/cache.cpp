@@ -136,6 +136,8 @@ std::string request_hash(const GenRequest& r) {
   } else {
     j["prompt"] = r.prompt;
   }
+  // Only when set, so that keys of requests without one stay as they were.
+  if (!r.assistant_prefix.empty()) j["assistant_prefix"] = r.assistant_prefix;
   j["stop"] = r.stop;
   j["max_tokens"] = r.max_tokens;
   j["temperature"] = r.temperature;

@@ -86,10 +86,16 @@ RunResult run_eval(Backend& backend, const RunOptions& opt) {
     TaskRun run;
     run.name = task->name();
     run.config = task->config(opt.task);
+    const int budget = opt.task.max_gen_toks;
+    if (budget > 0 && run.config.contains("generation_kwargs"))
+      run.config["generation_kwargs"]["max_gen_toks"] = budget;
     run.config_hash = sha256_hex(run.config.dump());
     run.primary_metric = task->primary_metric();
     for (const auto& m : task->metrics(opt.task)) run.metric_keys.push_back(m.key);
     run.instances = task->instances(opt.task);
+    if (budget > 0)
+      for (auto& inst : run.instances)
+        if (!inst.is_loglik) inst.gen.max_tokens = budget;
     if (opt.task.limit > 0) {
       TaskOptions all = opt.task;
       all.limit = 0;

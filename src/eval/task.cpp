@@ -19,9 +19,11 @@ std::vector<GenRequest> Instance::requests() const {
 
 std::string Instance::prompt_text() const {
   if (is_loglik) return choices.empty() ? std::string() : choices[0].context;
-  if (!gen.chat) return gen.prompt;
+  if (!gen.chat) return gen.prompt + gen.assistant_prefix;
   nlohmann::json msgs = nlohmann::json::array();
   for (const auto& m : gen.messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
+  if (!gen.assistant_prefix.empty())
+    msgs.push_back({{"role", "assistant"}, {"content", gen.assistant_prefix}});
   return msgs.dump();
 }
 

@@ -44,7 +44,12 @@ struct TaskOptions {
   std::vector<std::string> transforms;  // transforms.h: "distractor", "typos:0.05", ...
   int num_fewshot = -1;                 // -1 = task default
   int n_samples = 1;                    // generations per document (HumanEval pass@k)
-  SandboxOptions sandbox;               // HumanEval execution
+  // Overrides every generative task's token budget (lm-eval's
+  // --gen_kwargs max_gen_toks=N), e.g. for quick smoke runs. Applied by
+  // run_eval to the instances and to config()'s generation_kwargs; 0 = the
+  // task's own.
+  int max_gen_toks = 0;
+  SandboxOptions sandbox;  // HumanEval execution
 };
 
 // The --cot-hint text. Raw prompts: appended to the answer cue ("Answer:" ->

@@ -5,16 +5,14 @@
 // estimator. With n_samples > 1 the generations are sampled (temperature
 // 0.8, top_p 0.95, seed + i) and pass@1 and pass@10 (when n >= 10) reported.
 //
-// humaneval_instruct: always a chat prompt, user message
-// "Write a solution to the following problem and make sure that it passes the
-// tests:\n```{prompt}" (lm-eval humaneval_instruct.yaml). lm-eval also
-// pre-fills the assistant turn with "Here is the completed function:\n```python
-// \n{prompt}\n" and stops at the first "```"; our Backend interface cannot
-// pre-fill, so the response is read as a full answer instead: the code is
-// the first fenced block (or the whole text when there is none), cut at the
-// closing fence, and the program is prompt + "\n" + code when the code
-// defines the entry point itself, else prompt + code (lm-eval's form). No
-// stop strings (they would cut a full answer at its first "\ndef").
+// humaneval_instruct (lm-eval humaneval_instruct.yaml): always a chat
+// prompt, user message "Write a solution to the following problem and make
+// sure that it passes the tests:\n```{prompt}", and the assistant turn
+// pre-filled with gen_prefix "Here is the completed function:\n```python\n
+// {prompt}\n" (lm-eval's YAML escapes those newlines twice, which renders a
+// literal backslash-n; we send the newlines it means). The reply continues the
+// function body; same stops and budget as humaneval; program = prompt +
+// reply cut at its first "```" (build_predictions_instruct).
 #include <algorithm>
 
 #include "common/error.h"
@@ -24,33 +22,19 @@
 
 namespace rv::eval::detail {
 
-namespace {
-
-std::string instruct_code(const std::string& response) {
-  size_t open = response.find("```");
-  if (open == std::string::npos) return response;
-  size_t close = response.find("```", open + 3);
-  bool text_before = response.find_first_not_of(" \t\r\n") < open;
-  // One fence after some text: the model continued lm-eval's pre-filled
-  // "```python\n" block itself, so the code is what precedes the fence.
-  if (close == std::string::npos && text_before) return response.substr(0, open);
-  size_t line_end = response.find('\n', open);
-  if (line_end == std::string::npos) return "";
-  if (close != std::string::npos && close < line_end) return "";
-  return response.substr(line_end + 1,
-                         close == std::string::npos ? std::string::npos : close - line_end - 1);
-}
-
-}  // namespace
-
 class HumanEvalTask : public Task {
  public:
   explicit HumanEvalTask(bool instruct) : instruct_(instruct) {}
   std::string name() const override { return instruct_ ? "humaneval_instruct" : "humaneval"; }
 
-  std::vector<std::string> stops() const {
-    if (instruct_) return {};
-    return {"\nclass", "\ndef", "\n#", "\nif", "\nprint"};
+  static std::vector<std::string> stops() { return {"\nclass", "\ndef", "\n#", "\nif", "\nprint"}; }
+  static std::string user_text(const std::string& prompt) {
+    return "Write a solution to the following problem and make sure that it passes the "
+           "tests:\n```" +
+           prompt;
+  }
+  static std::string gen_prefix(const std::string& prompt) {
+    return "Here is the completed function:\n```python\n" + prompt + "\n";
   }
 
   nlohmann::json config(const TaskOptions& o) const override {
@@ -67,7 +51,9 @@ class HumanEvalTask : public Task {
                         {"num_fewshot", 0},
                         {"repeats", n},
                         {"generation_kwargs", gk},
-                        {"program", instruct_ ? "prompt + code from the first fenced block"
+                        {"program", instruct_ ? "prompt + completion cut at its first \"```\" + "
+                                                "\"\\n\" + test + \"\\n\" + \"check(\" + "
+                                                "entry_point + \")\""
                                               : "prompt + completion + \"\\n\" + test + \"\\n\" + "
                                                 "\"check(\" + entry_point + \")\""},
                         {"sandbox",
@@ -76,9 +62,8 @@ class HumanEvalTask : public Task {
                           {"max_processes", o.sandbox.max_processes}}},
                         {"transforms", nlohmann::json::array()}};
     if (instruct_) {
-      c["doc_to_text"] =
-          "Write a solution to the following problem and make sure that it passes the "
-          "tests:\n```{{prompt}}";
+      c["doc_to_text"] = user_text("{{prompt}}");
+      c["gen_prefix"] = gen_prefix("{{prompt}}");
       c["prompt"] = {{"apply_chat_template", true}, {"system_prompt", o.system_prompt}};
     } else {
       c["doc_to_text"] = "{{prompt}}";
@@ -109,11 +94,9 @@ class HumanEvalTask : public Task {
       PromptSpec ps;
       std::string prompt = d["prompt"].get<std::string>();
       if (instruct_) {
-        ps.query =
-            "Write a solution to the following problem and make sure that it passes the "
-            "tests:\n```" +
-            prompt;
+        ps.query = user_text(prompt);
         inst.gen = build_gen_request(ps, o, true, stops(), 1024);
+        inst.gen.assistant_prefix = gen_prefix(prompt);
       } else {
         ps.query = prompt;
         inst.gen = build_gen_request(ps, o, o.apply_chat_template, stops(), 1024);
@@ -134,15 +117,7 @@ class HumanEvalTask : public Task {
 
   std::string program(const Instance& inst, const std::string& response) const {
     std::string prompt = inst.doc_meta["prompt"].get<std::string>();
-    std::string code;
-    if (!instruct_) {
-      code = prompt + response;
-    } else {
-      std::string body = instruct_code(response);
-      std::string entry = inst.doc_meta["entry_point"].get<std::string>();
-      bool defines = body.find("def " + entry + "(") != std::string::npos;
-      code = defines ? prompt + "\n" + body : prompt + body;
-    }
+    std::string code = prompt + (instruct_ ? response.substr(0, response.find("```")) : response);
     return code + "\n" + inst.gold.get<std::string>();
   }
 

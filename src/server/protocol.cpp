@@ -241,6 +241,9 @@ ChatRequest parse_chat_request(const json& body) {
     r.top_logprobs = int(*n);
   }
   if (auto b = get_bool(body, "add_generation_prompt")) r.add_generation_prompt = *b;
+  if (auto b = get_bool(body, "continue_final_message")) r.continue_final_message = *b;
+  if (r.continue_final_message && r.add_generation_prompt)
+    bad("continue_final_message", "requires 'add_generation_prompt': false");
   if (const json* v = field(body, "chat_template_kwargs")) {
     if (!v->is_object()) bad("chat_template_kwargs", "must be an object");
     r.template_kwargs = *v;

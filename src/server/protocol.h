@@ -81,6 +81,9 @@ struct ChatRequest : CommonRequest {
   bool logprobs = false;
   int top_logprobs = 0;  // alternatives per token, 0..kMaxLogprobs
   bool add_generation_prompt = true;
+  // vLLM's extension: the reply continues the final (assistant) message;
+  // needs add_generation_prompt = false, as in vLLM.
+  bool continue_final_message = false;
   json template_kwargs = json::object();  // vLLM's chat_template_kwargs (e.g. enable_thinking)
 };
 

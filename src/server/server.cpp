@@ -544,6 +544,7 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
   for (const auto& m : r.messages)
     in.messages.push_back({{"role", m.role}, {"content", m.content}});
   in.add_generation_prompt = r.add_generation_prompt;
+  in.continue_final_message = r.continue_final_message;
   in.bos_token = tok.bos_token();
   in.eos_token = tok.eos_token();
   for (auto it = r.template_kwargs.begin(); it != r.template_kwargs.end(); ++it)

@@ -8,6 +8,36 @@
 
 namespace rv {
 
+namespace {
+
+std::string strip_ws(const std::string& s) {
+  const char* ws = " \t\n\r\f\v";
+  size_t b = s.find_first_not_of(ws);
+  if (b == std::string::npos) return "";
+  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+}
+
+// As transformers: find the final message's (stripped) content, last
+// occurrence, and end the text there; keep its trailing whitespace only when
+// the template kept it too.
+std::string cut_after_final_message(const std::string& rendered,
+                                    const nlohmann::ordered_json& messages) {
+  const std::string& content = messages.back()["content"].get_ref<const std::string&>();
+  std::string core = strip_ws(content);
+  size_t at = core.empty() ? std::string::npos : rendered.rfind(core);
+  if (at == std::string::npos)
+    throw Error("continue_final_message",
+                "the template does not reproduce the final message's content, so the reply "
+                "cannot continue it");
+  // transformers compares the unstripped content against a window the size
+  // of the left-stripped one: only content without leading space can match.
+  size_t unlead = content.size() - content.find_first_not_of(" \t\n\r\f\v");
+  if (rendered.compare(at, unlead, content) == 0) return rendered.substr(0, at + unlead);
+  return rendered.substr(0, at + core.size());
+}
+
+}  // namespace
+
 std::string render_chat_template(const std::string& tmpl, const ChatTemplateInputs& in) {
   if (!in.messages.is_array())
     throw Error("messages",
@@ -19,6 +49,15 @@ std::string render_chat_template(const std::string& tmpl, const ChatTemplateInpu
                                   in.messages[k].type_name() +
                                   ", expected an object with \"role\" and \"content\"");
   if (!in.extra.is_object()) throw Error("chat template variables", "extra must be a JSON object");
+  if (in.continue_final_message) {
+    if (in.add_generation_prompt)
+      throw Error("continue_final_message",
+                  "cannot be combined with add_generation_prompt (the reply would start a new "
+                  "turn)");
+    if (in.messages.empty() || !in.messages.back().contains("content") ||
+        !in.messages.back()["content"].is_string())
+      throw Error("continue_final_message", "the final message needs a string \"content\"");
+  }
 
   // The variables transformers passes: messages, tools=None, documents=None,
   // add_generation_prompt, the special-token strings, then caller kwargs.
@@ -43,7 +82,9 @@ std::string render_chat_template(const std::string& tmpl, const ChatTemplateInpu
   std::shared_ptr<const jinja::Template> t = cached;
   jinja::RenderOptions ro;
   ro.now = in.now;
-  return t->render(ctx, ro);
+  std::string out = t->render(ctx, ro);
+  if (in.continue_final_message) out = cut_after_final_message(out, in.messages);
+  return out;
 }
 
 namespace {

@@ -24,6 +24,12 @@ struct ChatTemplateInputs {
   // (lists of parts are passed through; whether they work is up to the template).
   nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   bool add_generation_prompt = false;
+  // transformers' continue_final_message: the rendered text ends right after
+  // the last message's content (no end-of-turn), so the model continues that
+  // message, e.g. an assistant answer pre-filled with lm-eval's gen_prefix.
+  // Requires add_generation_prompt = false and a string content the template
+  // reproduces verbatim or whitespace-stripped (Llama's `| trim`).
+  bool continue_final_message = false;
   // Special-token strings. Empty means the model has none: the variable is
   // left undefined, as transformers leaves it (e.g. Qwen's null bos_token).
   std::string bos_token, eos_token;

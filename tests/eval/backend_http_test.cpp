@@ -109,6 +109,8 @@ struct MockServer {
       std::string text = "chat:";
       for (auto& m : q["messages"])
         text += m["role"].get<std::string>() + "=" + m["content"].get<std::string>() + ";";
+      if (q.value("continue_final_message", false) && !q.value("add_generation_prompt", true))
+        text += "(continued)";
       choice = {{"message", {{"role", "assistant"}, {"content", text}}}, {"finish_reason", "stop"}};
     } else if (q.value("echo", false)) {
       if (refuse_echo) {
@@ -352,10 +354,16 @@ TEST(HttpBackend, StopStringsAppliedClientSideAndChatUsesMessages) {
   GenRequest c;
   c.chat = true;
   c.messages = {{"system", "be brief"}, {"user", "hi"}};
-  auto out = b.generate({r, c}, nullptr);
+  GenRequest prefilled = c;  // lm-eval gen_prefix: vLLM's continue_final_message
+  prefilled.assistant_prefix = "Sure:";
+  GenRequest raw_prefix = r;
+  raw_prefix.assistant_prefix = "!";
+  auto out = b.generate({r, c, prefilled, raw_prefix}, nullptr);
   EXPECT_EQ(out[0].text, "[Q] ");
   EXPECT_EQ(out[0].finish_reason, "stop");
   EXPECT_EQ(out[1].text, "chat:system=be brief;user=hi;");
+  EXPECT_EQ(out[2].text, "chat:system=be brief;user=hi;assistant=Sure:;(continued)");
+  EXPECT_EQ(out[3].text, "[Q!] ");
   std::lock_guard<std::mutex> l(m.mu);
   EXPECT_EQ(m.last_auth, "Bearer sekrit");
 }

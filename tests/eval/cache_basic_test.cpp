@@ -99,6 +99,9 @@ TEST(ResultCache, RequestHashesSeparateWhatMatters) {
   b.stop.push_back("</s>");
   EXPECT_NE(request_hash(a), request_hash(b));
   b = a;
+  b.assistant_prefix = "The answer is";
+  EXPECT_NE(request_hash(a), request_hash(b));
+  b = a;
   b.chat = true;
   b.messages = {{"user", a.prompt}};
   EXPECT_NE(request_hash(a), request_hash(b));

@@ -114,6 +114,21 @@ const char* kLimit = "4";
 
 }  // namespace
 
+// Our own server on a free port; *port stays 0 when it did not come up.
+pid_t start_server(const fs::path& log, int* port) {
+  pid_t srv = spawn_cli({"serve", "--model", fx().model.string(), "--port", "0"}, log);
+  for (int i = 0; i < 600 && *port == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::string s = fs::exists(log) ? rv::read_file(log) : "";
+    size_t p = s.find("listening on http://");
+    if (p != std::string::npos) {
+      size_t colon = s.find(':', p + 20);
+      *port = std::atoi(s.c_str() + colon + 1);
+    }
+  }
+  return srv;
+}
+
 TEST(EvalE2E, EngineAndServerBackendsAgreeAndReportMatches) {
   Fixture& f = fx();
   const std::string common =
@@ -125,20 +140,9 @@ TEST(EvalE2E, EngineAndServerBackendsAgreeAndReportMatches) {
             0)
       << out;
 
-  // Our own server on a free port.
-  fs::path slog = f.dir / "serve.log";
-  pid_t srv = spawn_cli({"serve", "--model", f.model.string(), "--port", "0"}, slog);
   int port = 0;
-  for (int i = 0; i < 600 && port == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    std::string s = fs::exists(slog) ? rv::read_file(slog) : "";
-    size_t p = s.find("listening on http://");
-    if (p != std::string::npos) {
-      size_t colon = s.find(':', p + 20);
-      port = std::atoi(s.c_str() + colon + 1);
-    }
-  }
-  ASSERT_GT(port, 0) << rv::read_file(slog);
+  pid_t srv = start_server(f.dir / "serve.log", &port);
+  ASSERT_GT(port, 0) << rv::read_file(f.dir / "serve.log");
   int rc = run_cli("eval --base-url http://127.0.0.1:" + std::to_string(port) +
                        " --model tiny-qwen --concurrency 4" + common + " --cache " +
                        (f.dir / "c2.sqlite").string() + " -o " + (f.dir / "http").string(),
@@ -190,6 +194,45 @@ TEST(EvalE2E, EngineAndServerBackendsAgreeAndReportMatches) {
   }
   EXPECT_EQ(checked, 4);
   EXPECT_TRUE(fs::exists(f.dir / "cmp.svg"));
+}
+
+TEST(EvalE2E, HumanEvalInstructPrefillsTheAnswerOnBothBackends) {
+  // lm-eval's gen_prefix: the engine renders it with continue_final_message,
+  // the HTTP backend asks our server for the same; greedy answers must match.
+  Fixture& f = fx();
+  const std::string common = " --tasks humaneval_instruct --limit 2 --max-gen-toks 16 --data-dir " +
+                             kData.string() + " --no-cache";
+  std::string out;
+  ASSERT_EQ(
+      run_cli("eval --model " + f.model.string() + common + " -o " + (f.dir / "he-engine").string(),
+              &out),
+      0)
+      << out;
+  int port = 0;
+  pid_t srv = start_server(f.dir / "serve-he.log", &port);
+  ASSERT_GT(port, 0) << rv::read_file(f.dir / "serve-he.log");
+  int rc = run_cli("eval --base-url http://127.0.0.1:" + std::to_string(port) +
+                       " --model tiny-qwen" + common + " -o " + (f.dir / "he-http").string(),
+                   &out);
+  kill(srv, SIGTERM);
+  int st;
+  waitpid(srv, &st, 0);
+  ASSERT_EQ(rc, 0) << out;
+
+  json res = read_json(f.dir / "he-engine/results.json");
+  EXPECT_EQ(res["configs"]["humaneval_instruct"]["generation_kwargs"]["max_gen_toks"], 16);
+  auto a = read_samples(f.dir / "he-engine/samples_humaneval_instruct.jsonl"),
+       b = read_samples(f.dir / "he-http/samples_humaneval_instruct.jsonl");
+  ASSERT_EQ(a.size(), 2u);
+  ASSERT_EQ(b.size(), 2u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["output"], b[i]["output"]) << i;
+    json msgs = json::parse(a[i]["prompt"].get<std::string>());
+    ASSERT_EQ(msgs.size(), 2u);
+    EXPECT_EQ(msgs[1]["role"], "assistant");
+    EXPECT_EQ(msgs[1]["content"].get<std::string>().rfind("Here is the completed function:\n", 0),
+              0u);
+  }
 }
 
 TEST(EvalE2E, KilledRunResumesWithNothingRecomputed) {

@@ -240,6 +240,13 @@ TEST(TaskPrompts, HumanEvalInstructIsChat) {
       "integer smaller than given number) and decimals\n    (leftover part always smaller "
       "than 1).\n\n    Return the decimal part of the number.\n    >>> truncate_number(3.5)\n"
       "    0.5\n    \"\"\"\n");
+  // lm-eval's gen_prefix pre-fills the answer with the prompt itself.
+  const std::string prompt = insts[2].doc_meta["prompt"];
+  EXPECT_EQ(insts[2].gen.assistant_prefix,
+            "Here is the completed function:\n```python\n" + prompt + "\n");
+  EXPECT_EQ(insts[2].gen.stop,
+            (std::vector<std::string>{"\nclass", "\ndef", "\n#", "\nif", "\nprint"}));
+  EXPECT_EQ(insts[2].gen.max_tokens, 1024);
 }
 
 TEST(TaskPrompts, GsmPlusGroupsAndCriticalThinking) {

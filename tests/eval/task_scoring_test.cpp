@@ -227,18 +227,16 @@ TEST_F(HumanEvalExec, PassAtKWithSamplesAndInstructExtraction) {
   auto inst_task = make_task("humaneval_instruct");
   auto io = opts(3);
   auto ii = inst_task->instances(io);
-  std::string full =
-      "Sure!\n```python\ndef truncate_number(number: float) -> float:\n    return number % "
-      "1.0\n```\nDone.";
-  EXPECT_EQ(inst_task->score(ii[2], gen(full), {}, io).metrics.at("pass@1,create_test"), 1.0);
-  EXPECT_EQ(inst_task->score(ii[2], gen("    return number % 1.0\n```"), {}, io)
-                .metrics.at("pass@1,create_test"),
-            1.0);
-  EXPECT_EQ(
-      inst_task
-          ->score(ii[2], gen("```python\ndef truncate_number(number):\n    return 2\n```"), {}, io)
-          .metrics.at("pass@1,create_test"),
-      0.0);
+  // The reply continues the pre-filled function body; build_predictions_instruct
+  // keeps what precedes the first fence.
+  auto pass1 = [&](const std::string& reply) {
+    return inst_task->score(ii[2], gen(reply), {}, io).metrics.at("pass@1,create_test");
+  };
+  EXPECT_EQ(pass1("    return number % 1.0\n```\nThis works because..."), 1.0);
+  EXPECT_EQ(pass1("    return number % 1.0\n"), 1.0);
+  EXPECT_EQ(pass1("    return 2\n```\n    return number % 1.0\n"), 0.0);
+  // A reply that restarts the function is cut at its opening fence: no body.
+  EXPECT_EQ(pass1("```python\ndef truncate_number(number):\n    return number % 1.0\n```"), 0.0);
 }
 
 }  // namespace

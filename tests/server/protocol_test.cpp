@@ -150,6 +150,14 @@ TEST(Protocol, ChatRequest) {
              "max_tokens");
   expect_bad(kChat, R"({"messages": [{"role": "user", "content": "x"}], "n": 2})", "n");
   expect_bad(kChat, R"({"messages": [{"role": "user", "content": "x"}], "tools": [{}]})", "tools");
+  // vLLM: continuing the final message excludes a new generation prompt.
+  expect_bad(kChat,
+             R"({"messages": [{"role": "user", "content": "x"}], "continue_final_message": true})",
+             "continue_final_message");
+  auto c = parse_chat_request(J(R"({"messages": [{"role": "assistant", "content": "x"}],
+            "continue_final_message": true, "add_generation_prompt": false})"));
+  EXPECT_TRUE(c.continue_final_message);
+  EXPECT_FALSE(c.add_generation_prompt);
 }
 
 TEST(Protocol, ErrorBodyShape) {

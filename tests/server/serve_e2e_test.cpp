@@ -221,6 +221,25 @@ TEST_F(ServeE2E, ChatUsesTheModelsTemplate) {
   }
 }
 
+TEST_F(ServeE2E, ChatContinuesAPrefilledAssistantMessage) {
+  // lm-eval's gen_prefix over vLLM's API: the reply continues the assistant
+  // text, with no end-of-turn after it.
+  json messages = {{{"role", "user"}, {"content", "Hello!"}},
+                   {{"role", "assistant"}, {"content", "Sure:\n"}}};
+  const std::string rendered =
+      "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+      "assistant.<|im_end|>\n<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\nSure:\n";
+  auto ids = tok().encode(rendered);
+  auto want = direct(ids, greedy(8));
+  json j = post_ok("/v1/chat/completions", {{"messages", messages},
+                                            {"max_tokens", 8},
+                                            {"temperature", 0},
+                                            {"add_generation_prompt", false},
+                                            {"continue_final_message", true}});
+  EXPECT_EQ(j["choices"][0]["message"]["content"], want.text);
+  EXPECT_EQ(j["usage"]["prompt_tokens"], ids.size());
+}
+
 std::string concat_stream(const std::string& body, bool chat, std::string* finish) {
   auto events = sse_events(body);
   EXPECT_FALSE(events.empty());
@@ -255,7 +274,9 @@ TEST_F(ServeE2E, StreamingConcatenatesToTheSameText) {
     // A stop string taken from the middle of the answer cuts the stream there.
     if (full.size() >= 8) {
       // Cut on UTF-8 character boundaries: a stop string must be valid text.
-      auto cont = [&](size_t i) { return i < full.size() && (static_cast<unsigned char>(full[i]) & 0xc0) == 0x80; };
+      auto cont = [&](size_t i) {
+        return i < full.size() && (static_cast<unsigned char>(full[i]) & 0xc0) == 0x80;
+      };
       size_t b = full.size() / 2, e = b + 3;
       while (b > 0 && cont(b)) --b;
       while (cont(e)) ++e;

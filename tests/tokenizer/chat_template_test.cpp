@@ -164,7 +164,8 @@ std::vector<ordered_json> conversations() {
        msg("user", "Why?")}));
   convs.push_back(ordered_json::array(
       {msg("user",
-           "Translate: 你好，世界 / 👩‍👩‍👧 family / مرحبا بالعالم / café vs cafe\u0301 / "
+           "Translate: 你好，世界 / 👩‍👩‍👧 family / مرحبا بالعالم / café vs cafe\u0301 "
+           "/ "
            "Ünïcödé"),
        msg("assistant", "Hello, world / 家族 👍🏽 / Hello world (Arabic) / ½ ∑ ∞")}));
   convs.push_back(ordered_json::array({msg("user", ""), msg("assistant", ""), msg("user", "")}));
@@ -452,6 +453,42 @@ TEST(ChatTemplate, Qwen3StripsOnlyNewlinesLikePython) {
   EXPECT_EQ(rv::render_chat_template(src.tmpl, in),
             "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n<think>\n r \n</think>\n\n "
             "Answer<|im_end|>\n");
+}
+
+TEST(ChatTemplate, ContinueFinalMessageEndsInsideTheAssistantTurn) {
+  // transformers' continue_final_message, as lm-eval uses it for gen_prefix:
+  // Qwen keeps the content verbatim (trailing newline included); Llama 3.1
+  // trims it, so the text ends at the stripped content.
+  auto t = real_templates();
+  rv::ChatTemplateInputs in;
+  in.messages = {msg("user", "Hi"), msg("assistant", "Here:\n```python\n")};
+  in.continue_final_message = true;
+  in.bos_token = t[0].src.bos_token;
+  in.eos_token = t[0].src.eos_token;
+  EXPECT_EQ(rv::render_chat_template(t[0].src.tmpl, in),
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+            "assistant.<|im_end|>\n"
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHere:\n```python\n");
+  in.bos_token = t[2].src.bos_token;
+  in.eos_token = t[2].src.eos_token;
+  std::string llama = rv::render_chat_template(t[2].src.tmpl, in);
+  const std::string tail =
+      "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+      "<|start_header_id|>assistant<|end_header_id|>\n\nHere:\n```python";
+  ASSERT_GE(llama.size(), tail.size());
+  EXPECT_EQ(llama.substr(llama.size() - tail.size()), tail);
+
+  in.add_generation_prompt = true;
+  EXPECT_THROW(rv::render_chat_template(t[0].src.tmpl, in), rv::Error);
+  in.add_generation_prompt = false;
+  try {
+    rv::render_chat_template("{% for m in messages %}{{ m.role }}{% endfor %}", in);
+    FAIL();
+  } catch (const rv::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("continue_final_message: the template does not"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(ChatTemplate, StrftimeNowIsInjectable) {
