@@ -138,7 +138,9 @@ TEST_F(SandboxTest, RunManyKeepsOrder) {
   ASSERT_EQ(rs.size(), 8u);
   for (int i = 0; i < 8; ++i) {
     EXPECT_EQ(rs[i].status, i % 2 ? ExecStatus::kFailed : ExecStatus::kPassed) << i;
-    if (i % 2) EXPECT_EQ(rs[i].exit_code, 3);
+    if (i % 2) {
+      EXPECT_EQ(rs[i].exit_code, 3);
+    }
   }
 }
 
