@@ -94,6 +94,8 @@ void add_serve_command(CLI::App& app) {
          "--shutdown-grace", a->server.shutdown_grace_s,
          "Seconds in-flight requests get to finish after SIGINT/SIGTERM before they are cancelled")
       ->capture_default_str();
+  sub->add_flag("--log-requests", a->server.log_requests,
+                "Log each answered request (method, path, status, milliseconds) to stderr");
   sub->callback([a] { run_serve(*a); });
 }
 

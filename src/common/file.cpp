@@ -167,6 +167,28 @@ void fsync_dir(const fs::path& dir) {
   ::close(fd);
 }
 
+namespace {
+
+// Temporaries of writers that were killed (SIGKILL, power loss) never got
+// their destructor: remove those whose process is gone, so a rerun leaves
+// the directory clean. A live process's temporary is never touched.
+void remove_stale_temps(const fs::path& dir, const std::string& stem) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.size() <= stem.size() || name.compare(0, stem.size(), stem) != 0) continue;
+    const std::string digits = name.substr(stem.size());
+    if (digits.find_first_not_of("0123456789") != std::string::npos || digits.size() > 9) continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(digits));
+    if (pid <= 0 || (::kill(pid, 0) != 0 && errno == ESRCH)) {
+      std::error_code rm;
+      fs::remove_all(it->path(), rm);
+    }
+  }
+}
+
+}  // namespace
+
 AtomicOutput::AtomicOutput(fs::path final_path, Kind kind, bool force)
     : final_(std::move(final_path)), kind_(kind), force_(force) {
   std::error_code ec;
@@ -174,9 +196,12 @@ AtomicOutput::AtomicOutput(fs::path final_path, Kind kind, bool force)
     throw Error(final_.string(), "output already exists (use --force to overwrite)");
   fs::path parent = final_.parent_path();
   if (parent.empty()) parent = ".";
-  if (!fs::is_directory(parent, ec)) throw Error(final_.string(), "parent directory does not exist");
-  tmp_ = parent / ("." + final_.filename().string() + ".tmp-" + std::to_string(getpid()));
+  if (!fs::is_directory(parent, ec))
+    throw Error(final_.string(), "parent directory does not exist");
+  const std::string stem = "." + final_.filename().string() + ".tmp-";
+  tmp_ = parent / (stem + std::to_string(getpid()));
   fs::remove_all(tmp_, ec);
+  remove_stale_temps(parent, stem);
   if (kind_ == Kind::kDirectory) {
     if (::mkdir(tmp_.c_str(), 0755) != 0)
       throw Error(final_.string(), "cannot create output directory: " + errno_text(errno));
@@ -207,10 +232,12 @@ void AtomicOutput::commit() {
 
 static std::atomic<bool> g_interrupted{false};
 
-static void on_signal(int) { g_interrupted.store(true); }
+static void on_signal(int) {
+  g_interrupted.store(true);
+}
 
 void install_interrupt_handler() {
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
@@ -220,7 +247,9 @@ void install_interrupt_handler() {
   signal(SIGXFSZ, SIG_IGN);
 }
 
-bool interrupted() { return g_interrupted.load(std::memory_order_relaxed); }
+bool interrupted() {
+  return g_interrupted.load(std::memory_order_relaxed);
+}
 
 void check_interrupted() {
   if (interrupted()) throw Error("interrupted");

@@ -77,6 +77,8 @@ class AtomicOutput {
  public:
   enum class Kind { kFile, kDirectory };
   // Throws if final_path exists and !force, or its parent is not writable.
+  // Also removes temporaries of this output left by writers that died
+  // (".NAME.tmp-PID" siblings whose PID no longer exists).
   AtomicOutput(fs::path final_path, Kind kind, bool force);
   ~AtomicOutput();
   AtomicOutput(const AtomicOutput&) = delete;

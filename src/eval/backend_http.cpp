@@ -116,6 +116,29 @@ struct HttpBackend::Worker {
   const std::atomic<bool>* abort = nullptr;
 };
 
+namespace {
+
+// httplib names its errors in one word ("Connection"); say what happened.
+std::string transport_error(httplib::Error e) {
+  switch (e) {
+    case httplib::Error::Connection:
+      return "cannot connect (is the server running?)";
+    case httplib::Error::ConnectionTimeout:
+      return "connection timed out";
+    case httplib::Error::Read:
+      return "no complete response (connection closed or read timed out)";
+    case httplib::Error::Write:
+      return "could not send the request (connection closed)";
+    case httplib::Error::SSLConnection:
+    case httplib::Error::SSLServerVerification:
+      return "TLS error (" + httplib::to_string(e) + ")";
+    default:
+      return httplib::to_string(e);
+  }
+}
+
+}  // namespace
+
 std::string HttpBackend::post(Worker& w, const std::string& path, const std::string& body,
                               int* status_out) {
   const std::string full = path;
@@ -126,7 +149,7 @@ std::string HttpBackend::post(Worker& w, const std::string& path, const std::str
     auto res = w.cli.Post(full, body, "application/json");
     double retry_after = -1;
     if (!res) {
-      last_error = "connection error: " + httplib::to_string(res.error());
+      last_error = "connection error: " + transport_error(res.error());
     } else if (res->status == 200) {
       if (status_out) *status_out = 200;
       return res->body;

@@ -979,9 +979,11 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
       try {
         rr = run_eval(backend, ro);
       } catch (const Error& e) {
-        if (proc)
+        if (proc) {
+          const char* why = proc->alive() ? "" : "; the server exited during the run";
           throw Error(x.label + " / " + et.label,
-                      std::string(e.what()) + "; server log tail" + proc->log_tail());
+                      std::string(e.what()) + why + "; server log tail" + proc->log_tail());
+        }
         throw;
       }
       write_results(x.runs[k], rr);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <csignal>
+#include <cstdio>
 #include <ctime>
 #include <mutex>
 #include <random>
@@ -653,7 +654,19 @@ void Server::Impl::setup_routes() {
   http.Post("/v1/chat/completions", guarded(&Impl::handle_chat));
   http.Get("/v1/chat/completions", wrong_method("POST"));
 
+  // Handler threads serve one request at a time: the start time of the
+  // current one can live in a thread_local until the logger runs.
+  static thread_local std::chrono::steady_clock::time_point request_start;
+  if (opt.log_requests)
+    http.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+      double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                            request_start)
+                      .count();
+      fprintf(stderr, "reasonvec serve: %s %s %d %.1f ms\n", req.method.c_str(), req.path.c_str(),
+              res.status, ms);
+    });
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    request_start = std::chrono::steady_clock::now();
     if (opt.api_key.empty() || req.path == "/health")
       return httplib::Server::HandlerResponse::Unhandled;
     const std::string want = "Bearer " + opt.api_key;

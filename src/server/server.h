@@ -38,6 +38,9 @@ struct ServerOptions {
   // After stop(): in-flight requests get this long to finish, then the
   // engine's remaining work is cancelled (clients see an error).
   double shutdown_grace_s = 10;
+  // One stderr line per answered request ("METHOD PATH STATUS MS"), written
+  // once the response has been sent (as llama-server's and vLLM's logs).
+  bool log_requests = false;
 };
 
 class Server {

@@ -8,12 +8,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/error.h"
 #include "common/file.h"
@@ -21,6 +24,7 @@
 #include "formats/dtype.h"
 #include "formats/model_dir.h"
 #include "formats/synth.h"
+#include "support/st_checker.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -71,6 +75,21 @@ std::vector<float> tensor_f32(const rv::TensorSet& ts, const std::string& name) 
   auto v = ts.view(name);
   std::vector<float> out(v.numel());
   rv::to_f32(v.dtype(), v.data, out.data(), out.size());
+  return out;
+}
+
+// The `output` of every sample of every report cell, keyed by row label
+// and task: what two runs must agree on to count as identical.
+std::map<std::string, std::vector<json>> cell_outputs(const json& report) {
+  std::map<std::string, std::vector<json>> out;
+  for (const auto& row : report["rows"])
+    for (const auto& [task, c] : row["cells"].items()) {
+      auto& v = out[row["label"].get<std::string>() + " / " + task];
+      std::ifstream in(fs::path(c["run_dir"].get<std::string>()) / ("samples_" + task + ".jsonl"));
+      std::string line;
+      while (std::getline(in, line)) v.push_back(json::parse(line)["output"]);
+      v.push_back(c["accuracy"]);
+    }
   return out;
 }
 
@@ -305,6 +324,103 @@ TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
     EXPECT_NE(m.find("exited before answering"), std::string::npos) << m;
     EXPECT_NE(m.find("| boom "), std::string::npos) << m;
   }
+}
+
+TEST(Experiment, ServerThatDiesMidRunIsReportedAndTheRunResumes) {
+  Fixture& f = fx();
+  // A server that is SIGKILLed right after it has answered its first
+  // request; with one request in flight at a time the other one is lost.
+  fs::path script = f.dir / "dying-server.sh";
+  rv::write_file(script, std::string("set -u\nerr=$(mktemp)\n") + RV_CLI_PATH +
+                             " -q serve --model \"$1\" --port \"$2\" --log-requests "
+                             "2> >(tee \"$err\" >&2) &\n"
+                             "pid=$!\n"
+                             "until grep -q 'POST /v1/' \"$err\"; do\n"
+                             "  kill -0 $pid 2>/dev/null || exit 1\n  sleep 0.01\ndone\n"
+                             "echo 'dying-server: killing the server' >&2\n"
+                             "kill -9 $pid\nrm -f \"$err\"\nexit 137\n");
+  auto write_cfg = [&](const std::string& name, const std::string& backend) {
+    std::string y =
+        "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a]\nalphas: [0]\n"
+        "tasks:\n  - {name: gsm8k, limit: 2}\ndata_dir: " +
+        kData.string() + "\n" + backend;
+    rv::write_file(f.dir / name, y);
+    return rv::eval::load_experiment_config(f.dir / name);
+  };
+  auto dies = write_cfg("dies.yaml", "backend:\n  server:\n    command: \"bash " + script.string() +
+                                         " {model} {port}\"\n    concurrency: 1\n");
+  auto heals = write_cfg("heals.yaml", std::string("backend:\n  server:\n    command: \"exec ") +
+                                           RV_CLI_PATH +
+                                           " -q serve --model {model} --port {port}\"\n"
+                                           "    concurrency: 1\n");
+  rv::eval::ExperimentOptions o;
+  o.out_dir = f.dir / "out-dies";
+  try {
+    rv::eval::run_experiment(dies, o);
+    FAIL() << "the run finished before the server died";
+  } catch (const rv::Error& e) {
+    std::string m = e.what();
+    EXPECT_EQ(m.find('\n'), m.find("\n  | ")) << m;  // one line, then the log tail
+    EXPECT_NE(m.find("instruct-a / gsm8k: "), std::string::npos) << m;
+    EXPECT_NE(m.find("connection error: cannot connect"), std::string::npos) << m;
+    EXPECT_NE(m.find("the server exited during the run"), std::string::npos) << m;
+    EXPECT_NE(m.find("| reasonvec serve: POST /v1/completions 200"), std::string::npos) << m;
+    EXPECT_NE(m.find("| dying-server: killing the server"), std::string::npos) << m;
+  }
+  EXPECT_FALSE(fs::exists(o.out_dir / "report.json"));
+
+  // After a restart with a working server the run completes; the answer the
+  // dead server gave is reused, and the result equals the built-in engine's.
+  auto healed = rv::eval::run_experiment(heals, o);
+  EXPECT_EQ(healed.cache_hits, 1u);
+  EXPECT_EQ(healed.cache_misses, 1u);
+  auto eng = write_cfg("eng4.yaml", "");
+  o.out_dir = f.dir / "out-eng4";
+  auto direct = rv::eval::run_experiment(eng, o);
+  EXPECT_EQ(cell_outputs(healed.report), cell_outputs(direct.report));
+}
+
+TEST(ExperimentCli, KilledMidRunResumesToTheSameResults) {
+  Fixture& f = fx();
+  fs::path cfg = f.dir / "kill.yaml";
+  rv::write_file(cfg,
+                 "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a]\nalphas: [0, 1]\n"
+                 "tasks:\n  - {name: sciq, limit: 3}\n  - {name: gsm8k, limit: 1}\ndata_dir: " +
+                     kData.string() + "\n");
+  const fs::path out = f.dir / "out-kill";
+  auto finished_runs = [&] {
+    int n = 0;
+    std::error_code ec;
+    for (fs::recursive_directory_iterator it(out / "runs", ec), end; !ec && it != end;
+         it.increment(ec))
+      n += it->path().filename() == "results.json";
+    return n;
+  };
+  pid_t pid = rvtest::spawn_cli({"-q", "experiment", cfg.string(), "-o", out.string()},
+                                (f.dir / "kill.log").string());
+  for (int i = 0; i < 6000 && finished_runs() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  kill(pid, SIGKILL);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFSIGNALED(st)) << "the experiment finished before it could be killed: "
+                               << rv::read_file(f.dir / "kill.log");
+  ASSERT_GE(finished_runs(), 1);
+  ASSERT_LT(finished_runs(), 4);
+  EXPECT_FALSE(fs::exists(out / "report.json"));
+
+  auto again = rvtest::run_cli({"-q", "experiment", cfg.string(), "-o", out.string()});
+  ASSERT_EQ(again.code, 0) << again.err;
+  EXPECT_EQ(finished_runs(), 4);
+  // Nothing half-written is left behind, the killed writer's temporaries included.
+  for (const auto& e : fs::recursive_directory_iterator(out))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
+
+  auto ref_cfg = rv::eval::load_experiment_config(cfg);
+  rv::eval::ExperimentOptions o;
+  o.out_dir = f.dir / "out-nokill";
+  auto ref = rv::eval::run_experiment(ref_cfg, o);
+  EXPECT_EQ(cell_outputs(read_json(out / "report.json")), cell_outputs(ref.report));
 }
 
 TEST(ExperimentCli, BadConfigIsOneLineWithFileLineAndKey) {

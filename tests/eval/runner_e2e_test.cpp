@@ -19,6 +19,7 @@
 
 #include "common/file.h"
 #include "formats/synth.h"
+#include "support/st_checker.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -62,22 +63,8 @@ int run_cli(const std::string& args, std::string* out = nullptr) {
   return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
-// Starts a child running the CLI with `args`; stdout+stderr to `log`.
 pid_t spawn_cli(const std::vector<std::string>& args, const fs::path& log) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    FILE* f = freopen(log.c_str(), "w", stderr);
-    (void)f;
-    dup2(fileno(stderr), 1);
-    std::vector<char*> argv;
-    std::string exe = RV_CLI_PATH;
-    argv.push_back(exe.data());
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(exe.c_str(), argv.data());
-    _exit(127);
-  }
-  return pid;
+  return rvtest::spawn_cli(args, log.string());
 }
 
 json read_json(const fs::path& p) {

@@ -37,9 +37,12 @@ static size_t elem_size(const std::string& d) {
 static float half_to_float(uint16_t h) {  // straightforward, by the IEEE definition
   int s = h >> 15, e = (h >> 10) & 31, m = h & 1023;
   double v;
-  if (e == 0) v = std::ldexp(double(m), -24);
-  else if (e == 31) v = m ? NAN : INFINITY;
-  else v = std::ldexp(1.0 + m / 1024.0, e - 15);
+  if (e == 0)
+    v = std::ldexp(double(m), -24);
+  else if (e == 31)
+    v = m ? NAN : INFINITY;
+  else
+    v = std::ldexp(1.0 + m / 1024.0, e - 15);
   return float(s ? -v : v);
 }
 
@@ -73,7 +76,8 @@ CheckedFile read_safetensors_checked(const std::string& path) {
   if ((8 + n) % 8 != 0) throw std::runtime_error(path + ": data section not 8-byte aligned");
   std::string h = b.substr(8, n);
   size_t last = h.find_last_not_of(' ');
-  if (last == std::string::npos || h[last] != '}') throw std::runtime_error(path + ": header not padded with spaces");
+  if (last == std::string::npos || h[last] != '}')
+    throw std::runtime_error(path + ": header not padded with spaces");
   json j = json::parse(h.substr(0, last + 1));
   CheckedFile f;
   std::vector<std::pair<uint64_t, uint64_t>> spans;
@@ -85,7 +89,8 @@ CheckedFile read_safetensors_checked(const std::string& path) {
     CheckedTensor t;
     t.dtype = v.at("dtype").get<std::string>();
     t.shape = v.at("shape").get<std::vector<int64_t>>();
-    uint64_t s = v.at("data_offsets")[0].get<uint64_t>(), e = v.at("data_offsets")[1].get<uint64_t>();
+    uint64_t s = v.at("data_offsets")[0].get<uint64_t>(),
+             e = v.at("data_offsets")[1].get<uint64_t>();
     uint64_t want = elem_size(t.dtype);
     for (auto d : t.shape) want *= uint64_t(d);
     if (e - s != want) throw std::runtime_error(path + ": " + k + " span != shape x dtype");
@@ -123,7 +128,8 @@ CheckedFile read_model_checked(const std::string& path) {
   }
   size_t count = 0;
   for (auto& [fn, f] : shards) count += f.tensors.size();
-  if (count != all.tensors.size()) throw std::runtime_error("shards hold tensors the index does not name");
+  if (count != all.tensors.size())
+    throw std::runtime_error("shards hold tensors the index does not name");
   if (idx.at("metadata").at("total_size").get<uint64_t>() != total)
     throw std::runtime_error("index total_size != sum of tensor sizes");
   if (!shards.empty()) all.metadata = shards.begin()->second.metadata;
@@ -163,13 +169,17 @@ RunResult run_cmd(const std::vector<std::string>& argv, long limit_fsize) {
     if (select(std::max(out[0], err[0]) + 1, &fds, nullptr, nullptr, nullptr) < 0) break;
     if (o_open && FD_ISSET(out[0], &fds)) {
       ssize_t n = read(out[0], buf, sizeof buf);
-      if (n <= 0) o_open = false;
-      else r.out.append(buf, size_t(n));
+      if (n <= 0)
+        o_open = false;
+      else
+        r.out.append(buf, size_t(n));
     }
     if (e_open && FD_ISSET(err[0], &fds)) {
       ssize_t n = read(err[0], buf, sizeof buf);
-      if (n <= 0) e_open = false;
-      else r.err.append(buf, size_t(n));
+      if (n <= 0)
+        e_open = false;
+      else
+        r.err.append(buf, size_t(n));
     }
   }
   close(out[0]);
@@ -184,6 +194,24 @@ RunResult run_cli(const std::vector<std::string>& args) {
   std::vector<std::string> a = {RV_CLI_PATH};
   a.insert(a.end(), args.begin(), args.end());
   return run_cmd(a);
+}
+
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) _exit(126);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> argv;
+    std::string exe = RV_CLI_PATH;
+    argv.push_back(exe.data());
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(exe.c_str(), argv.data());
+    _exit(127);
+  }
+  return pid;
 }
 
 namespace {

@@ -4,6 +4,8 @@
 // writer. Throws std::runtime_error on any layout violation.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <map>
 #include <string>
@@ -14,7 +16,7 @@ namespace rvtest {
 struct CheckedTensor {
   std::string dtype;
   std::vector<int64_t> shape;
-  std::string bytes;  // raw little-endian element bytes
+  std::string bytes;                  // raw little-endian element bytes
   std::vector<float> as_f32() const;  // F32 / BF16 / F16 only
 };
 
@@ -41,6 +43,9 @@ struct RunResult {
 };
 RunResult run_cmd(const std::vector<std::string>& argv, long limit_fsize = 0);
 RunResult run_cli(const std::vector<std::string>& args);  // runs RV_CLI_PATH
+// Starts RV_CLI_PATH with `args` in the background, stdout and stderr to
+// `log`; the caller waits for (or kills) the returned child.
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& log);
 
 // A fresh empty directory under /tmp, removed at process exit.
 std::string temp_dir(const std::string& tag);
