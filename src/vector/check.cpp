@@ -1,6 +1,5 @@
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 
 #include "common/error.h"
 #include "common/progress.h"

@@ -1,6 +1,5 @@
 #include <cmath>
 #include <limits>
-#include <mutex>
 
 #include "common/error.h"
 #include "common/progress.h"
