@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
 #include <set>
 
 #include "common/error.h"
@@ -571,6 +572,16 @@ Header parse(const uint8_t* data, size_t size, const std::string& where) {
       throw Error(where,
                   "tensors '" + by_off[i - 1]->name + "' and '" + by_off[i]->name + "' overlap");
   return h;
+}
+
+bool is_gguf_path(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) return false;
+  if (path.extension() == ".gguf") return true;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  std::ifstream f(path, std::ios::binary);
+  uint32_t magic = 0;
+  return f.read(reinterpret_cast<char*>(&magic), sizeof magic) && magic == kMagic;
 }
 
 File::File(const std::filesystem::path& path) : file_(path) {

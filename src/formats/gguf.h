@@ -177,6 +177,11 @@ struct Header {
 // problem; safe on arbitrary bytes.
 Header parse(const uint8_t* data, size_t size, const std::string& where);
 
+// True when `path` should be read as a GGUF file: it is not a directory and
+// is named *.gguf or starts with the GGUF magic. Checks nothing else (open it
+// with File or parse() for that); never throws.
+bool is_gguf_path(const std::filesystem::path& path);
+
 // A memory-mapped, validated GGUF file. Tensor data pointers stay valid for
 // the object's lifetime and are aligned to the file's alignment relative to
 // the start of the mapping (which is page-aligned).

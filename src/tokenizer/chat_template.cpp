@@ -4,7 +4,9 @@
 
 #include "common/error.h"
 #include "common/file.h"
+#include "formats/gguf.h"
 #include "tokenizer/jinja.h"
+#include "tokenizer/tokenizer.h"
 
 namespace rv {
 
@@ -143,6 +145,12 @@ bool pick_template(const nlohmann::ordered_json& cfg, const std::filesystem::pat
 
 ChatTemplateSource load_chat_template(const std::filesystem::path& model_dir) {
   namespace fs = std::filesystem;
+  if (gguf::is_gguf_path(model_dir)) {
+    const Tokenizer tok = Tokenizer::load_gguf(model_dir);
+    if (tok.chat_template().empty())
+      throw Error(model_dir.string(), "no chat template (tokenizer.chat_template) in the file");
+    return {tok.chat_template(), tok.bos_token(), tok.eos_token(), model_dir.string()};
+  }
   if (!fs::is_directory(model_dir)) throw Error(model_dir.string(), "model directory not found");
   ChatTemplateSource src;
   fs::path cfg_path = model_dir / "tokenizer_config.json";

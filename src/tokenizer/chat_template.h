@@ -53,7 +53,9 @@ struct ChatTemplateSource {
 // "chat_template" in DIR/chat_template.json, else in DIR/tokenizer_config.json
 // (a string, or a list of {"name", "template"} of which "default" is used).
 // bos/eos come from tokenizer_config.json ("<s>" or {"content": "<s>", ...};
-// null or absent gives ""). Throws rv::Error("path: what") when the directory
+// null or absent gives ""). A GGUF file (gguf::is_gguf_path) gives its
+// tokenizer.chat_template and the strings of its bos/eos ids (see
+// Tokenizer::load_gguf). Throws rv::Error("path: what") when the directory
 // or a file is missing/malformed or no template is found.
 ChatTemplateSource load_chat_template(const std::filesystem::path& model_dir);
 

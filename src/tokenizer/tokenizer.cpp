@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/file.h"
+#include "formats/gguf.h"
 #include "tokenizer/tokenizer_json.h"
 #include "tokenizer/unicode.h"
 
@@ -30,6 +31,9 @@ constexpr const char* kGpt2Pattern =
 // Qwen2Tokenizer's PRETOKENIZE_REGEX, for the vocab.json + merges.txt form.
 constexpr const char* kQwen2Pattern =
     R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Llama-3's Split regex (tokenizer.json), for GGUF files with pre "llama-bpe".
+constexpr const char* kLlama3Pattern =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 struct SvHash {
   using is_transparent = void;
@@ -781,6 +785,7 @@ static void load_vocab_merges(Tokenizer::Impl& t, const std::filesystem::path& d
 }
 
 Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
+  if (gguf::is_gguf_path(dir)) return load_gguf(dir);
   auto t = std::make_shared<Impl>();
   if (!std::filesystem::is_directory(dir)) throw Error(describe(dir), "no such model directory");
   if (std::filesystem::exists(dir / "tokenizer.json")) {
@@ -791,6 +796,105 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
     throw Error(describe(dir), "no tokenizer.json (or vocab.json + merges.txt) found");
   }
   t->apply_config(dir);
+  t->self_merge.reset(new std::atomic<uint8_t>[t->kind.size()]());
+  return Tokenizer(std::move(t));
+}
+
+// GGUF: tokenizer.ggml.* rebuilt as the equivalent tokenizer.json (see
+// load_gguf in tokenizer.h; gguf_export.cpp writes the inverse).
+Tokenizer Tokenizer::load_gguf(const std::filesystem::path& path) {
+  const std::string file = describe(path);
+  const gguf::File f(path);
+  // Token types as llama.cpp numbers them (llama_token_type).
+  enum : int64_t { kNormal = 1, kControl = 3, kUserDefined = 4, kUnused = 5 };
+  auto array_of = [&](const std::string& key,
+                      gguf::ValueType elem) -> const std::vector<gguf::Value>& {
+    const gguf::Value& v = f.get(key);
+    if (v.type() != gguf::ValueType::ARRAY || v.elem_type() != elem)
+      throw Error(file, "key '" + key + "' is not an array of " + gguf::value_type_name(elem));
+    return v.as_array();
+  };
+  auto token_id = [&](const char* key) -> std::optional<int64_t> {
+    const gguf::Value* v = f.find(key);
+    if (!v) return std::nullopt;
+    if (!v->is_integer()) throw Error(file, std::string("key '") + key + "' is not an integer");
+    return v->as_int();
+  };
+
+  const std::string& model = f.get_string("tokenizer.ggml.model");
+  if (model != "gpt2")
+    throw Error(
+        file, "tokenizer.ggml.model '" + model + "' is not supported (only gpt2: byte-level BPE)");
+  const std::string& pre = f.get_string("tokenizer.ggml.pre");
+  if (pre != "qwen2" && pre != "llama-bpe")
+    throw Error(file,
+                "tokenizer.ggml.pre '" + pre + "' is not supported (supported: qwen2, llama-bpe)");
+  const auto& tokens = array_of("tokenizer.ggml.tokens", gguf::ValueType::STRING);
+  const auto& types = array_of("tokenizer.ggml.token_type", gguf::ValueType::I32);
+  const auto& merges = array_of("tokenizer.ggml.merges", gguf::ValueType::STRING);
+  if (types.size() != tokens.size())
+    throw Error(file, "tokenizer.ggml.token_type has " + std::to_string(types.size()) +
+                          " entries for " + std::to_string(tokens.size()) + " tokens");
+  if (tokens.size() > size_t{1} << 30) throw Error(file, "tokenizer.ggml.tokens is too large");
+
+  auto t = std::make_shared<Impl>();
+  std::vector<AddedToken> added;
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    const int64_t type = types[id].as_int();
+    const std::string& tok = tokens[id].as_string();
+    if (type == kNormal) {
+      add_vocab_entry(*t, tok, static_cast<int64_t>(id), file);
+    } else if (type == kControl || type == kUserDefined) {
+      AddedToken a;
+      a.id = static_cast<int32_t>(id);
+      a.content = tok;
+      a.special = type == kControl;
+      added.push_back(std::move(a));
+    } else if (type != kUnused) {
+      throw Error(file, "token " + std::to_string(id) + " has type " + std::to_string(type) +
+                            " (supported: 1 normal, 3 control, 4 user-defined, 5 unused)");
+    }
+  }
+  t->merges.reserve(merges.size());
+  for (size_t r = 0; r < merges.size(); ++r) {
+    const std::string& m = merges[r].as_string();
+    const size_t sp = m.find(' ');
+    if (sp == std::string::npos || sp == 0 || sp + 1 >= m.size() ||
+        m.find(' ', sp + 1) != std::string::npos)
+      throw Error(file, "tokenizer.ggml.merges[" + std::to_string(r) + "] ('" + m +
+                            "') is not of the form \"a b\"");
+    t->merges.emplace_back(m.substr(0, sp), m.substr(sp + 1));
+  }
+  t->where = file;
+  t->finish_vocab(file);
+  // What the Hugging Face tokenizers of these families declare: Qwen2/Qwen3
+  // normalize with NFC; Llama-3 sets ignore_merges and
+  // clean_up_tokenization_spaces. Both: Split(regex, Isolated) +
+  // ByteLevel(add_prefix_space=false, use_regex=false), ByteLevel decoder.
+  if (pre == "qwen2") {
+    t->normalizer = "NFC";
+    t->set_regex(kQwen2Pattern, false, file);
+  } else {
+    t->ignore_merges = true;
+    t->clean_up = true;
+    t->set_regex(kLlama3Pattern, false, file);
+  }
+  t->set_added(std::move(added), file);
+
+  auto token_string = [&](const char* key) -> std::string {
+    auto id = token_id(key);
+    if (!id) return "";
+    if (*id < 0 || static_cast<size_t>(*id) >= t->kind.size() || t->kind[*id] == Kind::kHole)
+      throw Error(file, std::string("key '") + key + "': token id " + std::to_string(*id) +
+                            " is not in the vocabulary");
+    return t->id_to_token[*id];
+  };
+  t->bos_token = token_string("tokenizer.ggml.bos_token_id");
+  t->eos_token = token_string("tokenizer.ggml.eos_token_id");
+  t->pad_token = token_string("tokenizer.ggml.padding_token_id");
+  if (f.find("tokenizer.ggml.add_bos_token"))
+    t->adds_bos = f.get_bool("tokenizer.ggml.add_bos_token");
+  if (f.find("tokenizer.chat_template")) t->chat_template = f.get_string("tokenizer.chat_template");
   t->self_merge.reset(new std::atomic<uint8_t>[t->kind.size()]());
   return Tokenizer(std::move(t));
 }

@@ -48,9 +48,28 @@ class Tokenizer {
  public:
   // Loads a tokenizer from a model directory: tokenizer.json if present, else
   // vocab.json + merges.txt; plus tokenizer_config.json and chat_template.jinja
-  // when present. Throws rv::Error("file: problem") for missing or malformed
-  // files and for features outside byte-level BPE ("... not supported yet").
+  // when present. A GGUF file (gguf::is_gguf_path) is read with load_gguf.
+  // Throws rv::Error("file: problem") for missing or malformed files and for
+  // features outside byte-level BPE ("... not supported yet").
   static Tokenizer load(const std::filesystem::path& dir);
+
+  // Loads the tokenizer a GGUF file carries (tokenizer.ggml.*, as written by
+  // `reasonvec export-gguf` and llama.cpp's converter): model "gpt2" with pre
+  // "qwen2" or "llama-bpe". It is rebuilt as the Hugging Face tokenizer of
+  // that family: the family's Split regex + ByteLevel, NFC for qwen2,
+  // ignore_merges and clean_up_tokenization_spaces for llama-bpe; tokens of
+  // type normal form the BPE vocabulary, control tokens become special added
+  // tokens and user-defined ones non-special added tokens (both matched on
+  // the raw text, no lstrip/rstrip), unused ones (the exporter's [PAD<i>]
+  // rows) are holes. bos/eos/padding ids name bos_token()/eos_token()/pad;
+  // add_bos_token gives adds_bos(); tokenizer.chat_template the template.
+  // For the files export-gguf writes, encode/decode/stop_ids/chat_template
+  // then equal those of the source directory's tokenizer, except that a
+  // BOS id the exporter took from config.json (Qwen: bos_token null in
+  // tokenizer_config.json) is kept as bos_id(). Throws rv::Error("file:
+  // problem") for other tokenizer models or pre-tokenizers, missing keys and
+  // token types other than normal/control/user-defined/unused.
+  static Tokenizer load_gguf(const std::filesystem::path& file);
 
   // Text -> ids. No BOS/EOS are added (like add_special_tokens=False): chat
   // templates put them in the text. parse_special=false treats special added
