@@ -128,6 +128,6 @@ int main(int argc, char** argv) {
            S * steps / (cpu_now() - c0));
   }
   printf("peak RSS %ld MiB (weights %llu MiB)\n", peak_rss_mb(),
-         (unsigned long long)(m->dir().tensors().total_bytes() >> 20));
+         (unsigned long long)(m->weight_bytes() >> 20));
   return 0;
 }

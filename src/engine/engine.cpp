@@ -497,10 +497,6 @@ class EngineImpl final : public Engine {
 }  // namespace
 
 std::unique_ptr<Engine> Engine::open(const std::filesystem::path& model, const EngineOptions& opt) {
-  if (model.extension() == ".gguf")
-    throw Error(model.string(),
-                "loading .gguf files in the engine is not supported yet; "
-                "use the Hugging Face model directory");
   return std::make_unique<EngineImpl>(model, opt);
 }
 

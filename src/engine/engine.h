@@ -86,8 +86,12 @@ struct SequenceScores {
 class Engine {
  public:
   // Loads a Hugging Face model directory (config.json + safetensors +
-  // tokenizer) or a .gguf file written by `reasonvec export-gguf`.
-  // Weights stay memory-mapped (bf16/f16/f32 used in place).
+  // tokenizer) or a .gguf file written by `reasonvec export-gguf`
+  // (Model::load and Tokenizer::load_gguf: weights, tokenizer, chat
+  // template, bos/eos and so the end-of-generation ids all come from the
+  // file). Weights stay memory-mapped (bf16/f16/f32 used in place). Throws
+  // rv::Error "<path>: <problem>" for anything it cannot run (quantized
+  // GGUF tensors, unknown architectures, missing keys or tensors...).
   static std::unique_ptr<Engine> open(const std::filesystem::path& model, const EngineOptions& opt);
   virtual ~Engine() = default;
 

@@ -8,7 +8,9 @@
 #include <numbers>
 
 #include "common/error.h"
+#include "engine/tensor_source.h"
 #include "engine/thread_pool.h"
+#include "formats/gguf.h"
 
 namespace rv::engine {
 namespace {
@@ -154,40 +156,72 @@ int Model::threads() const {
 }
 
 std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const ModelOptions& opt) {
+  return gguf::is_gguf_path(path) ? load_gguf(path, opt) : load_dir(path, opt);
+}
+
+namespace {
+
+// A Hugging Face model directory: names and layout are already the loader's.
+class DirSource final : public TensorSource {
+ public:
+  explicit DirSource(const ModelDir& md) : ts_(md.tensors()) {
+    where = md.path().string();
+    implied_by = "config.json";
+  }
+  bool has(const std::string& name) const override { return ts_.has(name); }
+  Tensor get(const std::string& name) override {
+    TensorView v = ts_.view(name);
+    return {v.data, v.dtype(), v.shape()};
+  }
+  std::string file_name(const std::string& name) const override { return name; }
+
+ private:
+  const TensorSet& ts_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load_dir(const std::filesystem::path& path, const ModelOptions& opt) {
   std::unique_ptr<Model> m(new Model());
   m->dir_ = std::make_unique<ModelDir>(path);
-  const std::string where = (path / "config.json").string();
-  m->spec_ = make_model_spec(m->dir_->config(), where);
-  const ModelSpec& s = m->spec_;
-  const TensorSet& ts = m->dir_->tensors();
-  const std::string tdir = path.string();
+  m->config_ = m->dir_->config();
+  m->spec_ = make_model_spec(m->config_, (path / "config.json").string());
+  m->weight_bytes_ = m->dir_->tensors().total_bytes();
+  DirSource src(*m->dir_);
+  m->load_weights(src);
+  m->pool_ = std::make_unique<ThreadPool>(opt.threads);
+  return m;
+}
 
-  auto get = [&](const std::string& name, std::vector<int64_t> shape) -> TensorView {
-    if (!ts.has(name))
-      throw Error(tdir, "missing tensor '" + name + "' required by " + arch_name(s.arch));
-    TensorView v = ts.view(name);
-    if (v.shape() != shape) {
+void Model::load_weights(TensorSource& src) {
+  const ModelSpec& s = spec_;
+  auto get = [&](const std::string& name, std::vector<int64_t> shape) -> TensorSource::Tensor {
+    if (!src.has(name))
+      throw Error(src.where,
+                  "missing tensor '" + src.file_name(name) + "' required by " + arch_name(s.arch));
+    TensorSource::Tensor v = src.get(name);
+    if (v.shape != shape) {
       auto str = [](const std::vector<int64_t>& sh) {
         std::string r = "[";
         for (size_t i = 0; i < sh.size(); ++i) r += (i ? ", " : "") + std::to_string(sh[i]);
         return r + "]";
       };
-      throw Error(tdir, "tensor '" + name + "' has shape " + str(v.shape()) +
-                            ", config.json implies " + str(shape));
+      throw Error(src.where, "tensor '" + src.file_name(name) + "' has shape " + str(v.shape) +
+                                 ", " + src.implied_by + " implies " + str(shape));
     }
-    if (!is_float_dtype(v.dtype()))
-      throw Error(tdir, "tensor '" + name + "' has dtype " + std::string(dtype_name(v.dtype())) +
-                            " (need F32, F16 or BF16)");
+    if (!is_float_dtype(v.dtype))
+      throw Error(src.where, "tensor '" + src.file_name(name) + "' has dtype " +
+                                 std::string(dtype_name(v.dtype)) + " (need F32, F16 or BF16)");
     return v;
   };
   auto matrix = [&](const std::string& name, int64_t rows, int64_t cols) {
-    TensorView v = get(name, {rows, cols});
-    return kern::WeightView{v.data, v.dtype(), rows, cols};
+    TensorSource::Tensor v = get(name, {rows, cols});
+    return kern::WeightView{v.data, v.dtype, rows, cols};
   };
   auto vec = [&](const std::string& name, int64_t n) {
-    TensorView v = get(name, {n});
+    TensorSource::Tensor v = get(name, {n});
     std::vector<float> out(static_cast<size_t>(n));
-    to_f32(v.dtype(), v.data, out.data(), out.size());
+    to_f32(v.dtype, v.data, out.data(), out.size());
     return out;
   };
   auto linear = [&](const std::string& prefix, int64_t rows, int64_t cols, bool bias) {
@@ -196,16 +230,16 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     return L;
   };
 
-  m->embed_ = matrix("model.embed_tokens.weight", s.vocab, s.hidden);
-  if (s.tied && !ts.has("lm_head.weight"))
-    m->lm_head_ = m->embed_;
+  embed_ = matrix("model.embed_tokens.weight", s.vocab, s.hidden);
+  if (s.tied && !src.has("lm_head.weight"))
+    lm_head_ = embed_;
   else
-    m->lm_head_ = matrix("lm_head.weight", s.vocab, s.hidden);
-  m->final_norm_ = vec("model.norm.weight", s.hidden);
-  m->layers_.resize(s.layers);
+    lm_head_ = matrix("lm_head.weight", s.vocab, s.hidden);
+  final_norm_ = vec("model.norm.weight", s.hidden);
+  layers_.resize(s.layers);
   for (int l = 0; l < s.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    Layer& L = m->layers_[l];
+    Layer& L = layers_[l];
     L.attn_norm = vec(p + "input_layernorm.weight", s.hidden);
     L.mlp_norm = vec(p + "post_attention_layernorm.weight", s.hidden);
     L.q = linear(p + "self_attn.q_proj", s.q_dim(), s.hidden, s.qkv_bias);
@@ -220,8 +254,6 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
     L.up = linear(p + "mlp.up_proj", s.intermediate, s.hidden, false);
     L.down = linear(p + "mlp.down_proj", s.hidden, s.intermediate, false);
   }
-  m->pool_ = std::make_unique<ThreadPool>(opt.threads);
-  return m;
 }
 
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // The synchronous model API: a decoder-only transformer (Qwen2, Qwen3,
-// Llama) loaded from a Hugging Face model directory, run over batches of
-// tokens from many sequences at once, with a KV cache.
+// Llama) loaded from a Hugging Face model directory or from a GGUF file
+// written by `reasonvec export-gguf`, run over batches of tokens from many
+// sequences at once, with a KV cache.
 //
 // This is the layer tests, oracles and benchmarks use directly; Engine
 // (engine.h) adds scheduling, sampling and text on top.
@@ -8,8 +9,11 @@
 //   auto m = rv::engine::Model::load(dir, {.threads = 2});
 //   std::vector<float> logits = m->forward_all(tokens);  // [T][vocab]
 //
-// Weights stay in the memory-mapped safetensors files (bf16, f16 or f32 used
-// in place); only norms and biases (a few KB) are converted to f32.
+// Weights stay in the memory-mapped safetensors or GGUF file (bf16, f16 or
+// f32 used in place); only norms and biases (a few KB) are converted to f32.
+// A GGUF file and the directory it was exported from load to the same
+// weights, so with the same matrix dtype they give bit-identical logits
+// (except Llama-3 "llama3" rope scaling, see Model::load).
 //
 // Thread-safety: a Model is driven by one thread at a time (forward() uses
 // scratch buffers and the model's thread pool). config()/spec() are
@@ -28,10 +32,12 @@
 namespace rv::engine {
 
 class ThreadPool;
+struct TensorSource;
 
 enum class Arch { kQwen2, kQwen3, kLlama };
 
-// Hyper-parameters the forward pass uses, validated from config.json.
+// Hyper-parameters the forward pass uses, validated from config.json (or
+// from a GGUF file's metadata, via an equivalent ModelConfig).
 struct ModelSpec {
   Arch arch = Arch::kQwen2;
   int hidden = 0;  // d_model
@@ -100,15 +106,32 @@ struct BatchToken {
 
 class Model {
  public:
-  // Opens `dir` (config.json + safetensors). Throws rv::Error naming the
-  // file or tensor on unsupported configs, missing tensors or wrong shapes.
-  static std::unique_ptr<Model> load(const std::filesystem::path& dir,
+  // Opens a model directory (config.json + safetensors) or, when
+  // gguf::is_gguf_path(path), a GGUF file as `reasonvec export-gguf` writes
+  // it: general.architecture qwen2 | qwen3 | llama with F32/F16/BF16 tensors
+  // under llama.cpp names. GGUF hyper-parameters come from the <arch>.*
+  // keys; tied embeddings = no output.weight; Llama q/k rows are permuted
+  // back to Hugging Face's layout into owned copies (the only weights not
+  // used in place); a rope_freqs.weight tensor (Llama-3 rope scaling)
+  // divides the RoPE frequencies, which matches the directory's
+  // rope_scaling only to f32 precision in the interpolated band. Throws
+  // rv::Error "<file>: <problem>" naming the file, key or tensor on
+  // unsupported configs or architectures, quantized tensor types, missing
+  // keys or tensors, tensors the engine would not use, wrong shapes and
+  // truncated files.
+  static std::unique_ptr<Model> load(const std::filesystem::path& path,
                                      const ModelOptions& opt = {});
   ~Model();
 
-  const ModelConfig& config() const { return dir_->config(); }
+  // The config.json of a directory; for a GGUF file one synthesized from its
+  // metadata (architectures, model_type, sizes, rope_theta, rms_norm_eps,
+  // tie_word_embeddings, attention_bias, torch_dtype of token_embd; no
+  // rope_scaling: its effect is in spec().inv_freq).
+  const ModelConfig& config() const { return config_; }
   const ModelSpec& spec() const { return spec_; }
-  const ModelDir& dir() const { return *dir_; }
+  // Bytes of the files holding the weights (all safetensors files, or the
+  // GGUF file).
+  uint64_t weight_bytes() const { return weight_bytes_; }
   int threads() const;
   // The model's worker pool, for callers that post-process a batch's logits
   // in parallel on the same thread that calls forward().
@@ -142,11 +165,22 @@ class Model {
   };
 
   Model() = default;
+  static std::unique_ptr<Model> load_dir(const std::filesystem::path& dir, const ModelOptions& opt);
+  static std::unique_ptr<Model> load_gguf(const std::filesystem::path& file,
+                                          const ModelOptions& opt);
+  // Fills the weights from `src` for spec_ (set first).
+  void load_weights(TensorSource& src);
   void matmul(const float* X, int T, const Linear& L, float* Y);
   void rmsnorm_rows(const float* x, int T, const std::vector<float>& w, float* y);
 
-  std::unique_ptr<ModelDir> dir_;
+  ModelConfig config_;
   ModelSpec spec_;
+  // What keeps the weights alive: the directory's mapped safetensors, or the
+  // mapped GGUF file plus the tensors rearranged at load.
+  std::unique_ptr<ModelDir> dir_;
+  std::unique_ptr<MappedFile> gguf_;
+  std::vector<std::vector<uint8_t>> owned_;
+  uint64_t weight_bytes_ = 0;
   kern::WeightView embed_, lm_head_;
   std::vector<float> final_norm_;
   std::vector<Layer> layers_;
