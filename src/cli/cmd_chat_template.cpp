@@ -77,7 +77,7 @@ void add_chat_template_command(CLI::App& app) {
       "chat-template",
       "Render messages with the model's chat template (exactly as transformers does)");
   sub->add_option("--model,-m", o->model,
-                  "Model directory (tokenizer_config.json or chat_template.jinja)")
+                  "Model directory (tokenizer_config.json or chat_template.jinja), or .gguf")
       ->required();
   sub->add_option("--messages", o->messages,
                   "JSON file: [{\"role\", \"content\"}, ...] ('-' for stdin)")

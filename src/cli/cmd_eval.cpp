@@ -92,8 +92,10 @@ void add_eval_command(CLI::App& app) {
   auto* a = keep_alive<EvalArgs>();
   auto* sub = app.add_subcommand(
       "eval", "Evaluate a model on benchmarks (built-in engine or an OpenAI-compatible server)");
-  sub->add_option("--model", a->model,
-                  "Model directory (built-in engine), or the server's model name with --base-url")
+  sub->add_option(
+         "--model", a->model,
+         "Model directory or .gguf from export-gguf (built-in engine), or the server's model "
+         "name with --base-url")
       ->required();
   sub->add_option("--base-url", a->base_url,
                   "OpenAI-compatible server, e.g. http://localhost:8000/v1");

@@ -83,7 +83,9 @@ void add_generate_command(CLI::App& app) {
   auto* a = keep_alive<GenerateArgs>();
   a->sp.max_tokens = 256;
   auto* sub = app.add_subcommand("generate", "Generate text with the built-in CPU engine");
-  sub->add_option("--model", a->model, "Hugging Face model directory")->required();
+  sub->add_option("--model", a->model,
+                  "Hugging Face model directory (or .gguf written by export-gguf)")
+      ->required();
   auto* p = sub->add_option("--prompt", a->prompt, "Prompt text (used as is, no chat template)");
   auto* c = sub->add_option("--chat", a->chat,
                             "JSON file with [{\"role\": ..., \"content\": ...}, ...]; rendered "

@@ -26,7 +26,7 @@ void add_tokenize_command(CLI::App& app) {
   auto* o = keep_alive<Opts>();
   auto* sub = app.add_subcommand("tokenize",
                                  "Encode text with a model's tokenizer and print the token ids");
-  sub->add_option("--model,-m", o->model, "Model (or tokenizer) directory")->required();
+  sub->add_option("--model,-m", o->model, "Model (or tokenizer) directory, or .gguf")->required();
   auto* text = sub->add_option("text", o->text, "Text to encode");
   auto* file = sub->add_option("--file,-f", o->file, "Read the text from this file (bytes as is)");
   text->excludes(file);
@@ -61,7 +61,7 @@ void add_tokenize_command(CLI::App& app) {
   auto* d = keep_alive<DOpts>();
   auto* dsub = app.add_subcommand("detokenize",
                                   "Decode token ids with a model's tokenizer and print the text");
-  dsub->add_option("--model,-m", d->model, "Model (or tokenizer) directory")->required();
+  dsub->add_option("--model,-m", d->model, "Model (or tokenizer) directory, or .gguf")->required();
   dsub->add_option("ids", d->ids, "Token ids (separated by spaces or commas)")->required();
   dsub->add_flag("--skip-special", d->skip_special, "Leave out special tokens");
   dsub->callback([d] {
