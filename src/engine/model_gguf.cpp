@@ -30,44 +30,19 @@
 #include "engine/tensor_source.h"
 #include "engine/thread_pool.h"
 #include "formats/gguf.h"
+#include "formats/gguf_export.h"
 
 namespace rv::engine {
 namespace {
 
 using json = nlohmann::json;
 
-// Hugging Face name -> llama.cpp name, the tensors the engine loads
-// (gguf_export.cpp's map_name, inverted).
+// Hugging Face name -> the llama.cpp name the exporter wrote it under;
+// names llama.cpp does not know are looked up as they are (and reported
+// missing).
 std::string gguf_name(const std::string& hf) {
-  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-  if (hf == "model.norm.weight") return "output_norm.weight";
-  if (hf == "lm_head.weight") return "output.weight";
-  static const std::pair<const char*, const char*> kLayer[] = {
-      {"input_layernorm.weight", "attn_norm.weight"},
-      {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.q_proj.bias", "attn_q.bias"},
-      {"self_attn.k_proj.weight", "attn_k.weight"},
-      {"self_attn.k_proj.bias", "attn_k.bias"},
-      {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.v_proj.bias", "attn_v.bias"},
-      {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
-      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},
-      {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.down_proj.weight", "ffn_down.weight"},
-  };
-  const std::string prefix = "model.layers.";
-  if (hf.rfind(prefix, 0) == 0) {
-    const size_t dot = hf.find('.', prefix.size());
-    if (dot != std::string::npos) {
-      const std::string rest = hf.substr(dot + 1);
-      for (auto [from, to] : kLayer)
-        if (rest == from) return "blk." + hf.substr(prefix.size(), dot - prefix.size()) + "." + to;
-    }
-  }
-  return hf;  // unknown to the exporter: looked up as is (and reported missing)
+  std::string name = llama_cpp_tensor_name(hf);
+  return name.empty() ? hf : name;
 }
 
 DType dtype_of(gguf::TensorType t) {

@@ -290,44 +290,13 @@ Vocab read_vocab(const fs::path& dir, const ModelConfig& cfg, const std::string&
   return v;
 }
 
-// Hugging Face tensor name -> llama.cpp name ("" for tensors llama.cpp does
-// not use). Throws for anything unrecognised.
 std::string map_name(const std::string& hf, const std::string& where) {
-  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-  if (hf == "model.norm.weight") return "output_norm.weight";
-  if (hf == "lm_head.weight") return "output.weight";
   if (hf.size() > 20 && hf.compare(hf.size() - 20, 20, ".rotary_emb.inv_freq") == 0) return "";
-  static const std::pair<const char*, const char*> kLayer[] = {
-      {"input_layernorm.weight", "attn_norm.weight"},
-      {"post_attention_layernorm.weight", "ffn_norm.weight"},
-      {"self_attn.q_proj.weight", "attn_q.weight"},
-      {"self_attn.q_proj.bias", "attn_q.bias"},
-      {"self_attn.k_proj.weight", "attn_k.weight"},
-      {"self_attn.k_proj.bias", "attn_k.bias"},
-      {"self_attn.v_proj.weight", "attn_v.weight"},
-      {"self_attn.v_proj.bias", "attn_v.bias"},
-      {"self_attn.o_proj.weight", "attn_output.weight"},
-      {"self_attn.o_proj.bias", "attn_output.bias"},
-      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
-      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
-      {"mlp.gate_proj.weight", "ffn_gate.weight"},
-      {"mlp.gate_proj.bias", "ffn_gate.bias"},
-      {"mlp.up_proj.weight", "ffn_up.weight"},
-      {"mlp.up_proj.bias", "ffn_up.bias"},
-      {"mlp.down_proj.weight", "ffn_down.weight"},
-      {"mlp.down_proj.bias", "ffn_down.bias"},
-  };
-  const std::string prefix = "model.layers.";
-  if (hf.rfind(prefix, 0) == 0) {
-    size_t p = prefix.size(), q = p;
-    while (q < hf.size() && isdigit(static_cast<unsigned char>(hf[q]))) ++q;
-    if (q > p && q < hf.size() && hf[q] == '.') {
-      std::string rest = hf.substr(q + 1), n = hf.substr(p, q - p);
-      for (auto [from, to] : kLayer)
-        if (rest == from) return "blk." + std::to_string(std::stoi(n)) + "." + to;
-    }
-  }
-  throw Error(where, "tensor '" + hf + "' has no llama.cpp counterpart (unsupported model layout)");
+  std::string name = llama_cpp_tensor_name(hf);
+  if (name.empty())
+    throw Error(where,
+                "tensor '" + hf + "' has no llama.cpp counterpart (unsupported model layout)");
+  return name;
 }
 
 struct Plan {
@@ -366,6 +335,43 @@ std::vector<float> llama3_rope_factors(const json& rs, double theta, int head_di
 }
 
 }  // namespace
+
+std::string llama_cpp_tensor_name(const std::string& hf) {
+  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+  if (hf == "model.norm.weight") return "output_norm.weight";
+  if (hf == "lm_head.weight") return "output.weight";
+  static const std::pair<const char*, const char*> kLayer[] = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.q_proj.bias", "attn_q.bias"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.k_proj.bias", "attn_k.bias"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.v_proj.bias", "attn_v.bias"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"self_attn.o_proj.bias", "attn_output.bias"},
+      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.gate_proj.bias", "ffn_gate.bias"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.up_proj.bias", "ffn_up.bias"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+      {"mlp.down_proj.bias", "ffn_down.bias"},
+  };
+  const std::string prefix = "model.layers.";
+  if (hf.rfind(prefix, 0) == 0) {
+    size_t p = prefix.size(), q = p;
+    while (q < hf.size() && isdigit(static_cast<unsigned char>(hf[q]))) ++q;
+    if (q > p && q < hf.size() && hf[q] == '.') {
+      std::string rest = hf.substr(q + 1), n = hf.substr(p, q - p);
+      for (auto [from, to] : kLayer)
+        if (rest == from) return "blk." + std::to_string(std::stoi(n)) + "." + to;
+    }
+  }
+  return "";
+}
 
 GgufExportResult write_gguf(const fs::path& model_dir, const fs::path& out_file,
                             const GgufExportOptions& opt) {

@@ -54,6 +54,11 @@ struct GgufExportResult {
 GgufExportResult write_gguf(const std::filesystem::path& model_dir,
                             const std::filesystem::path& out_file, const GgufExportOptions& opt);
 
+// The llama.cpp name of a Hugging Face tensor ("model.layers.3.mlp.up_proj.weight"
+// -> "blk.3.ffn_up.weight"); "" when llama.cpp has no counterpart. The
+// exporter writes under these names and the engine reads GGUFs through them.
+std::string llama_cpp_tensor_name(const std::string& hf);
+
 // write_gguf into a temporary sibling renamed to `out_file` on success.
 // Throws if `out_file` exists and !force.
 GgufExportResult export_gguf(const std::filesystem::path& model_dir,

@@ -8,20 +8,13 @@
 
 #include "common/error.h"
 #include "common/file.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("rv_common_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using rv_test::TmpDir;
 
 pid_t dead_pid() {
   pid_t pid = ::fork();
@@ -34,14 +27,14 @@ pid_t dead_pid() {
 }  // namespace
 
 TEST(AtomicOutput, AppearsOnlyOnCommit) {
-  TempDir d;
-  const fs::path out = d.path / "out.bin";
+  TmpDir d("common");
+  const fs::path out = d.p / "out.bin";
   {
     rv::AtomicOutput a(out, rv::AtomicOutput::Kind::kFile, false);
     rv::write_file(a.path(), "partial");
     EXPECT_FALSE(fs::exists(out));
   }  // abandoned: nothing may remain
-  EXPECT_TRUE(fs::is_empty(d.path));
+  EXPECT_TRUE(fs::is_empty(d.p));
   {
     rv::AtomicOutput a(out, rv::AtomicOutput::Kind::kFile, false);
     rv::write_file(a.path(), "whole");
@@ -52,12 +45,12 @@ TEST(AtomicOutput, AppearsOnlyOnCommit) {
 }
 
 TEST(AtomicOutput, SweepsTemporariesOfDeadWritersOnly) {
-  TempDir d;
-  const fs::path out = d.path / "results";
-  const fs::path dead = d.path / (".results.tmp-" + std::to_string(dead_pid()));
-  const fs::path live = d.path / (".results.tmp-" + std::to_string(::getppid()));
-  const fs::path other = d.path / (".other.tmp-" + std::to_string(dead_pid()));
-  const fs::path odd = d.path / ".results.tmp-12ab";
+  TmpDir d("common");
+  const fs::path out = d.p / "results";
+  const fs::path dead = d.p / (".results.tmp-" + std::to_string(dead_pid()));
+  const fs::path live = d.p / (".results.tmp-" + std::to_string(::getppid()));
+  const fs::path other = d.p / (".other.tmp-" + std::to_string(dead_pid()));
+  const fs::path odd = d.p / ".results.tmp-12ab";
   for (const auto& p : {dead, live, other, odd}) fs::create_directories(p / "sub");
   {
     rv::AtomicOutput a(out, rv::AtomicOutput::Kind::kDirectory, false);

@@ -15,21 +15,14 @@
 #include "formats/model_dir.h"
 #include "formats/synth.h"
 #include "gguf_mini_parser.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
 
-struct TmpDir {
-  fs::path p;
-  TmpDir() {
-    p = fs::temp_directory_path() / ("rv_gguf_export_test_" + std::to_string(getpid()) + "_" +
-                                     std::to_string(reinterpret_cast<uintptr_t>(this)));
-    fs::create_directories(p);
-  }
-  ~TmpDir() { fs::remove_all(p); }
-};
+using rv_test::TmpDir;
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);

