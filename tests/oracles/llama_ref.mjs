@@ -134,8 +134,10 @@ async function bench() {
     const ctx = await model.createContext({contextSize: nPrefill + nDecode + 16, sequences: 1, threads,
                                            batchSize: nPrefill, flashAttention: false});
     const pre = [], dec = [];
+    // One sequence for every repeat: a disposed sequence is not handed out
+    // again at once ("No sequences left"); its history is cleared instead.
+    const seq = ctx.getSequence();
     for (let rep = 0; rep < repeats; ++rep) {
-      const seq = ctx.getSequence();
       let t0 = performance.now();
       const res = await seq.controlledEvaluate(prompt.map((t, i) => i + 1 === prompt.length ?
           [t, {generateNext: {token: true}}] : t));
@@ -147,8 +149,9 @@ async function bench() {
         next = r[0].next.token;
       }
       dec.push(nDecode / ((performance.now() - t0) / 1000));
-      seq.dispose();
+      await seq.clearHistory();
     }
+    seq.dispose();
     out.prefill_tps = median(pre);
     out.decode_tps = median(dec);
     await ctx.dispose();
