@@ -273,6 +273,18 @@ struct StreamBuffers {
   std::vector<std::string> text;  // per choice, everything the engine reported
 };
 
+// Engine text callback for streamed choice `i`: appends to its buffer and
+// wakes the stream writer.
+engine::TextCallback append_to(std::shared_ptr<StreamBuffers> buf, size_t i) {
+  return [buf = std::move(buf), i](const std::string& d) {
+    {
+      std::lock_guard<std::mutex> lk(buf->mu);
+      buf->text[i] += d;
+    }
+    buf->cv.notify_all();
+  };
+}
+
 bool write_event(httplib::DataSink& sink, const std::string& payload) {
   std::string s = "data: " + payload + "\n\n";
   return sink.write(s.data(), s.size());
@@ -435,6 +447,22 @@ struct StreamJob {
   std::vector<size_t> offsets_;  // per choice: text_offset of the next token
 };
 
+namespace {
+
+// Answers with `job` as server-sent events, written as the engine produces them.
+void send_stream(httplib::Response& res, std::shared_ptr<StreamJob> job) {
+  job->offsets_.assign(job->work.size(), 0);
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider("text/event-stream",
+                                   [job = std::move(job)](size_t, httplib::DataSink& sink) {
+                                     bool ok = job->run(sink);
+                                     if (ok) sink.done();
+                                     return ok;
+                                   });
+}
+
+}  // namespace
+
 // ---------------------------------------------------------------------------
 
 void Server::Impl::handle_models(httplib::Response& res) const {
@@ -466,14 +494,7 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
     if (r.echo && want_lp) work[i].score = eng.submit_score(work[i].ids, k);
     if (r.sampling.max_tokens > 0) {
       engine::TextCallback cb;
-      if (r.stream && !want_lp)
-        cb = [buf, i](const std::string& d) {
-          {
-            std::lock_guard<std::mutex> lk(buf->mu);
-            buf->text[i] += d;
-          }
-          buf->cv.notify_all();
-        };
+      if (r.stream && !want_lp) cb = append_to(buf, i);
       work[i].gen = eng.submit_generate(work[i].ids, r.sampling, std::move(cb));
     }
   }
@@ -493,13 +514,7 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
     job->k = k;
     job->include_usage = r.include_usage;
     job->max_tokens = r.sampling.max_tokens;
-    job->offsets_.assign(job->work.size(), 0);
-    res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [job](size_t, httplib::DataSink& sink) {
-      bool ok = job->run(sink);
-      if (ok) sink.done();
-      return ok;
-    });
+    send_stream(res, std::move(job));
     return;
   }
 
@@ -565,14 +580,7 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
   auto buf = std::make_shared<StreamBuffers>();
   buf->text.resize(1);
   engine::TextCallback cb;
-  if (r.stream && !r.logprobs)
-    cb = [buf](const std::string& d) {
-      {
-        std::lock_guard<std::mutex> lk(buf->mu);
-        buf->text[0] += d;
-      }
-      buf->cv.notify_all();
-    };
+  if (r.stream && !r.logprobs) cb = append_to(buf, 0);
   w.gen = eng.submit_generate(w.ids, r.sampling, std::move(cb));
 
   const std::string id = new_id("chatcmpl-");
@@ -590,13 +598,7 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
     job->k = r.top_logprobs;
     job->include_usage = r.include_usage;
     job->max_tokens = r.sampling.max_tokens;
-    job->offsets_.assign(1, 0);
-    res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider("text/event-stream", [job](size_t, httplib::DataSink& sink) {
-      bool ok = job->run(sink);
-      if (ok) sink.done();
-      return ok;
-    });
+    send_stream(res, std::move(job));
     return;
   }
 
