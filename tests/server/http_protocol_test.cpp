@@ -318,28 +318,6 @@ TEST_F(HttpProtocol, ChatLogprobsShape) {
   EXPECT_EQ(j["usage"]["completion_tokens"], 3);
 }
 
-std::string concat_stream(const std::string& body, bool chat, std::string* finish,
-                          json* usage = nullptr) {
-  auto events = sse_events(body);
-  EXPECT_FALSE(events.empty());
-  EXPECT_EQ(events.back(), "[DONE]");
-  std::string text;
-  for (size_t i = 0; i + 1 < events.size(); ++i) {
-    json e = json::parse(events[i]);
-    EXPECT_EQ(e["object"], chat ? "chat.completion.chunk" : "text_completion");
-    if (e.contains("usage") && !e["usage"].is_null() && usage) *usage = e["usage"];
-    for (const auto& c : e["choices"]) {
-      if (chat) {
-        if (c["delta"].contains("content")) text += c["delta"]["content"].get<std::string>();
-      } else {
-        text += c["text"].get<std::string>();
-      }
-      if (!c["finish_reason"].is_null()) *finish = c["finish_reason"];
-    }
-  }
-  return text;
-}
-
 TEST_F(HttpProtocol, StreamingMatchesNonStreaming) {
   const std::string prompt = "alpha beta gamma delta epsilon zeta";
   const std::pair<json, const char*> cases[] = {

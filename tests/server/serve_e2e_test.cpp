@@ -240,25 +240,6 @@ TEST_F(ServeE2E, ChatContinuesAPrefilledAssistantMessage) {
   EXPECT_EQ(j["usage"]["prompt_tokens"], ids.size());
 }
 
-std::string concat_stream(const std::string& body, bool chat, std::string* finish) {
-  auto events = sse_events(body);
-  EXPECT_FALSE(events.empty());
-  EXPECT_EQ(events.back(), "[DONE]");
-  std::string text;
-  for (size_t i = 0; i + 1 < events.size(); ++i) {
-    json e = json::parse(events[i]);
-    for (const auto& c : e["choices"]) {
-      if (chat) {
-        if (c["delta"].contains("content")) text += c["delta"]["content"].get<std::string>();
-      } else {
-        text += c["text"].get<std::string>();
-      }
-      if (!c["finish_reason"].is_null()) *finish = c["finish_reason"];
-    }
-  }
-  return text;
-}
-
 TEST_F(ServeE2E, StreamingConcatenatesToTheSameText) {
   for (const auto& prompt : kPrompts) {
     json body = {{"prompt", prompt}, {"max_tokens", 20}, {"temperature", 0}};

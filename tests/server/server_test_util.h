@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
@@ -144,6 +145,31 @@ inline std::vector<std::string> sse_events(const std::string& body) {
     pos = end + 2;
   }
   return out;
+}
+
+// The text of a streamed completion (chat deltas or completion text) with
+// the finish reason of its last choice chunk and, when asked, its usage chunk;
+// checks the event framing and chunk objects on the way.
+inline std::string concat_stream(const std::string& body, bool chat, std::string* finish,
+                                 nlohmann::json* usage = nullptr) {
+  auto events = sse_events(body);
+  EXPECT_FALSE(events.empty());
+  EXPECT_EQ(events.back(), "[DONE]");
+  std::string text;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    nlohmann::json e = nlohmann::json::parse(events[i]);
+    EXPECT_EQ(e["object"], chat ? "chat.completion.chunk" : "text_completion");
+    if (e.contains("usage") && !e["usage"].is_null() && usage) *usage = e["usage"];
+    for (const auto& c : e["choices"]) {
+      if (chat) {
+        if (c["delta"].contains("content")) text += c["delta"]["content"].get<std::string>();
+      } else {
+        text += c["text"].get<std::string>();
+      }
+      if (!c["finish_reason"].is_null()) *finish = c["finish_reason"];
+    }
+  }
+  return text;
 }
 
 // Sends raw bytes to 127.0.0.1:port and returns everything read until the
