@@ -15,6 +15,7 @@
 #include "common/error.h"
 #include "common/file.h"
 #include "formats/gguf.h"
+#include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer_json.h"
 #include "tokenizer/unicode.h"
 
@@ -315,6 +316,7 @@ struct Tokenizer::Impl {
   std::string normalizer;  // "NFC" or ""
   std::string regex;
   std::unique_ptr<pcre2_code, Pcre2Deleter> code;
+  pretok::Pattern fast_split = pretok::Pattern::kNone;  // hand-written matcher for `regex`
   bool add_prefix_space = false;
 
   std::string chat_template, bos_token, eos_token, pad_token;
@@ -438,6 +440,7 @@ void Tokenizer::Impl::set_regex(const std::string& pattern, bool literal, const 
                           ": " + reinterpret_cast<const char*>(msg));
   }
   code.reset(c);
+  fast_split = literal ? pretok::Pattern::kNone : pretok::recognise(pattern);
   pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
 }
 
@@ -1094,6 +1097,14 @@ void Tokenizer::Impl::encode_normalized(std::string_view text, std::vector<int32
   }
   if (!code) {
     encode_piece(text, out);
+    return;
+  }
+  if (fast_split != pretok::Pattern::kNone) {
+    for (size_t pos = 0, n = text.size(); pos < n;) {
+      size_t e = pretok::next_piece(fast_split, text, pos);
+      encode_piece(text.substr(pos, e - pos), out);
+      pos = e;
+    }
     return;
   }
   MatchState& st = match_state();
