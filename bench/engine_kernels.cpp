@@ -4,7 +4,9 @@
 //   prefill   one 512-token prompt in one forward
 //   decode-1  128 tokens of one sequence after a 16-token prompt
 //   decode-N  N sequences (16, 64) decoded together, 32 steps each
-// Usage: bench_engine_kernels [--model DIR] [--threads N] [--scalar] [--quick]
+// Usage: bench_engine_kernels [--model DIR] [--threads N] [--isa scalar|avx2|avx512bf16]
+//                             [--scalar] [--kv-bf16] [--quick]
+// (--scalar = --isa scalar; the default ISA is the best the CPU has, or $RV_ISA.)
 // The model is synthesized into /tmp/rv_bench_qwen05b on first use.
 #include <algorithm>
 #include <chrono>
@@ -49,7 +51,7 @@ static long peak_rss_mb() {
 int main(int argc, char** argv) {
   std::filesystem::path dir = "/tmp/rv_bench_qwen05b";
   int threads = 2;
-  bool quick = false;
+  bool quick = false, kv_bf16 = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--model" && i + 1 < argc)
@@ -58,6 +60,20 @@ int main(int argc, char** argv) {
       threads = std::stoi(argv[++i]);
     else if (a == "--scalar")
       kern::set_isa(kern::Isa::kScalar);
+    else if (a == "--isa" && i + 1 < argc) {
+      const std::string n = argv[++i];
+      bool found = false;
+      for (auto isa : {kern::Isa::kScalar, kern::Isa::kAvx2, kern::Isa::kAvx512Bf16})
+        if (n == kern::isa_name(isa)) {
+          kern::set_isa(isa);  // throws where the CPU lacks it
+          found = true;
+        }
+      if (!found) {
+        fprintf(stderr, "--isa: unknown '%s' (scalar, avx2, avx512bf16)\n", n.c_str());
+        return 2;
+      }
+    } else if (a == "--kv-bf16")
+      kv_bf16 = true;
     else if (a == "--quick")
       quick = true;
   }
@@ -78,13 +94,13 @@ int main(int argc, char** argv) {
   }
   auto m = Model::load(dir, {threads});
   const int V = m->spec().vocab;
-  printf("model %s, %d threads, kernels %s\n", dir.c_str(), m->threads(),
-         kern::isa_name(kern::isa()));
+  printf("model %s, %d threads, kernels %s, KV cache %s\n", dir.c_str(), m->threads(),
+         kern::isa_name(kern::isa()), kv_bf16 ? "bf16" : "f32");
   printf("%-22s %12s %14s\n", "workload", "tokens/s", "tokens/cpu-s");
   std::vector<float> logits;
   const int P = quick ? 128 : 512;
   {  // prefill
-    KVCache kv(m->spec(), 1, P + 1);
+    KVCache kv(m->spec(), 1, P + 1, kv_bf16);
     std::vector<BatchToken> b;
     for (int t = 0; t < P; ++t) b.push_back({(t * 7919) % V, 0, t, t == P - 1});
     auto t0 = Clock::now();
@@ -94,7 +110,7 @@ int main(int argc, char** argv) {
   }
   {  // single-stream decode
     const int N = quick ? 32 : 128;
-    KVCache kv(m->spec(), 1, 16 + N + 1);
+    KVCache kv(m->spec(), 1, 16 + N + 1, kv_bf16);
     std::vector<BatchToken> b;
     for (int t = 0; t < 16; ++t) b.push_back({(t * 31) % V, 0, t, t == 15});
     m->forward(b, kv, logits);
@@ -109,7 +125,7 @@ int main(int argc, char** argv) {
   }
   for (int S : {16, 64}) {  // batched decode
     const int steps = quick ? 8 : 32;
-    KVCache kv(m->spec(), S, 16 + steps + 1);
+    KVCache kv(m->spec(), S, 16 + steps + 1, kv_bf16);
     std::vector<BatchToken> b;
     for (int s = 0; s < S; ++s)
       for (int t = 0; t < 16; ++t) b.push_back({(t * 31 + s * 101) % V, s, t, t == 15});

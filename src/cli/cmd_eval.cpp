@@ -33,7 +33,7 @@ struct EvalArgs {
       n_samples = 1, max_gen_toks = 0;
   uint64_t seed = 1234;
   bool chat = false, multiturn = false, cot_hint = false, no_cache = false,
-       allow_network_exec = false;
+       allow_network_exec = false, kv_bf16 = false;
   double exec_timeout = 3.0;
 };
 
@@ -73,9 +73,11 @@ void run_eval_command(const EvalArgs& a) {
     engine::EngineOptions eo;
     eo.max_batch = a.max_batch;
     eo.max_context = a.max_context;
+    eo.kv_bf16 = a.kv_bf16;
     backend = EngineBackend::open(a.model, eo);
     ro.config["max_batch"] = a.max_batch;
     ro.config["max_context"] = a.max_context;
+    if (a.kv_bf16) ro.config["kv_bf16"] = true;
   }
   RunResult r = run_eval(*backend, ro);
   write_results(a.out, r);
@@ -135,6 +137,8 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--max-context", a->max_context, "Engine: tokens per sequence")
       ->capture_default_str();
+  sub->add_flag("--kv-bf16", a->kv_bf16,
+                "Engine: store the KV cache in bf16 (half the memory, scores change slightly)");
   sub->add_option("--cache", a->cache,
                   "Result cache file (default ~/.cache/reasonvec/eval-cache.sqlite)");
   sub->add_flag("--no-cache", a->no_cache, "Do not read or write the result cache");

@@ -25,6 +25,7 @@ struct GenerateArgs {
   engine::SamplingParams sp;
   int threads = 0;
   int max_context = 4096;
+  bool kv_bf16 = false;
 };
 
 void run_generate(GenerateArgs& a) {
@@ -32,6 +33,7 @@ void run_generate(GenerateArgs& a) {
   eo.threads = a.threads > 0 ? a.threads : rv::num_threads();
   eo.max_batch = 1;
   eo.max_context = a.max_context;
+  eo.kv_bf16 = a.kv_bf16;
   auto eng = engine::Engine::open(a.model, eo);
   const Tokenizer& tok = eng->tokenizer();
   std::vector<int32_t> ids;
@@ -105,6 +107,8 @@ void add_generate_command(CLI::App& app) {
   sub->add_option("--threads", a->threads, "Worker threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   sub->add_option("--max-context", a->max_context, "Context size in tokens")->capture_default_str();
+  sub->add_flag("--kv-bf16", a->kv_bf16,
+                "Store the KV cache in bf16 (half the memory, logits change slightly)");
   sub->callback([a] {
     if (a->prompt.empty() && a->chat.empty()) throw CLI::RequiredError("--prompt or --chat");
     run_generate(*a);

@@ -110,11 +110,10 @@ class EngineImpl final : public Engine {
     model_ = Model::load(path, {opt.threads});
     if (opt.max_batch <= 0) throw Error("engine: max_batch must be positive");
     if (opt.max_context <= 0) throw Error("engine: max_context must be positive");
-    if (opt.kv_bf16) throw Error("engine: a bf16 KV cache is not supported yet (use the f32 one)");
     max_context_ = opt.max_context;
     if (model_->spec().max_position > 0)
       max_context_ = std::min(max_context_, model_->spec().max_position);
-    kv_ = std::make_unique<KVCache>(model_->spec(), opt.max_batch, max_context_);
+    kv_ = std::make_unique<KVCache>(model_->spec(), opt.max_batch, max_context_, opt.kv_bf16);
     for (int s = opt.max_batch - 1; s >= 0; --s) free_slots_.push_back(s);
     vocab_ = model_->spec().vocab;
     // Ids past the tokenizer's range are padding rows of the embedding:
@@ -137,6 +136,12 @@ class EngineImpl final : public Engine {
   std::string model_name() const override { return name_; }
   int vocab_size() const override { return vocab_; }
   int max_context() const override { return max_context_; }
+  uint64_t kv_cache_bytes() const override { return kv_->bytes(); }
+  std::string numerics() const override {
+    std::string r = kv_->bf16() ? "kv-bf16" : "";
+    if (kern::isa() == kern::Isa::kAvx512Bf16) r += r.empty() ? "avx512bf16" : ",avx512bf16";
+    return r;
+  }
 
   std::future<GenerationResult> submit_generate(std::vector<int32_t> prompt, SamplingParams p,
                                                 TextCallback on_text) override {

@@ -30,7 +30,10 @@ struct EngineOptions {
   int threads = 0;         // 0: all cores (rv::num_threads())
   int max_batch = 64;      // sequences decoded together
   int max_context = 4096;  // tokens per sequence (prompt + generated); KV cache is sized from it
-  bool kv_bf16 = false;    // bf16 KV cache: not implemented yet, open() rejects true
+  // bf16 KV cache: half the memory; K/V rounded to 8 significant bits, which
+  // moves logits slightly (see KVCache in model.h). Still deterministic:
+  // results do not depend on batch composition.
+  bool kv_bf16 = false;
 };
 
 struct SamplingParams {
@@ -99,6 +102,13 @@ class Engine {
   virtual std::string model_name() const = 0;  // directory / file name
   virtual int vocab_size() const = 0;
   virtual int max_context() const = 0;
+  // Bytes the KV cache takes when every slot is at max_context (it is
+  // committed as used); 0 for engines without one.
+  virtual uint64_t kv_cache_bytes() const { return 0; }
+  // Where results depart from plain f32 arithmetic, e.g. "kv-bf16" or
+  // "kv-bf16,avx512bf16" (bf16 KV cache, bf16-rounded activations); empty
+  // otherwise. Result caches key on it so such runs never mix.
+  virtual std::string numerics() const { return ""; }
 
   virtual std::future<GenerationResult> submit_generate(std::vector<int32_t> prompt,
                                                         SamplingParams params,

@@ -1,6 +1,8 @@
 #include "engine/kernels.h"
 
 #include <atomic>
+#include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "common/error.h"
@@ -18,8 +20,36 @@ bool detect_avx2() {
 #endif
 }
 
+bool detect_avx512bf16() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  return detect_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+Isa initial_isa() {
+  if (const char* e = std::getenv("RV_ISA"); e && *e) {
+    const std::string v = e;
+    Isa i;
+    if (v == "scalar")
+      i = Isa::kScalar;
+    else if (v == "avx2")
+      i = Isa::kAvx2;
+    else if (v == "avx512bf16")
+      i = Isa::kAvx512Bf16;
+    else
+      throw Error("RV_ISA", "unknown instruction set '" + v + "' (scalar, avx2, avx512bf16)");
+    if (!isa_supported(i)) throw Error("RV_ISA", std::string("this CPU cannot run ") + isa_name(i));
+    return i;
+  }
+  return cpu_has_avx512bf16() ? Isa::kAvx512Bf16 : cpu_has_avx2() ? Isa::kAvx2 : Isa::kScalar;
+}
+
 std::atomic<Isa>& current() {
-  static std::atomic<Isa> isa{detect_avx2() ? Isa::kAvx2 : Isa::kScalar};
+  static std::atomic<Isa> isa{initial_isa()};
   return isa;
 }
 
@@ -34,17 +64,36 @@ bool cpu_has_avx2() {
   return has;
 }
 
+bool cpu_has_avx512bf16() {
+  static const bool has = detect_avx512bf16();
+  return has;
+}
+
+bool isa_supported(Isa i) {
+  switch (i) {
+    case Isa::kScalar:
+      return true;
+    case Isa::kAvx2:
+      return cpu_has_avx2();
+    case Isa::kAvx512Bf16:
+      return cpu_has_avx512bf16();
+  }
+  return false;
+}
+
 Isa isa() {
   return current().load(std::memory_order_relaxed);
 }
 
 void set_isa(Isa i) {
   if (i == Isa::kAvx2 && !cpu_has_avx2()) throw Error("engine: this CPU lacks AVX2/FMA/F16C");
+  if (i == Isa::kAvx512Bf16 && !cpu_has_avx512bf16())
+    throw Error("engine: this CPU lacks AVX-512 BF16 (needs avx512f, bw, vl and bf16)");
   current().store(i);
 }
 
 const char* isa_name(Isa i) {
-  return i == Isa::kAvx2 ? "avx2" : "scalar";
+  return i == Isa::kAvx512Bf16 ? "avx512bf16" : i == Isa::kAvx2 ? "avx2" : "scalar";
 }
 
 void row_to_f32(const WeightView& W, int64_t row, float* out) {
@@ -55,7 +104,15 @@ void row_to_f32(const WeightView& W, int64_t row, float* out) {
 
 void matmul_rows(const float* X, int64_t ldx, int T, const WeightView& W, int64_t n0, int64_t n1,
                  float* Y, int64_t ldy) {
-  if (isa() == Isa::kAvx2) {
+  const Isa cur = isa();
+  if (cur == Isa::kAvx512Bf16 && W.dtype == DType::BF16) {
+    // The scratch lives here: the AVX-512 file may not instantiate std templates.
+    thread_local std::vector<uint16_t> xb;
+    xb.resize(static_cast<size_t>(T) * static_cast<size_t>((W.cols + 31) / 32 * 32));
+    avx512bf16::matmul_rows_bf16(X, ldx, T, W.data, W.cols, n0, n1, Y, ldy, xb.data());
+    return;
+  }
+  if (cur != Isa::kScalar) {
     avx2::matmul_rows(X, ldx, T, W.data, dtype_code(W.dtype), W.cols, n0, n1, Y, ldy);
     return;
   }
@@ -81,16 +138,30 @@ void matmul_rows(const float* X, int64_t ldx, int T, const WeightView& W, int64_
   }
 }
 
+// The vector helpers have no AVX-512 version (head_dim-long rows: AVX2 is
+// already memory-bound there), so kAvx512Bf16 uses the AVX2 ones.
 float dot(const float* a, const float* b, int n) {
-  if (isa() == Isa::kAvx2) return avx2::dot(a, b, n);
+  if (isa() != Isa::kScalar) return avx2::dot(a, b, n);
   float s = 0;
   for (int i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
 }
 
 void axpy(float a, const float* x, float* y, int n) {
-  if (isa() == Isa::kAvx2) return avx2::axpy(a, x, y, n);
+  if (isa() != Isa::kScalar) return avx2::axpy(a, x, y, n);
   for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+float dot_bf16(const float* a, const uint16_t* b, int n) {
+  if (isa() != Isa::kScalar) return avx2::dot_bf16(a, b, n);
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += a[i] * bf16_to_f32(b[i]);
+  return s;
+}
+
+void axpy_bf16(float a, const uint16_t* x, float* y, int n) {
+  if (isa() != Isa::kScalar) return avx2::axpy_bf16(a, x, y, n);
+  for (int i = 0; i < n; ++i) y[i] += a * bf16_to_f32(x[i]);
 }
 
 }  // namespace rv::engine::kern

@@ -2,11 +2,20 @@
 // bf16 / f16 / f32 weights used in place (no conversion copy), and the small
 // f32 vector helpers attention needs.
 //
-// Two implementations exist: portable scalar C++ and AVX2+FMA+F16C
-// (kernels_avx2.cpp, compiled with those flags). The AVX2 one is chosen at
-// startup when the CPU reports all three features; otherwise the scalar one
-// runs, so the binary works on any x86-64. There is no AVX-512 path: this
-// project's machines could not run it, and untested kernels are not enabled.
+// Three implementations exist: portable scalar C++, AVX2+FMA+F16C
+// (kernels_avx2.cpp) and AVX-512 BF16 (kernels_avx512bf16.cpp), each file
+// compiled with its own flags. At startup the best one the CPU supports is
+// chosen, so the binary works on any x86-64.
+//
+// Scalar and AVX2 compute with the weights and activations exactly as given
+// (f32 products). The AVX-512 BF16 one differs for BF16 weights only: it
+// rounds the activations to bf16 (nearest-even) and multiplies bf16 x bf16
+// pairs with vdpbf16ps, accumulating in f32, as llama.cpp does. That moves
+// each product by up to 2^-8 relative (8 significant bits), so logits differ
+// slightly from the other ISAs'. It is therefore picked by default only where the CPU has it
+// and the environment variable RV_ISA does not say otherwise: RV_ISA=avx2 or
+// RV_ISA=scalar at startup forces that ISA (bench/kernel_isa_check checks
+// all of them against a double-precision reference).
 //
 // All functions are pure and thread-safe; pointers need no alignment.
 #pragma once
@@ -25,14 +34,18 @@ struct WeightView {
   int64_t rows = 0, cols = 0;
 };
 
-enum class Isa { kScalar, kAvx2 };
+enum class Isa { kScalar, kAvx2, kAvx512Bf16 };
 
 // The instruction set the kernels use now. Defaults to the best the CPU
-// supports; set_isa lets tests and benchmarks compare both (setting kAvx2 on
-// a CPU without it throws rv::Error).
+// supports, or to $RV_ISA ("scalar", "avx2", "avx512bf16") when set at the
+// first call (an unknown or unsupported value throws rv::Error). set_isa
+// lets tests and benchmarks compare them; setting an ISA the CPU lacks
+// throws rv::Error.
 Isa isa();
 void set_isa(Isa isa);
-bool cpu_has_avx2();
+bool cpu_has_avx2();        // AVX2 + FMA + F16C
+bool cpu_has_avx512bf16();  // AVX-512 F + BW + VL + BF16 (and AVX2: its fallbacks use it)
+bool isa_supported(Isa isa);
 const char* isa_name(Isa isa);
 
 // Y[t * ldy + n] = sum_k X[t * ldx + k] * W[n][k] for t in [0, T), n in
@@ -42,6 +55,10 @@ void matmul_rows(const float* X, int64_t ldx, int T, const WeightView& W, int64_
 
 float dot(const float* a, const float* b, int n);
 void axpy(float a, const float* x, float* y, int n);  // y += a * x
+// The same with `b` / `x` a row of bf16 values (a bf16 KV cache), widened
+// to f32 exactly: results equal dot / axpy on the widened row.
+float dot_bf16(const float* a, const uint16_t* b, int n);
+void axpy_bf16(float a, const uint16_t* x, float* y, int n);
 // Converts n elements of weight row `row` to f32.
 void row_to_f32(const WeightView& W, int64_t row, float* out);
 
@@ -51,6 +68,16 @@ void matmul_rows(const float* X, int64_t ldx, int T, const void* w, int dtype, i
                  int64_t n0, int64_t n1, float* Y, int64_t ldy);
 float dot(const float* a, const float* b, int n);
 void axpy(float a, const float* x, float* y, int n);
+float dot_bf16(const float* a, const uint16_t* b, int n);
+void axpy_bf16(float a, const uint16_t* x, float* y, int n);
 }  // namespace avx2
+
+// Entry point of the AVX-512 BF16 translation unit: BF16 weights only; the
+// dispatcher sends other dtypes and dot/axpy to avx2::. `xb` is scratch for
+// T * round_up(K, 32) bf16 activations.
+namespace avx512bf16 {
+void matmul_rows_bf16(const float* X, int64_t ldx, int T, const void* w, int64_t K, int64_t n0,
+                      int64_t n1, float* Y, int64_t ldy, uint16_t* xb);
+}  // namespace avx512bf16
 
 }  // namespace rv::engine::kern

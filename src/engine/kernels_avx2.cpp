@@ -164,4 +164,27 @@ void axpy(float a, const float* x, float* y, int n) {
   for (; i < n; ++i) y[i] += a * x[i];
 }
 
+// The bf16-row versions keep dot / axpy's order of operations exactly, so
+// they equal them on the widened row.
+float dot_bf16(const float* a, const uint16_t* b, int n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8<kBF16>(b, i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), load8<kBF16>(b, i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), load8<kBF16>(b, i), s0);
+  float s = hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += a[i] * load1<kBF16>(b, i);
+  return s;
+}
+
+void axpy_bf16(float a, const uint16_t* x, float* y, int n) {
+  __m256 av = _mm256_set1_ps(a);
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load8<kBF16>(x, i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * load1<kBF16>(x, i);
+}
+
 }  // namespace rv::engine::kern::avx2

@@ -114,18 +114,18 @@ ModelSpec make_model_spec(const ModelConfig& c, const std::string& where) {
 // ---------------------------------------------------------------------------
 // KV cache
 
-KVCache::KVCache(const ModelSpec& spec, int slots, int max_context)
-    : slots_(slots), max_context_(max_context), layers_(spec.layers) {
+KVCache::KVCache(const ModelSpec& spec, int slots, int max_context, bool bf16)
+    : slots_(slots), max_context_(max_context), layers_(spec.layers), bf16_(bf16) {
   if (slots <= 0 || max_context <= 0) throw Error("engine: KV cache needs slots and context > 0");
-  per_ = static_cast<size_t>(max_context) * spec.kv_dim();
-  bytes_ = per_ * 2 * layers_ * slots_ * sizeof(float);
+  per_ = static_cast<size_t>(max_context) * spec.kv_dim() * (bf16 ? 2 : sizeof(float));
+  bytes_ = per_ * 2 * layers_ * slots_;
   // Reserve address space only; pages are committed as positions are written.
   void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     throw Error("engine: cannot reserve " + std::to_string(bytes_ >> 20) +
                 " MiB for the KV cache: " + errno_text(errno));
-  data_ = static_cast<float*>(p);
+  data_ = static_cast<uint8_t*>(p);
 }
 
 KVCache::~KVCache() {
@@ -136,7 +136,7 @@ void KVCache::release(int slot) {
   // Each (layer, k|v) block of a slot is contiguous; drop the whole slot.
   const size_t page = 4096;
   uintptr_t b = reinterpret_cast<uintptr_t>(base(0, slot, 0));
-  uintptr_t e = b + per_ * 2 * layers_ * sizeof(float);
+  uintptr_t e = b + per_ * 2 * layers_;
   b = (b + page - 1) / page * page;
   e = e / page * page;
   if (e > b) {
@@ -156,6 +156,7 @@ int Model::threads() const {
 }
 
 std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const ModelOptions& opt) {
+  kern::isa();  // a bad $RV_ISA fails here, not later on a worker thread
   return gguf::is_gguf_path(path) ? load_gguf(path, opt) : load_dir(path, opt);
 }
 
@@ -347,6 +348,8 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
     }
 
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
+  const bool kv_bf16 = kv.bf16();
+  const DType kv_type = kv_bf16 ? DType::BF16 : DType::F32;
   for (int l = 0; l < s.layers; ++l) {
     Layer& L = layers_[l];
     // Attention block: x += o_proj(attn(rope(q), rope(k), v)).
@@ -367,11 +370,12 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
         if (s.qk_norm) rmsnorm_inplace(kh, HD, L.k_norm.data(), s.rms_eps);
         rope_head(kh, HD, cs, sn);
       }
-      // Append this token's K/V to its sequence.
-      std::memcpy(kv.k(l, batch[t].slot) + size_t(batch[t].pos) * KVD, &k_[size_t(t) * KVD],
-                  sizeof(float) * KVD);
-      std::memcpy(kv.v(l, batch[t].slot) + size_t(batch[t].pos) * KVD, &v_[size_t(t) * KVD],
-                  sizeof(float) * KVD);
+      // Append this token's K/V to its sequence (rounded to bf16 for a bf16 cache).
+      const size_t at = size_t(batch[t].pos) * KVD * (kv_bf16 ? 2 : sizeof(float));
+      from_f32(kv_type, &k_[size_t(t) * KVD], static_cast<uint8_t*>(kv.k(l, batch[t].slot)) + at,
+               KVD);
+      from_f32(kv_type, &v_[size_t(t) * KVD], static_cast<uint8_t*>(kv.v(l, batch[t].slot)) + at,
+               KVD);
     }
     // Causal attention of every (token, head) over its own sequence.
     pool_->for_range(int64_t(T) * s.heads, 1, [&](int64_t b, int64_t e) {
@@ -380,12 +384,18 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
         const int t = static_cast<int>(task / s.heads), h = static_cast<int>(task % s.heads);
         const int kvh = h / group, n = batch[t].pos + 1;
         const float* qh = &q_[size_t(t) * QD + size_t(h) * HD];
-        const float* K = kv.k(l, batch[t].slot) + size_t(kvh) * HD;
-        const float* V = kv.v(l, batch[t].slot) + size_t(kvh) * HD;
+        // Row j of head kvh starts at element j * KVD + kvh * HD of either cache type.
+        const size_t off = size_t(kvh) * HD;
+        const float* K = static_cast<const float*>(kv.k(l, batch[t].slot)) + off;
+        const float* V = static_cast<const float*>(kv.v(l, batch[t].slot)) + off;
+        const uint16_t* Kb = static_cast<const uint16_t*>(kv.k(l, batch[t].slot)) + off;
+        const uint16_t* Vb = static_cast<const uint16_t*>(kv.v(l, batch[t].slot)) + off;
         grow(sc, size_t(n));
         float mx = -INFINITY;
         for (int j = 0; j < n; ++j) {
-          sc[j] = kern::dot(qh, K + size_t(j) * KVD, HD) * scale;
+          sc[j] = (kv_bf16 ? kern::dot_bf16(qh, Kb + size_t(j) * KVD, HD)
+                           : kern::dot(qh, K + size_t(j) * KVD, HD)) *
+                  scale;
           mx = std::max(mx, sc[j]);
         }
         double sum = 0;
@@ -396,7 +406,12 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
         const float inv = static_cast<float>(1.0 / sum);
         float* out = &att_[size_t(t) * QD + size_t(h) * HD];
         std::fill(out, out + HD, 0.0f);
-        for (int j = 0; j < n; ++j) kern::axpy(sc[j] * inv, V + size_t(j) * KVD, out, HD);
+        for (int j = 0; j < n; ++j) {
+          if (kv_bf16)
+            kern::axpy_bf16(sc[j] * inv, Vb + size_t(j) * KVD, out, HD);
+          else
+            kern::axpy(sc[j] * inv, V + size_t(j) * KVD, out, HD);
+        }
       }
     });
     matmul(att_.data(), T, L.o, xn_.data());

@@ -67,31 +67,39 @@ struct ModelOptions {
 };
 
 // Key/value storage for up to `slots` sequences of up to `max_context`
-// positions each. Memory is reserved virtually and committed only as
-// positions are written, so a large cache costs what is used. f32.
+// positions each, as f32 or (bf16 = true) bf16 rows, half the memory. A
+// bf16 cache rounds K and V to nearest-even when they are written (8
+// significant bits, relative error <= 2^-8 per element); attention widens
+// them back to f32 exactly. Memory is reserved virtually and committed only
+// as positions are written, so a large cache costs what is used.
 class KVCache {
  public:
-  KVCache(const ModelSpec& spec, int slots, int max_context);
+  KVCache(const ModelSpec& spec, int slots, int max_context, bool bf16 = false);
   ~KVCache();
   KVCache(const KVCache&) = delete;
   KVCache& operator=(const KVCache&) = delete;
 
   int slots() const { return slots_; }
   int max_context() const { return max_context_; }
-  // [max_context][kv_dim] rows of layer `layer` for sequence slot `slot`.
-  float* k(int layer, int slot) { return base(layer, slot, 0); }
-  float* v(int layer, int slot) { return base(layer, slot, 1); }
+  bool bf16() const { return bf16_; }
+  // Bytes reserved for all slots at full context (what a full cache commits).
+  size_t bytes() const { return bytes_; }
+  // [max_context][kv_dim] rows of layer `layer` for sequence slot `slot`, of
+  // float (f32 cache) or uint16_t bf16 bits (bf16 cache).
+  void* k(int layer, int slot) { return base(layer, slot, 0); }
+  void* v(int layer, int slot) { return base(layer, slot, 1); }
   // Returns the slot's memory to the OS (contents become zeros).
   void release(int slot);
 
  private:
-  float* base(int layer, int slot, int kv) {
+  uint8_t* base(int layer, int slot, int kv) {
     return data_ + ((static_cast<size_t>(slot) * layers_ + layer) * 2 + kv) * per_;
   }
   int slots_, max_context_, layers_;
-  size_t per_;  // floats per (slot, layer, k|v)
+  bool bf16_;
+  size_t per_;  // bytes per (slot, layer, k|v)
   size_t bytes_;
-  float* data_ = nullptr;
+  uint8_t* data_ = nullptr;
 };
 
 // One token of a batch: the token id, the sequence slot it belongs to and

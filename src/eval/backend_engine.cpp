@@ -73,8 +73,11 @@ EngineBackend::EngineBackend(std::shared_ptr<engine::Engine> eng, fs::path model
     : eng_(std::move(eng)), dir_(std::move(model_dir)) {}
 
 std::string EngineBackend::fingerprint() const {
-  if (fingerprint_.empty())
+  if (fingerprint_.empty()) {
     fingerprint_ = "engine|" + (dir_.empty() ? eng_->model_name() : model_dir_fingerprint(dir_));
+    // A bf16 KV cache or bf16 activations change the responses: cache them apart.
+    if (const std::string n = eng_->numerics(); !n.empty()) fingerprint_ += "|" + n;
+  }
   return fingerprint_;
 }
 

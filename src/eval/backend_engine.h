@@ -44,7 +44,8 @@ class EngineBackend : public StreamingBackend {
 
   // SHA-256 over config.json, tokenizer files and the full content of every
   // weight file (hashed in parallel 64 MiB pieces): base and base+v models
-  // with equal shapes get different fingerprints. Computed once, lazily.
+  // with equal shapes get different fingerprints; "|<numerics>" appended
+  // when Engine::numerics() is not empty. Computed once, lazily.
   std::string fingerprint() const override;
   std::string describe() const override;
 

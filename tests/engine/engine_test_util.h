@@ -92,6 +92,9 @@ class RefModel {
   }
 
   int vocab() const { return V_; }
+  // Rounds K and V to bf16 as a bf16 KV cache stores them (the rest stays
+  // double), to check the engine's bf16 cache exactly rather than loosely.
+  void set_kv_bf16(bool on) { kv_bf16_ = on; }
 
   // Logits for every position of `tokens`, [T][V].
   std::vector<std::vector<double>> forward(const std::vector<int32_t>& tokens) {
@@ -125,6 +128,9 @@ class RefModel {
           if (qwen3) head_norm(k[t], hh, w(p + "self_attn.k_norm.weight"));
           rope(k[t], hh, t, freq);
         }
+        if (kv_bf16_)
+          for (auto* kv : {&k[t], &v[t]})
+            for (double& e : *kv) e = bf16_to_f32(f32_to_bf16(static_cast<float>(e)));
       }
       for (int t = 0; t < T; ++t) {
         std::vector<double> att(NH_ * HD_, 0.0);
@@ -230,6 +236,7 @@ class RefModel {
   int H_, L_, NH_, NKV_, HD_, I_, V_;
   double eps_, theta_;
   bool tied_;
+  bool kv_bf16_ = false;
   std::map<std::string, std::vector<double>> cache_;
 };
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "common/error.h"
 #include "engine/kernels.h"
@@ -69,24 +70,41 @@ TEST_P(ForwardVsReference, LogitsMatchAtEveryPosition) {
   RefModel ref(dir);
   const auto tokens = some_tokens(enginetest::sanitizer_run() ? 9 : 23, 256);
   const auto want = ref.forward(tokens);
-  std::vector<kern::Isa> isas = {kern::Isa::kScalar};
-  if (kern::cpu_has_avx2()) isas.push_back(kern::Isa::kAvx2);
+  const kern::Isa saved = kern::isa();
+  std::vector<kern::Isa> isas;
+  for (auto i : {kern::Isa::kScalar, kern::Isa::kAvx2, kern::Isa::kAvx512Bf16})
+    if (kern::isa_supported(i)) isas.push_back(i);
   for (auto isa : isas) {
     kern::set_isa(isa);
+    // AVX-512 BF16 rounds activations to bf16 for bf16 weights: each product
+    // moves by up to 2^-8, so logits agree to a few 2^-8 of their scale only.
+    const bool rounded = isa == kern::Isa::kAvx512Bf16 && c.dtype == DType::BF16;
+    const double tol = rounded ? 2.0 / 256 : 2e-5;
     for (int threads : {1, 2}) {
       auto m = Model::load(dir, {threads});
       auto got = m->forward_all(tokens);
-      EXPECT_LT(rel_diff(got, want), 2e-5) << kern::isa_name(isa) << " threads=" << threads;
-      // Peaked distributions: the argmax agrees everywhere.
+      const double d = rel_diff(got, want);
+      EXPECT_LT(d, tol) << kern::isa_name(isa) << " threads=" << threads;
+      // Peaked distributions: the argmax agrees wherever the reference's
+      // margin exceeds the error allowed (everywhere but for rounded ISAs).
       for (size_t t = 0; t < tokens.size(); ++t) {
         auto row = got.begin() + t * 256;
         int a = int(std::max_element(row, row + 256) - row);
         int b = int(std::max_element(want[t].begin(), want[t].end()) - want[t].begin());
+        if (rounded) {
+          auto sorted = want[t];
+          std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(),
+                            std::greater<double>());
+          double scale = 1;
+          for (const auto& r : want)
+            for (double v : r) scale = std::max(scale, std::abs(v));
+          if (sorted[0] - sorted[1] <= 2 * tol * scale) continue;
+        }
         EXPECT_EQ(a, b) << "position " << t;
       }
     }
   }
-  kern::set_isa(kern::cpu_has_avx2() ? kern::Isa::kAvx2 : kern::Isa::kScalar);
+  kern::set_isa(saved);
   std::filesystem::remove_all(dir);
 }
 

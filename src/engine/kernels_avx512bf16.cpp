@@ -1,0 +1,148 @@
+// AVX-512 BF16 kernel: BF16 weights times activations rounded to bf16, with
+// vdpbf16ps (two bf16 products per f32 lane, f32 accumulation). This file is
+// compiled with -mavx512f -mavx512bw -mavx512vl -mavx512bf16 and only entered
+// after a runtime CPU check (kernels.cpp); like kernels_avx2.cpp it must not
+// define or instantiate anything another translation unit could share
+// (inline functions, templates from std headers), or the linker could pick
+// this file's AVX-512 copy for the whole program. Hence: intrinsics and
+// file-local templates only; the caller owns the scratch buffer.
+//
+// Numerics: activations are rounded to bf16 to nearest, ties to even, bit
+// for bit as rv::f32_to_bf16 does (integer arithmetic here, not
+// vcvtne2ps2bf16, which flushes denormals). vdpbf16ps itself treats bf16
+// denormals as zero and rounds to nearest-even regardless of MXCSR.
+// GCC 12's AVX-512 intrinsics trip -Wmaybe-uninitialized through their
+// _mm512_undefined_*() idiom (GCC bug 105593); the warnings point into the
+// header, so silence them for the header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <cstddef>
+#include <cstdint>
+
+#include "engine/kernels.h"
+
+namespace rv::engine::kern::avx512bf16 {
+namespace {
+
+// 16 f32 -> 16 bf16, round to nearest even; NaN stays a (quiet) NaN.
+inline __m256i to_bf16(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                _mm512_set1_epi32(0x7f800000));
+  r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
+  return _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16));
+}
+
+// Token rows of X -> bf16 rows of Kp (K rounded up to 32) elements, the
+// padding zero so the K tail needs no special case.
+void convert_rows(const float* X, int64_t ldx, int T, int64_t K, int64_t Kp, uint16_t* xb) {
+  for (int t = 0; t < T; ++t) {
+    const float* x = X + t * ldx;
+    uint16_t* o = xb + t * Kp;
+    for (int64_t k = 0; k < Kp; k += 16) {
+      const int64_t left = K - k;
+      const __mmask16 m = left >= 16  ? static_cast<__mmask16>(0xffff)
+                          : left <= 0 ? static_cast<__mmask16>(0)
+                                      : static_cast<__mmask16>((1u << left) - 1);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + k),
+                          to_bf16(_mm512_maskz_loadu_ps(m, x + k)));
+    }
+  }
+}
+
+// One register tile: MR tokens x NR weight rows, dot products along K, 32
+// elements a step. The last step loads only the weights that exist (masked,
+// so nothing past the row is read); their zeros meet the zero padding of xb.
+template <int MR, int NR>
+inline void tile(const uint16_t* xb, int64_t Kp, const uint16_t* w, int64_t K, int64_t n, float* Y,
+                 int64_t ldy) {
+  __m512 acc[MR][NR];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    __m512i wv[NR];
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) wv[r] = _mm512_loadu_si512(w + (n + r) * K + k);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const __m512i x = _mm512_loadu_si512(xb + m * Kp + k);
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r)
+        acc[m][r] = _mm512_dpbf16_ps(acc[m][r], (__m512bh)x, (__m512bh)wv[r]);
+    }
+  }
+  if (k < K) {
+    const __mmask32 mask = static_cast<__mmask32>((1ull << (K - k)) - 1);
+    __m512i wv[NR];
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) wv[r] = _mm512_maskz_loadu_epi16(mask, w + (n + r) * K + k);
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const __m512i x = _mm512_loadu_si512(xb + m * Kp + k);
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r)
+        acc[m][r] = _mm512_dpbf16_ps(acc[m][r], (__m512bh)x, (__m512bh)wv[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) Y[m * ldy + n + r] = _mm512_reduce_add_ps(acc[m][r]);
+}
+
+template <int NR>
+inline void tokens(const uint16_t* xb, int64_t Kp, int T, const uint16_t* w, int64_t K, int64_t n,
+                   float* Y, int64_t ldy) {
+  int t = 0;
+  for (; t + 4 <= T; t += 4) tile<4, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy);
+  switch (T - t) {
+    case 3:
+      tile<3, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy);
+      break;
+    case 2:
+      tile<2, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy);
+      break;
+    case 1:
+      tile<1, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy);
+      break;
+    default:
+      break;
+  }
+}
+
+}  // namespace
+
+void matmul_rows_bf16(const float* X, int64_t ldx, int T, const void* w, int64_t K, int64_t n0,
+                      int64_t n1, float* Y, int64_t ldy, uint16_t* xb) {
+  const int64_t Kp = (K + 31) / 32 * 32;
+  convert_rows(X, ldx, T, K, Kp, xb);
+  const uint16_t* W = static_cast<const uint16_t*>(w);
+  if (T == 1) {  // decode: memory-bound, more rows in flight
+    int64_t n = n0;
+    for (; n + 8 <= n1; n += 8) tile<1, 8>(xb, Kp, W, K, n, Y, ldy);
+    for (; n < n1; ++n) tile<1, 1>(xb, Kp, W, K, n, Y, ldy);
+    return;
+  }
+  // Token chunks small enough to stay in L2 while the weight rows stream.
+  int64_t tc = (256 * 1024) / (Kp * 2);
+  tc = tc < 8 ? 8 : (tc / 4) * 4;
+  for (int64_t t0 = 0; t0 < T; t0 += tc) {
+    const int tn = static_cast<int>(T - t0 < tc ? T - t0 : tc);
+    const uint16_t* xc = xb + t0 * Kp;
+    float* Yc = Y + t0 * ldy;
+    int64_t n = n0;
+    for (; n + 4 <= n1; n += 4) tokens<4>(xc, Kp, tn, W, K, n, Yc, ldy);
+    for (; n < n1; ++n) tokens<1>(xc, Kp, tn, W, K, n, Yc, ldy);
+  }
+}
+
+}  // namespace rv::engine::kern::avx512bf16
