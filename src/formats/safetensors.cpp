@@ -74,8 +74,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std:
     throw Error(where, "header length " + std::to_string(n) +
                            " exceeds the 100 MB limit (corrupt or not a safetensors file)");
   if (n > size - 8)
-    throw Error(where, "truncated: header length " + std::to_string(n) + " runs past end of file (" +
-                           std::to_string(size) + " bytes)");
+    throw Error(where, "truncated: header length " + std::to_string(n) +
+                           " runs past end of file (" + std::to_string(size) + " bytes)");
   if (n < 2 || data[8] != '{')
     throw Error(where, "header is not a JSON object (not a safetensors file?)");
   const char* hb = reinterpret_cast<const char*>(data + 8);
@@ -113,14 +113,16 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std:
     t.dtype = *d;
     uint64_t bytes = dtype_size(t.dtype);
     for (const json& s : *sh) {
-      if (!s.is_number_unsigned()) throw Error(where, tw + ": shape has a non-integer or negative entry");
+      if (!s.is_number_unsigned())
+        throw Error(where, tw + ": shape has a non-integer or negative entry");
       uint64_t dim = s.get<uint64_t>();
       if (dim > (1ull << 62) || __builtin_mul_overflow(bytes, dim, &bytes))
         throw Error(where, tw + ": shape size overflows");
       t.shape.push_back(static_cast<int64_t>(dim));
     }
     for (const json& o : *off)
-      if (!o.is_number_unsigned()) throw Error(where, tw + ": data_offsets are not non-negative integers");
+      if (!o.is_number_unsigned())
+        throw Error(where, tw + ": data_offsets are not non-negative integers");
     t.begin = (*off)[0].get<uint64_t>();
     t.end = (*off)[1].get<uint64_t>();
     if (t.begin > t.end)
@@ -149,8 +151,8 @@ SafetensorsHeader parse_safetensors(const uint8_t* data, size_t size, const std:
     pos = t.end;
   }
   if (pos != data_size)
-    throw Error(where, "data section is " + std::to_string(data_size) + " bytes but tensors cover " +
-                           std::to_string(pos));
+    throw Error(where, "data section is " + std::to_string(data_size) +
+                           " bytes but tensors cover " + std::to_string(pos));
   return h;
 }
 
@@ -197,16 +199,26 @@ uint64_t parse_size(const std::string& s) {
   std::string u = s.substr(i);
   for (auto& c : u) c = static_cast<char>(toupper(static_cast<unsigned char>(c)));
   double m = 1;
-  if (u.empty() || u == "B") m = 1;
-  else if (u == "KB") m = 1e3;
-  else if (u == "MB") m = 1e6;
-  else if (u == "GB") m = 1e9;
-  else if (u == "TB") m = 1e12;
-  else if (u == "KIB") m = 1024.0;
-  else if (u == "MIB") m = 1024.0 * 1024;
-  else if (u == "GIB") m = 1024.0 * 1024 * 1024;
-  else if (u == "TIB") m = 1024.0 * 1024 * 1024 * 1024;
-  else throw Error("invalid size unit in '" + s + "' (use B, KB, MB, GB, KiB, MiB, GiB)");
+  if (u.empty() || u == "B")
+    m = 1;
+  else if (u == "KB")
+    m = 1e3;
+  else if (u == "MB")
+    m = 1e6;
+  else if (u == "GB")
+    m = 1e9;
+  else if (u == "TB")
+    m = 1e12;
+  else if (u == "KIB")
+    m = 1024.0;
+  else if (u == "MIB")
+    m = 1024.0 * 1024;
+  else if (u == "GIB")
+    m = 1024.0 * 1024 * 1024;
+  else if (u == "TIB")
+    m = 1024.0 * 1024 * 1024 * 1024;
+  else
+    throw Error("invalid size unit in '" + s + "' (use B, KB, MB, GB, KiB, MiB, GiB)");
   double r = v * m;
   if (!(r >= 1)) throw Error("size '" + s + "' must be at least one byte");
   return static_cast<uint64_t>(r);
@@ -214,7 +226,9 @@ uint64_t parse_size(const std::string& s) {
 
 SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec> tensors,
                                      Options opt)
-    : dir_(dir), index_name_(opt.shard_prefix + ".safetensors.index.json"), specs_(std::move(tensors)) {
+    : dir_(dir),
+      index_name_(opt.shard_prefix + ".safetensors.index.json"),
+      specs_(std::move(tensors)) {
   std::set<std::string> seen;
   for (auto& t : specs_)
     if (!seen.insert(t.name).second) throw Error(dir.string(), "duplicate tensor '" + t.name + "'");
@@ -265,11 +279,14 @@ SafetensorsWriter::SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec
       // Reserve the space now so a full disk fails here, before hours of work.
       int rc = file_size ? posix_fallocate(sh.fd, 0, static_cast<off_t>(file_size)) : 0;
       if (rc == EOPNOTSUPP || rc == EINVAL) {
-        if (ftruncate(sh.fd, static_cast<off_t>(file_size)) != 0) rc = errno;
-        else rc = 0;
+        if (ftruncate(sh.fd, static_cast<off_t>(file_size)) != 0)
+          rc = errno;
+        else
+          rc = 0;
       }
-      if (rc != 0) throw Error(sh.path.string(), "cannot reserve " + std::to_string(file_size) +
-                                                     " bytes: " + errno_text(rc));
+      if (rc != 0)
+        throw Error(sh.path.string(),
+                    "cannot reserve " + std::to_string(file_size) + " bytes: " + errno_text(rc));
       uint8_t len[8];
       uint64_t hl = header.size();
       for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(hl >> (8 * i));
@@ -299,16 +316,22 @@ SafetensorsWriter::~SafetensorsWriter() {
 void SafetensorsWriter::write(size_t tensor, uint64_t offset, const void* data, size_t n) {
   const Shard& sh = shards_[shard_of_[tensor]];
   if (offset + n > specs_[tensor].nbytes())
-    throw Error(sh.path.string(), "internal: write past the end of tensor '" + specs_[tensor].name + "'");
+    throw Error(sh.path.string(),
+                "internal: write past the end of tensor '" + specs_[tensor].name + "'");
   uint64_t pos = sh.data_start + offset_of_[tensor] + offset;
   const char* p = static_cast<const char*>(data);
   size_t done = 0;
   while (done < n) {
     ssize_t w = pwrite(sh.fd, p + done, n - done, static_cast<off_t>(pos + done));
     if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) throw Error(sh.path.string(), "write failed: " + errno_text(w < 0 ? errno : ENOSPC));
+    if (w <= 0)
+      throw Error(sh.path.string(), "write failed: " + errno_text(w < 0 ? errno : ENOSPC));
     done += static_cast<size_t>(w);
   }
+  // Start writing these pages to disk now, while later tiles are computed,
+  // so that finish()'s fsync has little left to wait for. Only a hint: its
+  // errors are fsync's to report.
+  sync_file_range(sh.fd, static_cast<off_t>(pos), static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE);
 }
 
 void SafetensorsWriter::finish() {
