@@ -6,6 +6,8 @@
 # vector between them. Baseline, in the same run: `cp -r` of the model
 # directory, with and without a final `sync` (our outputs are fsynced), and
 # for the f32 vector (twice the model's bytes) a copy of the vector itself.
+# extract and apply also run with --no-sync (no fsync, like cp): compare
+# those with plain cp -r.
 # Each timing is the median of RV_BENCH_RUNS runs (default 3).
 # Prints wall times, ratios and peak RSS (from /usr/bin/time -v).
 #
@@ -54,6 +56,9 @@ cat "$work/v.safetensors" > /dev/null
 # The f32 vector is twice the model's bytes: copying those bytes is its baseline.
 read -r cpv_t cpv_rss < <(measure cpv "$work/vcopy" sh -c "cp '$work/v.safetensors' '$work/vcopy' && sync")
 read -r ap_t ap_rss < <(measure apply "$work/out" "$rv" -q apply --model "$work/sft" --vector "$work/v.safetensors" --alpha 1 -o "$work/out")
+# --no-sync: no fsync before publishing, the like-for-like match for plain cp -r.
+read -r ex16n_t ex16n_rss < <(measure ex16n "$work/v16.safetensors" "$rv" -q --no-sync extract --base "$work/sft" --tuned "$work/grpo" --dtype bf16 -o "$work/v16.safetensors")
+read -r apn_t apn_rss < <(measure applyn "$work/out" "$rv" -q --no-sync apply --model "$work/sft" --vector "$work/v.safetensors" --alpha 1 -o "$work/out")
 
 largest=$(python3 - "$work/sft/model.safetensors" <<'PY'
 import json, struct, sys
@@ -70,4 +75,6 @@ row "extract --dtype bf16 (reads 2x, writes 1x)" "$ex16_t" "$ex16_rss"
 row "extract (f32: reads 2x, writes 2x)" "$ex_t" "$ex_rss"
 printf "%-38s %9.2f   f32 extract / this = %.2fx\n" "cp f32 vector && sync (its bytes)" "$cpv_t" "$(awk "BEGIN{print $ex_t/$cpv_t}")"
 row "apply bf16 + f32 vector (reads 3x, writes 1x)" "$ap_t" "$ap_rss"
+row "extract --dtype bf16 --no-sync" "$ex16n_t" "$ex16n_rss"
+row "apply --no-sync" "$apn_t" "$apn_rss"
 echo "RSS target: 512 MiB + largest tensor = $(( 512 + largest/1024 )) MiB"

@@ -16,8 +16,12 @@ std::vector<std::shared_ptr<void>>& option_storage() {
   static std::vector<std::shared_ptr<void>> v;
   return v;
 }
-const std::string& command_line() { return g_command_line; }
-void log_line(const std::string& msg) { fprintf(stderr, "%s\n", msg.c_str()); }
+const std::string& command_line() {
+  return g_command_line;
+}
+void log_line(const std::string& msg) {
+  fprintf(stderr, "%s\n", msg.c_str());
+}
 }  // namespace rv::cli
 
 int main(int argc, char** argv) {
@@ -35,9 +39,15 @@ int main(int argc, char** argv) {
   app.fallthrough();
   int threads = 0;
   bool quiet = false;
-  app.add_option("--threads,-t", threads, "Worker threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads,-t", threads, "Worker threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--quiet,-q", quiet, "No progress bars");
+  bool no_sync = false;
+  app.add_flag("--no-sync", no_sync,
+               "Do not fsync outputs before publishing them (faster, like cp; still never "
+               "half-written after an error or Ctrl-C, but not safe against a power loss)");
   app.parse_complete_callback([&] {
+    rv::set_sync_outputs(!no_sync);
     if (threads > 0) rv::set_num_threads(threads);
     rv::set_progress_enabled(!quiet);
   });

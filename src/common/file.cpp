@@ -121,7 +121,7 @@ void FileWriter::write(const void* data, size_t n) {
 void FileWriter::close() {
   if (fd_ < 0) return;
   flush();
-  if (fsync(fd_) != 0 && errno != EINVAL) {
+  if (sync_outputs() && fsync(fd_) != 0 && errno != EINVAL) {
     int e = errno;
     ::close(fd_);
     fd_ = -1;
@@ -160,7 +160,19 @@ std::string read_file(const fs::path& path) {
   return out;
 }
 
+namespace {
+std::atomic<bool> g_sync_outputs{true};
+}  // namespace
+
+void set_sync_outputs(bool on) {
+  g_sync_outputs.store(on, std::memory_order_relaxed);
+}
+bool sync_outputs() {
+  return g_sync_outputs.load(std::memory_order_relaxed);
+}
+
 void fsync_dir(const fs::path& dir) {
+  if (!sync_outputs()) return;
   int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;  // best effort: some filesystems refuse directory fds
   fsync(fd);

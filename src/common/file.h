@@ -98,6 +98,14 @@ class AtomicOutput {
 // fsync a directory so a rename inside it is durable.
 void fsync_dir(const fs::path& dir);
 
+// Whether outputs are fsynced before they are published (default: yes).
+// Without it an output is still all-or-nothing against errors, a full disk,
+// Ctrl-C and kill (temporary path + rename), but a power loss or kernel crash
+// shortly after may leave it incomplete: the trade `cp` and most ML tools
+// make, for speed. Process-wide; set once at startup (CLI --no-sync).
+void set_sync_outputs(bool on);
+bool sync_outputs();
+
 // Ctrl-C handling: the CLI installs a handler that only sets a flag; long
 // loops call check_interrupted(), which throws rv::Error("interrupted") so
 // that destructors (AtomicOutput above) clean up.

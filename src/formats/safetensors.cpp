@@ -9,6 +9,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/file.h"
 
 namespace rv {
 
@@ -331,13 +332,15 @@ void SafetensorsWriter::write(size_t tensor, uint64_t offset, const void* data, 
   // Start writing these pages to disk now, while later tiles are computed,
   // so that finish()'s fsync has little left to wait for. Only a hint: its
   // errors are fsync's to report.
-  sync_file_range(sh.fd, static_cast<off_t>(pos), static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE);
+  if (sync_outputs())
+    sync_file_range(sh.fd, static_cast<off_t>(pos), static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE);
 }
 
 void SafetensorsWriter::finish() {
   if (finished_) return;
   for (auto& s : shards_) {
-    if (fsync(s.fd) != 0) throw Error(s.path.string(), "fsync failed: " + errno_text(errno));
+    if (sync_outputs() && fsync(s.fd) != 0)
+      throw Error(s.path.string(), "fsync failed: " + errno_text(errno));
     if (::close(s.fd) != 0) {
       s.fd = -1;
       throw Error(s.path.string(), "close failed: " + errno_text(errno));

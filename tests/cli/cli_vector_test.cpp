@@ -1,9 +1,9 @@
 // The CLI as users meet it: exit codes, one-line errors naming the file,
 // no partial outputs on failure (bad input, full disk, Ctrl-C).
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -41,8 +41,9 @@ const Models& models() {
     x.sft = x.dir + "/sft";
     x.grpo = x.dir + "/grpo";
     x.v = x.dir + "/v.safetensors";
-    rvtest::RunResult r = run_cli({"synth", "--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads",
-                                   "2", "--intermediate", "48", "--vocab", "64", "-o", x.sft});
+    rvtest::RunResult r =
+        run_cli({"synth", "--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
+                 "--intermediate", "48", "--vocab", "64", "-o", x.sft});
     EXPECT_EQ(r.code, 0) << r.err;
     r = run_cli({"synth", "--layers", "2", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
                  "--intermediate", "48", "--vocab", "64", "--delta-scale", "0.01", "-o", x.grpo});
@@ -70,12 +71,16 @@ TEST(Cli, UsageErrorsExitTwo) {
   EXPECT_EQ(run_cli({}).code, 2);
   EXPECT_EQ(run_cli({"extract", "--base", "x"}).code, 2);
   EXPECT_EQ(run_cli({"no-such-command"}).code, 2);
-  EXPECT_EQ(run_cli({"apply", "--model", "a", "--vector", "v", "--vocab-mismatch", "maybe", "-o", "o"}).code, 2);
+  EXPECT_EQ(
+      run_cli({"apply", "--model", "a", "--vector", "v", "--vocab-mismatch", "maybe", "-o", "o"})
+          .code,
+      2);
 }
 
 TEST(Cli, ExtractApplyInspectCompareCheck) {
   const Models& m = models();
-  auto r = run_cli({"apply", "--model", m.sft, "--vector", m.v, "--alpha", "-1", "-o", m.dir + "/minus"});
+  auto r = run_cli(
+      {"apply", "--model", m.sft, "--vector", m.v, "--alpha", "-1", "-o", m.dir + "/minus"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_TRUE(fs::exists(m.dir + "/minus/model.safetensors"));
   r = run_cli({"inspect", m.v, "--json"});
@@ -94,13 +99,35 @@ TEST(Cli, ExtractApplyInspectCompareCheck) {
   EXPECT_NE(r.out.find("compatible"), std::string::npos);
 }
 
+// --no-sync only skips fsync: the same tensors come out, through the same
+// temporary-and-rename publication (no temporaries left behind).
+TEST(Cli, NoSyncWritesTheSameTensors) {
+  const Models& m = models();
+  const std::string v2 = m.dir + "/v_nosync.safetensors", out = m.dir + "/plus_nosync";
+  auto r = run_cli({"--no-sync", "extract", "--base", m.sft, "--tuned", m.grpo, "-o", v2});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto a = rvtest::read_safetensors_checked(m.v), b = rvtest::read_safetensors_checked(v2);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (const auto& [name, t] : a.tensors) {
+    ASSERT_TRUE(b.tensors.count(name)) << name;
+    EXPECT_EQ(t.bytes, b.tensors.at(name).bytes) << name;
+  }
+  r = run_cli({"--no-sync", "apply", "--model", m.sft, "--vector", v2, "-o", out});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto applied = rvtest::read_model_checked(out), grpo = rvtest::read_model_checked(m.grpo);
+  EXPECT_EQ(applied.tensors.size(), grpo.tensors.size());
+  EXPECT_TRUE(no_temporaries(m.dir));
+}
+
 TEST(Cli, BadInputsGiveOneLineErrors) {
   const Models& m = models();
   std::string d = rvtest::temp_dir("bad");
   // Truncated shard.
   fs::copy(m.sft, d + "/trunc", fs::copy_options::recursive);
-  fs::resize_file(d + "/trunc/model.safetensors", fs::file_size(d + "/trunc/model.safetensors") - 100);
-  auto r = run_cli({"extract", "--base", d + "/trunc", "--tuned", m.grpo, "-o", d + "/v.safetensors"});
+  fs::resize_file(d + "/trunc/model.safetensors",
+                  fs::file_size(d + "/trunc/model.safetensors") - 100);
+  auto r =
+      run_cli({"extract", "--base", d + "/trunc", "--tuned", m.grpo, "-o", d + "/v.safetensors"});
   EXPECT_TRUE(one_line_error(r)) << r.code << r.err;
   EXPECT_NE(r.err.find(d + "/trunc/model.safetensors: "), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(d + "/v.safetensors"));
@@ -132,12 +159,13 @@ TEST(Cli, BadInputsGiveOneLineErrors) {
   r = run_cli({"extract", "--base", m.sft, "--tuned", d + "/nan", "-o", d + "/vn.safetensors"});
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.err.find("1 non-finite value(s)"), std::string::npos) << r.err;
-  r = run_cli({"extract", "--base", m.sft, "--tuned", d + "/nan", "--fail-on-nonfinite", "-o", d + "/vn2.safetensors"});
+  r = run_cli({"extract", "--base", m.sft, "--tuned", d + "/nan", "--fail-on-nonfinite", "-o",
+               d + "/vn2.safetensors"});
   EXPECT_TRUE(one_line_error(r)) << r.err;
   EXPECT_FALSE(fs::exists(d + "/vn2.safetensors"));
   // Incompatible vector: check exits 1.
-  r = run_cli({"synth", "--hidden", "48", "--heads", "4", "--kv-heads", "2", "--intermediate", "48", "--vocab", "64",
-               "-o", d + "/other"});
+  r = run_cli({"synth", "--hidden", "48", "--heads", "4", "--kv-heads", "2", "--intermediate", "48",
+               "--vocab", "64", "-o", d + "/other"});
   ASSERT_EQ(r.code, 0) << r.err;
   r = run_cli({"check", "--model", d + "/other", "--vector", m.v});
   EXPECT_EQ(r.code, 1);
@@ -149,12 +177,15 @@ TEST(Cli, FullDiskLeavesNoPartialOutput) {
   const Models& m = models();
   std::string d = rvtest::temp_dir("full");
   // RLIMIT_FSIZE makes writes past 20 kB fail (EFBIG) as on a full disk.
-  auto r = rvtest::run_cmd({RV_CLI_PATH, "apply", "--model", m.sft, "--vector", m.v, "-o", d + "/out"}, 20000);
+  auto r = rvtest::run_cmd(
+      {RV_CLI_PATH, "apply", "--model", m.sft, "--vector", m.v, "-o", d + "/out"}, 20000);
   EXPECT_TRUE(one_line_error(r)) << r.code << " " << r.err;
   EXPECT_NE(r.err.find("File too large"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(d + "/out"));
   EXPECT_TRUE(no_temporaries(d));
-  r = rvtest::run_cmd({RV_CLI_PATH, "extract", "--base", m.sft, "--tuned", m.grpo, "-o", d + "/v.safetensors"}, 20000);
+  r = rvtest::run_cmd(
+      {RV_CLI_PATH, "extract", "--base", m.sft, "--tuned", m.grpo, "-o", d + "/v.safetensors"},
+      20000);
   EXPECT_TRUE(one_line_error(r)) << r.err;
   EXPECT_FALSE(fs::exists(d + "/v.safetensors"));
   EXPECT_TRUE(no_temporaries(d));
@@ -164,8 +195,9 @@ TEST(Cli, InterruptLeavesNoPartialOutput) {
   std::string d = rvtest::temp_dir("sigint");
   // Big enough that extraction takes well over the 300 ms we wait.
   const bool asan = getenv("RV_SANITIZER_RUN") != nullptr;
-  std::vector<std::string> shape = {"synth", "--layers", asan ? "2" : "8", "--hidden", "1024", "--heads", "8",
-                                    "--kv-heads", "2", "--intermediate", "2816", "--vocab", "8000", "-q"};
+  std::vector<std::string> shape = {
+      "synth",      "--layers", asan ? "2" : "8", "--hidden", "1024",    "--heads", "8",
+      "--kv-heads", "2",        "--intermediate", "2816",     "--vocab", "8000",    "-q"};
   auto a = shape, b = shape;
   a.insert(a.end(), {"-o", d + "/a"});
   b.insert(b.end(), {"--delta-scale", "0.01", "-o", d + "/b"});
