@@ -11,6 +11,7 @@
 #include "engine/tensor_source.h"
 #include "engine/thread_pool.h"
 #include "formats/gguf.h"
+#include "formats/gguf_export.h"
 
 namespace rv::engine {
 namespace {
@@ -85,24 +86,19 @@ ModelSpec make_model_spec(const ModelConfig& c, const std::string& where) {
     if (type == "default") {
     } else if (type == "llama3") {
       // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept,
-      // and the band between them interpolated smoothly.
+      // and the band between them interpolated smoothly. Applied as
+      // llama.cpp's f32 divisors (what export-gguf writes as rope_freqs), so
+      // this directory and its GGUF give bit-identical logits.
       const double factor = json_number(rs, "factor", where);
       const double low = json_number(rs, "low_freq_factor", where);
       const double high = json_number(rs, "high_freq_factor", where);
       const double old_ctx = json_number(rs, "original_max_position_embeddings", where);
-      if (!(factor > 0) || !(high > low))
-        throw Error(where, "rope_scaling: need factor > 0 and high_freq_factor > low_freq_factor");
-      const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
-      for (auto& f : s.inv_freq) {
-        const double wavelen = 2 * std::numbers::pi / f;
-        if (wavelen < high_wavelen) continue;
-        if (wavelen > low_wavelen) {
-          f /= factor;
-        } else {
-          const double smooth = (old_ctx / wavelen - low) / (high - low);
-          f = (1 - smooth) * f / factor + smooth * f;
-        }
-      }
+      if (!(factor > 0) || !(high > low) || !(low > 0) || !(old_ctx > 0))
+        throw Error(where,
+                    "rope_scaling: need factor > 0, original_max_position_embeddings > 0 and "
+                    "high_freq_factor > low_freq_factor > 0");
+      const auto div = llama3_rope_divisors(c.rope_theta, s.head_dim, factor, low, high, old_ctx);
+      for (int i = 0; i < half; ++i) s.inv_freq[i] /= div[i];
     } else {
       throw Error(where,
                   "unsupported rope_scaling type '" + type + "' (supported: default, llama3)");

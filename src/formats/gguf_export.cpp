@@ -307,14 +307,17 @@ struct Plan {
   std::vector<float> generated;  // data of generated tensors (rope_freqs)
 };
 
-// Llama-3 RoPE scaling as llama.cpp applies it: a per-frequency divisor
-// (rope_freqs.weight) that the rotation angle is divided by.
 std::vector<float> llama3_rope_factors(const json& rs, double theta, int head_dim) {
-  double factor = rs.value("factor", 8.0);
-  double low = rs.value("low_freq_factor", 1.0);
-  double high = rs.value("high_freq_factor", 4.0);
-  double old_ctx = rs.value("original_max_position_embeddings", 8192.0);
-  double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
+  return llama3_rope_divisors(theta, head_dim, rs.value("factor", 8.0),
+                              rs.value("low_freq_factor", 1.0), rs.value("high_freq_factor", 4.0),
+                              rs.value("original_max_position_embeddings", 8192.0));
+}
+
+}  // namespace
+
+std::vector<float> llama3_rope_divisors(double theta, int head_dim, double factor, double low,
+                                        double high, double old_ctx) {
+  const double low_wavelen = old_ctx / low, high_wavelen = old_ctx / high;
   std::vector<float> out;
   for (int i = 0; i < head_dim; i += 2) {
     // Mirrors the f32 inverse frequencies the reference computes.
@@ -333,8 +336,6 @@ std::vector<float> llama3_rope_factors(const json& rs, double theta, int head_di
   }
   return out;
 }
-
-}  // namespace
 
 std::string llama_cpp_tensor_name(const std::string& hf) {
   if (hf == "model.embed_tokens.weight") return "token_embd.weight";

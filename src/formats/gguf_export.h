@@ -26,6 +26,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "formats/dtype.h"
 
@@ -58,6 +59,14 @@ GgufExportResult write_gguf(const std::filesystem::path& model_dir,
 // -> "blk.3.ffn_up.weight"); "" when llama.cpp has no counterpart. The
 // exporter writes under these names and the engine reads GGUFs through them.
 std::string llama_cpp_tensor_name(const std::string& hf);
+
+// Llama-3 ("llama3") RoPE scaling as llama.cpp applies it: one f32 divisor
+// of the rotation angle per frequency (head_dim / 2 of them), written to GGUF
+// as rope_freqs.weight. The engine divides its frequencies by these same f32
+// values for a model directory, so both paths give bit-identical logits.
+std::vector<float> llama3_rope_divisors(double theta, int head_dim, double factor,
+                                        double low_freq_factor, double high_freq_factor,
+                                        double original_max_position_embeddings);
 
 // write_gguf into a temporary sibling renamed to `out_file` on success.
 // Throws if `out_file` exists and !force.
