@@ -37,6 +37,25 @@ inline bool sanitizer_run() {
   return e && std::string(e) == "1";
 }
 
+// A 2-layer, 64-wide model of `arch` with peaked next-token distributions
+// (init_scale 0.2), the engine suites' usual fixture.
+inline SynthOptions tiny(const std::string& arch, DType dt, bool tied, uint64_t seed = 1) {
+  SynthOptions o;
+  o.arch = arch;
+  o.layers = 2;
+  o.hidden = 64;
+  o.heads = 4;
+  o.kv_heads = 2;
+  o.intermediate = 96;
+  o.vocab = 256;
+  o.dtype = dt;
+  o.tied = tied;
+  o.seed = seed;
+  o.init_scale = 0.2f;
+  if (arch == "qwen3") o.head_dim = 24;  // != hidden / heads, as in real Qwen3
+  return o;
+}
+
 // Synthesizes a model at `out`; then gives every norm weight seeded values
 // around 1 (so a norm applied to the wrong thing shows up), and merges
 // `config_patch` into config.json.

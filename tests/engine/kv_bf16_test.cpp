@@ -24,6 +24,7 @@ namespace {
 using enginetest::make_model;
 using enginetest::RefModel;
 using enginetest::temp_dir;
+using enginetest::tiny;
 
 std::vector<kern::Isa> supported_isas() {
   std::vector<kern::Isa> r;
@@ -84,23 +85,6 @@ TEST(KernelsIsa, Avx512Bf16IsChosenOnlyWhereSupported) {
 
 // ---- the cache in the model -------------------------------------------
 
-SynthOptions tiny(const std::string& arch, DType dt, uint64_t seed) {
-  SynthOptions o;
-  o.arch = arch;
-  o.layers = 2;
-  o.hidden = 64;
-  o.heads = 4;
-  o.kv_heads = 2;
-  o.intermediate = 96;
-  o.vocab = 256;
-  o.dtype = dt;
-  o.tied = true;
-  o.seed = seed;
-  o.init_scale = 0.2f;
-  if (arch == "qwen3") o.head_dim = 24;
-  return o;
-}
-
 std::vector<int32_t> some_tokens(int n, int salt) {
   std::vector<int32_t> t;
   for (int i = 0; i < n; ++i) t.push_back((i * 37 + salt * 11 + 5) % 256);
@@ -142,7 +126,7 @@ TEST_P(KvBf16Model, LogitsMatchBf16ReferenceAndStayNearF32Cache) {
   IsaGuard guard;  // f32 activations: AVX-512 BF16 would round them too
   kern::set_isa(kern::cpu_has_avx2() ? kern::Isa::kAvx2 : kern::Isa::kScalar);
   auto dir = temp_dir("kvbf16_" + arch);
-  make_model(tiny(arch, DType::BF16, 4), dir);
+  make_model(tiny(arch, DType::BF16, true, 4), dir);
   auto m = Model::load(dir, {2});
   const auto tokens = some_tokens(enginetest::sanitizer_run() ? 12 : 40, 1);
   const auto f32 = run(*m, tokens, false), bf16 = run(*m, tokens, true);
@@ -185,7 +169,7 @@ INSTANTIATE_TEST_SUITE_P(Archs, KvBf16Model, ::testing::Values("qwen2", "qwen3",
 
 TEST(KvBf16, InterleavedSequencesInOneBatchAreBitIdenticalToSeparateRuns) {
   auto dir = temp_dir("kvbf16_interleave");
-  make_model(tiny("qwen3", DType::BF16, 2), dir);
+  make_model(tiny("qwen3", DType::BF16, true, 2), dir);
   auto m = Model::load(dir, {2});
   const auto a = some_tokens(11, 1), b = some_tokens(6, 2);
   const auto ra = run(*m, a, true), rb = run(*m, b, true);
@@ -218,7 +202,7 @@ TEST(KvBf16, InterleavedSequencesInOneBatchAreBitIdenticalToSeparateRuns) {
 
 TEST(KvBf16, CacheTakesHalfTheMemory) {
   auto dir = temp_dir("kvbf16_mem");
-  make_model(tiny("qwen2", DType::F32, 1), dir);
+  make_model(tiny("qwen2", DType::F32, true, 1), dir);
   auto m = Model::load(dir, {1});
   const ModelSpec& s = m->spec();
   KVCache f32(s, 5, 48, false), bf16(s, 5, 48, true);
@@ -239,7 +223,7 @@ class KvBf16Engine : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::filesystem::path(temp_dir("kvbf16_engine"));
-    SynthOptions o = tiny("qwen2", DType::BF16, 3);
+    SynthOptions o = tiny("qwen2", DType::BF16, true, 3);
     o.vocab = 0;  // the tokenizer's
     o.tokenizer_dir = kQwenTok;
     make_model(o, *dir_);

@@ -19,29 +19,13 @@ using enginetest::json;
 using enginetest::make_model;
 using enginetest::RefModel;
 using enginetest::temp_dir;
+using enginetest::tiny;
 
 struct Case {
   std::string arch;
   DType dtype;
   bool tied;
 };
-
-SynthOptions tiny(const std::string& arch, DType dt, bool tied, uint64_t seed = 1) {
-  SynthOptions o;
-  o.arch = arch;
-  o.layers = 2;
-  o.hidden = 64;
-  o.heads = 4;
-  o.kv_heads = 2;
-  o.intermediate = 96;
-  o.vocab = 256;
-  o.dtype = dt;
-  o.tied = tied;
-  o.seed = seed;
-  o.init_scale = 0.2f;
-  if (arch == "qwen3") o.head_dim = 24;  // != hidden / heads, as in real Qwen3
-  return o;
-}
 
 std::vector<int32_t> some_tokens(int n, int vocab, int salt = 0) {
   std::vector<int32_t> t;
