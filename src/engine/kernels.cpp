@@ -33,17 +33,12 @@ bool detect_avx512bf16() {
 Isa initial_isa() {
   if (const char* e = std::getenv("RV_ISA"); e && *e) {
     const std::string v = e;
-    Isa i;
-    if (v == "scalar")
-      i = Isa::kScalar;
-    else if (v == "avx2")
-      i = Isa::kAvx2;
-    else if (v == "avx512bf16")
-      i = Isa::kAvx512Bf16;
-    else
-      throw Error("RV_ISA", "unknown instruction set '" + v + "' (scalar, avx2, avx512bf16)");
-    if (!isa_supported(i)) throw Error("RV_ISA", std::string("this CPU cannot run ") + isa_name(i));
-    return i;
+    for (Isa i : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512Bf16}) {
+      if (v != isa_name(i)) continue;
+      if (!isa_supported(i)) throw Error("RV_ISA", "this CPU cannot run " + v);
+      return i;
+    }
+    throw Error("RV_ISA", "unknown instruction set '" + v + "' (scalar, avx2, avx512bf16)");
   }
   return cpu_has_avx512bf16() ? Isa::kAvx512Bf16 : cpu_has_avx2() ? Isa::kAvx2 : Isa::kScalar;
 }

@@ -113,7 +113,8 @@ ModelSpec make_model_spec(const ModelConfig& c, const std::string& where) {
 KVCache::KVCache(const ModelSpec& spec, int slots, int max_context, bool bf16)
     : slots_(slots), max_context_(max_context), layers_(spec.layers), bf16_(bf16) {
   if (slots <= 0 || max_context <= 0) throw Error("engine: KV cache needs slots and context > 0");
-  per_ = static_cast<size_t>(max_context) * spec.kv_dim() * (bf16 ? 2 : sizeof(float));
+  per_ = static_cast<size_t>(max_context) * spec.kv_dim() *
+         dtype_size(bf16 ? DType::BF16 : DType::F32);
   bytes_ = per_ * 2 * layers_ * slots_;
   // Reserve address space only; pages are committed as positions are written.
   void* p = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE,
@@ -367,7 +368,7 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
         rope_head(kh, HD, cs, sn);
       }
       // Append this token's K/V to its sequence (rounded to bf16 for a bf16 cache).
-      const size_t at = size_t(batch[t].pos) * KVD * (kv_bf16 ? 2 : sizeof(float));
+      const size_t at = size_t(batch[t].pos) * KVD * dtype_size(kv_type);
       from_f32(kv_type, &k_[size_t(t) * KVD], static_cast<uint8_t*>(kv.k(l, batch[t].slot)) + at,
                KVD);
       from_f32(kv_type, &v_[size_t(t) * KVD], static_cast<uint8_t*>(kv.v(l, batch[t].slot)) + at,
