@@ -411,7 +411,8 @@ void Tokenizer::Impl::finish_vocab(const std::string& file) {
   // before a hash lookup.
   merge_map.reserve(merges.size());
   // Lookups go in chunks whose table slots are prefetched first: the tables
-  // are larger than the caches, and overlapping the misses halves load time.
+  // are larger than the caches, so the misses of a chunk overlap instead of
+  // being waited for one by one.
   struct Pending {
     std::string a, b, ab;
     bool bytes = false;
