@@ -52,10 +52,27 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+template <int DT>
+constexpr int64_t elem_bytes() {
+  return DT == kF32 ? 4 : 2;
+}
+
 // One register tile: MR tokens x NR weight rows, dot products along K.
-template <int MR, int NR, int DT>
+// With PF, the tile also prefetches the next NR rows, spread evenly over its
+// K steps. Decode (MR = 1) reads each weight once, so it is bound by memory
+// bandwidth. Left to the hardware prefetcher, NR interleaved row streams
+// read at ~70 % of a plain sequential read on the 2-core EPYC dev VM; with
+// this one linear stream ahead, ~100 %; bench_engine_kernels --quick single-
+// stream decode went from 16-19 to 20-27 tok/s. Prefetching leaves the arithmetic,
+// and so the results, unchanged.
+template <int MR, int NR, int DT, bool PF = false>
 inline void tile(const float* X, int64_t ldx, const void* w, int64_t K, int64_t n, float* Y,
                  int64_t ldy) {
+  [[maybe_unused]] const char* next = static_cast<const char*>(w) + (n + NR) * K * elem_bytes<DT>();
+  [[maybe_unused]] const int64_t next_bytes = NR * K * elem_bytes<DT>();
+  [[maybe_unused]] const int64_t steps = K / 8 > 0 ? K / 8 : 1;
+  [[maybe_unused]] const int64_t per_step = ((next_bytes + steps - 1) / steps + 63) / 64 * 64;
+  [[maybe_unused]] int64_t fetched = 0;
   __m256 acc[MR][NR];
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m)
@@ -63,6 +80,12 @@ inline void tile(const float* X, int64_t ldx, const void* w, int64_t K, int64_t 
     for (int r = 0; r < NR; ++r) acc[m][r] = _mm256_setzero_ps();
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
+    if constexpr (PF) {
+      if (fetched < next_bytes) {
+        for (int64_t o = 0; o < per_step; o += 64) _mm_prefetch(next + fetched + o, _MM_HINT_T0);
+        fetched += per_step;
+      }
+    }
     __m256 wv[NR];
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) wv[r] = load8<DT>(w, (n + r) * K + k);
@@ -108,6 +131,8 @@ void matmul_impl(const float* X, int64_t ldx, int T, const void* w, int64_t K, i
                  int64_t n1, float* Y, int64_t ldy) {
   if (T == 1) {  // decode: memory-bound, more rows in flight
     int64_t n = n0;
+    // Prefetch only rows this call owns: the next block must lie inside [n0, n1).
+    for (; n + 8 <= n1; n += 4) tile<1, 4, DT, true>(X, ldx, w, K, n, Y, ldy);
     for (; n + 4 <= n1; n += 4) tile<1, 4, DT>(X, ldx, w, K, n, Y, ldy);
     for (; n < n1; ++n) tile<1, 1, DT>(X, ldx, w, K, n, Y, ldy);
     return;
