@@ -1,6 +1,7 @@
 #include "formats/safetensors.h"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -314,6 +315,28 @@ SafetensorsWriter::~SafetensorsWriter() {
     if (s.fd >= 0) ::close(s.fd);
 }
 
+// RWF_DONTCACHE (Linux 6.14+; ext4, xfs, btrfs): a buffered write whose pages
+// are dropped from the page cache once written back, and whose writeback
+// starts at once. A model written here is mostly read again much later, if
+// ever (and often does not fit in RAM); keeping it cached only makes the
+// kernel allocate and later reclaim gigabytes of pages. On the dev VM,
+// writing 2 GiB from two threads in 8 MiB pieces took 7-9 s by plain pwrite
+// and 1.0 s with this flag, fsync included (cp of the same bytes: 1.1-1.6 s).
+// Older kernels and other filesystems answer EOPNOTSUPP: then plain pwrite.
+#ifndef RWF_DONTCACHE
+#define RWF_DONTCACHE 0x00000080
+#endif
+
+ssize_t SafetensorsWriter::write_at(int fd, const void* p, size_t n, uint64_t pos) {
+  if (dontcache_.load(std::memory_order_relaxed)) {
+    iovec iov{const_cast<void*>(p), n};
+    ssize_t w = pwritev2(fd, &iov, 1, static_cast<off_t>(pos), RWF_DONTCACHE);
+    if (w >= 0 || (errno != EOPNOTSUPP && errno != EINVAL)) return w;
+    dontcache_.store(false, std::memory_order_relaxed);
+  }
+  return pwrite(fd, p, n, static_cast<off_t>(pos));
+}
+
 void SafetensorsWriter::write(size_t tensor, uint64_t offset, const void* data, size_t n) {
   const Shard& sh = shards_[shard_of_[tensor]];
   if (offset + n > specs_[tensor].nbytes())
@@ -323,16 +346,16 @@ void SafetensorsWriter::write(size_t tensor, uint64_t offset, const void* data, 
   const char* p = static_cast<const char*>(data);
   size_t done = 0;
   while (done < n) {
-    ssize_t w = pwrite(sh.fd, p + done, n - done, static_cast<off_t>(pos + done));
+    ssize_t w = write_at(sh.fd, p + done, n - done, pos + done);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0)
       throw Error(sh.path.string(), "write failed: " + errno_text(w < 0 ? errno : ENOSPC));
     done += static_cast<size_t>(w);
   }
   // Start writing these pages to disk now, while later tiles are computed,
-  // so that finish()'s fsync has little left to wait for. Only a hint: its
-  // errors are fsync's to report.
-  if (sync_outputs())
+  // so that finish()'s fsync has little left to wait for (RWF_DONTCACHE
+  // already does). Only a hint: its errors are fsync's to report.
+  if (sync_outputs() && !dontcache_.load(std::memory_order_relaxed))
     sync_file_range(sh.fd, static_cast<off_t>(pos), static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE);
 }
 

@@ -7,6 +7,9 @@
 // data section. Offsets are relative to the data section.
 #pragma once
 
+#include <sys/types.h>
+
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -66,7 +69,9 @@ class SafetensorsFile {
   const std::vector<TensorInfo>& tensors() const { return header_.tensors; }
   const std::map<std::string, std::string>& metadata() const { return header_.metadata; }
   const TensorInfo* find(const std::string& name) const;
-  TensorView view(const TensorInfo& t) const { return {&t, file_.data() + header_.data_start + t.begin}; }
+  TensorView view(const TensorInfo& t) const {
+    return {&t, file_.data() + header_.data_start + t.begin};
+  }
   const MappedFile& file() const { return file_; }
   uint64_t data_start() const { return header_.data_start; }
 
@@ -101,7 +106,7 @@ class SafetensorsWriter {
   struct Options {
     uint64_t shard_size = 5'000'000'000ull;  // bytes of tensor data per shard (HF "5GB")
     std::string single_name = "model.safetensors";
-    std::string shard_prefix = "model";      // model-00001-of-00002.safetensors
+    std::string shard_prefix = "model";  // model-00001-of-00002.safetensors
     std::map<std::string, std::string> metadata;
   };
   SafetensorsWriter(const fs::path& dir, std::vector<TensorSpec> tensors, Options opt);
@@ -120,6 +125,8 @@ class SafetensorsWriter {
   uint64_t total_bytes() const { return total_; }
 
  private:
+  ssize_t write_at(int fd, const void* p, size_t n, uint64_t pos);
+
   struct Shard {
     std::string name;
     fs::path path;
@@ -135,6 +142,7 @@ class SafetensorsWriter {
   uint64_t total_ = 0;
   bool sharded_ = false;
   bool finished_ = false;
+  std::atomic<bool> dontcache_{true};  // false once the kernel refused RWF_DONTCACHE
 };
 
 // Parses sizes like "5GB", "500MB", "2GiB", "1000000" (HF uses decimal units).

@@ -1,6 +1,7 @@
 // Reader validation (one test per defect, message checked) and writer output
 // checked with the independent reader in tests/support.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -146,8 +147,9 @@ TEST(SafetensorsRead, TruncatedFileOnDisk) {
   }
 }
 
-TEST(SafetensorsWrite, SingleFileMatchesIndependentReader) {
-  std::string d = rvtest::temp_dir("st-write");
+// Writes four tensors out of order into directory d and checks the file with
+// the independent reader.
+static void write_and_check_single_file(const std::string& d) {
   std::vector<rv::TensorSpec> specs = {{"w", rv::DType::F32, {2, 3}},
                                        {"b", rv::DType::BF16, {3}},
                                        {"e", rv::DType::F16, {0}},
@@ -180,6 +182,21 @@ TEST(SafetensorsWrite, SingleFileMatchesIndependentReader) {
   // And our own reader agrees.
   rv::SafetensorsFile rf(d + "/model.safetensors");
   EXPECT_EQ(rf.tensors().size(), 4u);
+}
+
+TEST(SafetensorsWrite, SingleFileMatchesIndependentReader) {
+  write_and_check_single_file(rvtest::temp_dir("st-write"));
+}
+
+// tmpfs refuses RWF_DONTCACHE (EOPNOTSUPP), as do kernels before 6.14: the
+// writer must fall back to plain pwrite and write the same bytes.
+TEST(SafetensorsWrite, PlainWritesWhereUncachedWritesAreRefused) {
+  if (!fs::is_directory("/dev/shm")) GTEST_SKIP() << "no /dev/shm";
+  const fs::path d = "/dev/shm/rv_st_shm_" + std::to_string(::getpid());
+  fs::remove_all(d);
+  fs::create_directories(d);
+  write_and_check_single_file(d.string());
+  fs::remove_all(d);
 }
 
 TEST(SafetensorsWrite, ShardsWithIndex) {
