@@ -230,23 +230,28 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     const size_t tsz = dtype_size(tv.dtype());
     for_tiles(tv.numel(), [&](uint64_t lo, uint64_t hi) {
       const size_t n = hi - lo;
-      float* acc = scratch(0, n).data();
-      float* v = scratch(1, n).data();
-      load_f32(tv, lo, hi, acc);
+      uint8_t* ob = scratch_bytes(n * osz).data();
+      uint64_t bad = 0;
+      for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* v) {
+        load_f32(tv, c0, c1, acc);
+        for (size_t j = 0; j < p.adds.size(); ++j) {
+          // Rows past the vector's vocabulary (--vocab-mismatch overlap) stay as they are.
+          const uint64_t lim = std::min<uint64_t>(c1, static_cast<uint64_t>(p.adds[j].rows) * row);
+          if (lim <= c0) continue;
+          const float alpha = static_cast<float>(terms[p.adds[j].term].alpha);
+          load_f32(vviews[j], c0, lim, v);
+          const size_t m = lim - c0;
+          for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + alpha * v[k];
+        }
+        const size_t m = c1 - c0;
+        for (size_t k = 0; k < m; ++k) bad += !finite(acc[k]);
+        from_f32(p.dtype, acc, ob + (c0 - lo) * osz, m);
+      });
+      if (bad) nonfinite += bad;
       for (size_t j = 0; j < p.adds.size(); ++j) {
         const uint64_t lim = std::min<uint64_t>(hi, static_cast<uint64_t>(p.adds[j].rows) * row);
-        if (lim <= lo) continue;
-        const float alpha = static_cast<float>(terms[p.adds[j].term].alpha);
-        load_f32(vviews[j], lo, lim, v);
-        const size_t m = lim - lo;
-        for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + alpha * v[k];
-        release(*vecs[p.adds[j].term], vviews[j], lo, lim);
+        if (lim > lo) release(*vecs[p.adds[j].term], vviews[j], lo, lim);
       }
-      uint64_t bad = 0;
-      for (size_t k = 0; k < n; ++k) bad += !finite(acc[k]);
-      if (bad) nonfinite += bad;
-      uint8_t* ob = scratch_bytes(n * osz).data();
-      from_f32(p.dtype, acc, ob, n);
       w.write(i, lo * osz, ob, n * osz);
       release(T, tv, lo, hi);
       prog.add(n * (tsz + osz));

@@ -65,16 +65,17 @@ ExtractResult extract(const fs::path& base_p, const fs::path& tuned_p, const fs:
   for (const auto& n : names) {
     TensorView a = B.view(n), b = T.view(n);
     if (a.shape() != b.shape())
-      throw Error(tuned_p.string(), "tensor '" + n + "' has shape " + shape_str(b.shape()) + " but " +
-                                        base_p.string() + " has " + shape_str(a.shape()));
+      throw Error(tuned_p.string(), "tensor '" + n + "' has shape " + shape_str(b.shape()) +
+                                        " but " + base_p.string() + " has " + shape_str(a.shape()));
     if (!is_float_dtype(a.dtype()) || !is_float_dtype(b.dtype()))
-      throw Error(base_p.string(), "tensor '" + n + "' has non-float dtype " +
-                                       std::string(dtype_name(a.dtype())) + "/" +
-                                       std::string(dtype_name(b.dtype())) +
-                                       " (exclude it with --exclude)");
+      throw Error(base_p.string(),
+                  "tensor '" + n + "' has non-float dtype " + std::string(dtype_name(a.dtype())) +
+                      "/" + std::string(dtype_name(b.dtype())) + " (exclude it with --exclude)");
     specs.push_back({n, opt.dtype, a.shape()});
   }
-  if (specs.empty()) throw Error(base_p.string(), "no tensors in common with " + tuned_p.string() + " after filtering");
+  if (specs.empty())
+    throw Error(base_p.string(),
+                "no tensors in common with " + tuned_p.string() + " after filtering");
 
   auto meta = base_metadata("reasoning-vector", opt.command_line);
   meta["reasonvec.base"] = base_p.string();
@@ -119,18 +120,19 @@ ExtractResult extract(const fs::path& base_p, const fs::path& tuned_p, const fs:
     const size_t ias = dtype_size(a.dtype()), ibs = dtype_size(b.dtype());
     for_tiles(a.numel(), [&](uint64_t lo, uint64_t hi) {
       const size_t n = hi - lo;
-      float* x = scratch(0, n).data();
-      float* y = scratch(1, n).data();
-      load_f32(a, lo, hi, x);
-      load_f32(b, lo, hi, y);
-      uint64_t bad = 0;
-      for (size_t k = 0; k < n; ++k) {
-        y[k] = y[k] - x[k];
-        bad += !finite(y[k]);
-      }
-      if (bad) nonfinite += bad;
       uint8_t* ob = scratch_bytes(n * osz).data();
-      from_f32(opt.dtype, y, ob, n);
+      uint64_t bad = 0;
+      for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* x, float* y) {
+        const size_t m = c1 - c0;
+        load_f32(a, c0, c1, x);
+        load_f32(b, c0, c1, y);
+        for (size_t k = 0; k < m; ++k) {
+          y[k] = y[k] - x[k];
+          bad += !finite(y[k]);
+        }
+        from_f32(opt.dtype, y, ob + (c0 - lo) * osz, m);
+      });
+      if (bad) nonfinite += bad;
       w.write(i, lo * osz, ob, n * osz);
       release(B, a, lo, hi);
       release(T, b, lo, hi);
@@ -141,7 +143,8 @@ ExtractResult extract(const fs::path& base_p, const fs::path& tuned_p, const fs:
   prog.finish();
   r.nonfinite = nonfinite.load();
   if (r.nonfinite) {
-    std::string m = std::to_string(r.nonfinite) + " non-finite value(s) (NaN/Inf) in the difference";
+    std::string m =
+        std::to_string(r.nonfinite) + " non-finite value(s) (NaN/Inf) in the difference";
     if (opt.fail_on_nonfinite) throw Error(out.string(), m + " (--fail-on-nonfinite)");
     log("warning: " + m);
   }

@@ -167,29 +167,30 @@ ApplyResult run_mergekit(const fs::path& cfg_path, const fs::path& out, const Me
       float divisor = ta ? (std::fabs(wsum) < 1e-8f ? 1.0f : wsum) : wsum;
       for_tiles(bv.numel(), [&](uint64_t lo, uint64_t hi) {
         const size_t n = hi - lo;
-        float* base_v = scratch(0, n).data();
-        float* acc = scratch(1, n).data();
-        float* x = scratch(2, n).data();
-        if (ta) {
-          load_f32(bv, lo, hi, base_v);
-          for (size_t k = 0; k < n; ++k) base_v[k] = rd(D, base_v[k]);
-        }
-        std::fill(acc, acc + n, 0.0f);
-        for (size_t j = 0; j < xs.size(); ++j) {
-          load_f32(xs[j], lo, hi, x);
-          for (size_t k = 0; k < n; ++k) {
-            float xv = rd(D, x[k]);
-            float term = ta ? rd(D, rd(D, xv - base_v[k]) * wts[j]) : rd(D, wts[j] * xv);
-            acc[k] += term;  // torch sums in an f32 accumulator, rounding once
-          }
-        }
-        for (size_t k = 0; k < n; ++k) {
-          float m = rd(D, acc[k]);
-          if (normalize) m = rd(D, m / divisor);
-          acc[k] = ta ? rd(D, base_v[k] + m) : m;
-        }
         uint8_t* ob = scratch_bytes(n * osz).data();
-        from_f32(O, acc, ob, n);
+        float* base_v = scratch(2, kChunk).data();
+        for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* x) {
+          const size_t m = c1 - c0;
+          if (ta) {
+            load_f32(bv, c0, c1, base_v);
+            for (size_t k = 0; k < m; ++k) base_v[k] = rd(D, base_v[k]);
+          }
+          std::fill(acc, acc + m, 0.0f);
+          for (size_t j = 0; j < xs.size(); ++j) {
+            load_f32(xs[j], c0, c1, x);
+            for (size_t k = 0; k < m; ++k) {
+              float xv = rd(D, x[k]);
+              float term = ta ? rd(D, rd(D, xv - base_v[k]) * wts[j]) : rd(D, wts[j] * xv);
+              acc[k] += term;  // torch sums in an f32 accumulator, rounding once
+            }
+          }
+          for (size_t k = 0; k < m; ++k) {
+            float s = rd(D, acc[k]);
+            if (normalize) s = rd(D, s / divisor);
+            acc[k] = ta ? rd(D, base_v[k] + s) : s;
+          }
+          from_f32(O, acc, ob + (c0 - lo) * osz, m);
+        });
         w.write(i, lo * osz, ob, n * osz);
         prog.add(n * dtype_size(bv.dtype()) * (xs.size() + 1));
       });
