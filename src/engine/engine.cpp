@@ -139,7 +139,10 @@ class EngineImpl final : public Engine {
   uint64_t kv_cache_bytes() const override { return kv_->bytes(); }
   std::string numerics() const override {
     std::string r = kv_->bf16() ? "kv-bf16" : "";
-    if (kern::isa() == kern::Isa::kAvx512Bf16) r += r.empty() ? "avx512bf16" : ",avx512bf16";
+    // The AVX-512 BF16 kernel rounds activations to bf16, but only for bf16
+    // matrices: f32/f16 models give AVX2's numbers and may share its cache.
+    if (kern::isa() == kern::Isa::kAvx512Bf16 && model_->has_bf16_matrices())
+      r += r.empty() ? "avx512bf16" : ",avx512bf16";
     return r;
   }
 

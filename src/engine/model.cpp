@@ -148,6 +148,14 @@ void KVCache::release(int slot) {
 
 Model::~Model() = default;
 
+bool Model::has_bf16_matrices() const {
+  if (lm_head_.dtype == DType::BF16) return true;
+  for (const Layer& l : layers_)
+    for (const Linear* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+      if (m->w.dtype == DType::BF16) return true;
+  return false;
+}
+
 int Model::threads() const {
   return pool_->size();
 }

@@ -121,8 +121,8 @@ class Model {
   // keys; tied embeddings = no output.weight; Llama q/k rows are permuted
   // back to Hugging Face's layout into owned copies (the only weights not
   // used in place); a rope_freqs.weight tensor (Llama-3 rope scaling)
-  // divides the RoPE frequencies, which matches the directory's
-  // rope_scaling only to f32 precision in the interpolated band. Throws
+  // divides the RoPE frequencies exactly as the directory's rope_scaling
+  // does (both use rv::llama3_rope_divisors: bit-identical logits). Throws
   // rv::Error "<file>: <problem>" naming the file, key or tensor on
   // unsupported configs or architectures, quantized tensor types, missing
   // keys or tensors, tensors the engine would not use, wrong shapes and
@@ -140,6 +140,9 @@ class Model {
   // Bytes of the files holding the weights (all safetensors files, or the
   // GGUF file).
   uint64_t weight_bytes() const { return weight_bytes_; }
+  // Whether any weight matrix (layers or output head) is stored as bf16:
+  // only those go through the AVX-512 BF16 kernel.
+  bool has_bf16_matrices() const;
   int threads() const;
   // The model's worker pool, for callers that post-process a batch's logits
   // in parallel on the same thread that calls forward().

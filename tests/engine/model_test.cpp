@@ -147,6 +147,17 @@ TEST(Forward, ChunkedPrefillEqualsWholePrefill) {
   std::filesystem::remove_all(dir);
 }
 
+// Engine::numerics() tags AVX-512 BF16 runs only for models with bf16
+// matrices (the eval cache key), so this must see the stored dtype.
+TEST(Model, ReportsWhetherItHasBf16Matrices) {
+  for (DType dt : {DType::F32, DType::F16, DType::BF16}) {
+    auto dir = temp_dir("dtype");
+    make_model(tiny("qwen2", dt, false), dir);
+    EXPECT_EQ(Model::load(dir, {1})->has_bf16_matrices(), dt == DType::BF16) << dtype_name(dt);
+    std::filesystem::remove_all(dir);
+  }
+}
+
 TEST(Forward, InterleavedSequencesInOneBatchEqualSeparateRuns) {
   auto dir = temp_dir("interleave");
   make_model(tiny("qwen3", DType::BF16, false), dir);
