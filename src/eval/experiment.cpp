@@ -49,7 +49,10 @@ json BackendSpec::to_json() const {
             {"base_url", srv.base_url},
             {"model_name", srv.model_name},
             {"concurrency", srv.concurrency}};
-  return {{"kind", "engine"}, {"max_batch", max_batch}, {"max_context", max_context}};
+  return {{"kind", "engine"},
+          {"max_batch", max_batch},
+          {"max_context", max_context},
+          {"kv_bf16", kv_bf16}};
 }
 
 // ---------------------------------------------------------------- config
@@ -126,7 +129,8 @@ struct Parser {
     if (n["engine"] && n["server"]) fail(n, key, "give either 'engine' or 'server', not both");
     if (const auto e = n["engine"]) {
       if (!e.IsNull()) {
-        only_keys(e, key + ".engine", {"max_batch", "max_context"});
+        only_keys(e, key + ".engine", {"max_batch", "max_context", "kv_bf16"});
+        if (e["kv_bf16"]) b.kv_bf16 = boolean(e["kv_bf16"], key + ".engine.kv_bf16");
         if (e["max_batch"])
           b.max_batch = num<int>(e["max_batch"], key + ".engine.max_batch", "a positive integer");
         if (e["max_context"])
@@ -914,6 +918,8 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
                   {"limit", et.options.limit},
                   {"seed", et.options.seed},
                   {"backend", bs.server ? "server" : "engine"}};
+      // Only when set, so runs cached before the key existed stay valid.
+      if (!bs.server && bs.kv_bf16) key["kv_bf16"] = true;
       std::string fp = sha256_hex(key.dump());
       fs::path run = out / "runs" / x.dirname / (et.label + "-" + fp.substr(0, 12));
       x.runs.push_back(run);
@@ -958,11 +964,12 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
       engine::EngineOptions eo;
       eo.max_batch = bs.max_batch;
       eo.max_context = bs.max_context;
+      eo.kv_bf16 = bs.kv_bf16;
       inner = EngineBackend::open(x.model_dir, eo);
       backend_desc = "engine";
     }
-    Rekeyed backend(*inner,
-                    "experiment|" + std::string(bs.server ? "server|" : "engine|") + x.model_fp);
+    Rekeyed backend(*inner, "experiment|" + std::string(bs.server ? "server|" : "engine|") +
+                                x.model_fp + (!bs.server && bs.kv_bf16 ? "|kv-bf16" : ""));
     for (size_t k : todo) {
       const auto& et = cfg.tasks[k];
       log("[run   ] eval " + x.label + " / " + et.label);

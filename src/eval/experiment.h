@@ -32,7 +32,7 @@
 //           num_fewshot: 5, system_prompt: "..."}]
 //   limit: N, seed: N                   (defaults for every task)
 //   data_dir: DIR                       (default: eval::default_data_dir())
-//   backend: engine | {engine: {max_batch: 64, max_context: 4096}}
+//   backend: engine | {engine: {max_batch: 64, max_context: 4096, kv_bf16: false}}
 //          | {server: {command: "vllm serve {model} --port {port}",
 //                      base_url: "http://127.0.0.1:{port}/v1",
 //                      startup_timeout: 600, concurrency: 8, model_name: NAME}}
@@ -71,6 +71,7 @@ struct BackendSpec {
   ServerSpec srv;
   int max_batch = 64;  // built-in engine
   int max_context = 4096;
+  bool kv_bf16 = false;  // built-in engine: bf16 KV cache (--kv-bf16)
   nlohmann::json to_json() const;
 };
 

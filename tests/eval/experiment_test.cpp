@@ -125,6 +125,15 @@ TEST(ExperimentConfig, ErrorsNameLineAndKey) {
       "exp.yaml:3: tasks: duplicate task column 'sciq' (give task variants distinct 'label's)");
   EXPECT_EQ(error_of(ok_head + "tasks: [sciq\n").rfind("exp.yaml:", 0), 0u);
   EXPECT_EQ(error_of(ok_head + "tasks: [sciq]\nlimit: -2\n"), "exp.yaml:4: limit: must be >= 0");
+  EXPECT_EQ(error_of(ok_head + "tasks: [sciq]\nbackend: {engine: {kv_bf16: 3}}\n"),
+            "exp.yaml:4: backend.engine.kv_bf16: expected true or false, got '3'");
+  EXPECT_TRUE(rv::eval::parse_experiment_config(
+                  ok_head + "tasks: [sciq]\nbackend: {engine: {kv_bf16: true}}\n", "e.yaml")
+                  .targets[0]
+                  .backend.kv_bf16);
+  EXPECT_FALSE(rv::eval::parse_experiment_config(ok_head + "tasks: [sciq]\n", "e.yaml")
+                   .targets[0]
+                   .backend.kv_bf16);
 
   auto c = rv::eval::parse_experiment_config(
       ok_head +
@@ -277,6 +286,14 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
   EXPECT_EQ(r4.steps_run, 10);  // sciq for every variant
   EXPECT_EQ(r4.cache_hits, 10u * 12u);
   EXPECT_EQ(r4.cache_misses, 10u * 4u);
+
+  // A bf16 KV cache changes the numbers: every evaluation runs again and
+  // nothing comes from the f32 runs' request cache; the models are reused.
+  auto cfg3 = cfg;
+  for (auto& t : cfg3.targets) t.backend.kv_bf16 = true;
+  auto r5 = rv::eval::run_experiment(cfg3, o);
+  EXPECT_EQ(r5.steps_run, 20);
+  EXPECT_EQ(r5.cache_hits, 0u);
 }
 
 TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
