@@ -934,7 +934,7 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
 
     std::unique_ptr<StreamingBackend> inner;
     std::unique_ptr<ServerProcess> proc;
-    std::string backend_desc;
+    std::string backend_desc, numerics;
     if (bs.server) {
       int port = free_local_port();
       std::string model_abs = fs::absolute(x.model_dir).string();
@@ -965,11 +965,14 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
       eo.max_batch = bs.max_batch;
       eo.max_context = bs.max_context;
       eo.kv_bf16 = bs.kv_bf16;
-      inner = EngineBackend::open(x.model_dir, eo);
+      auto eb = EngineBackend::open(x.model_dir, eo);
+      // kv-bf16 and avx512bf16 change the numbers: cached apart, as in eval.
+      if (std::string n = eb->engine().numerics(); !n.empty()) numerics = "|" + n;
+      inner = std::move(eb);
       backend_desc = "engine";
     }
     Rekeyed backend(*inner, "experiment|" + std::string(bs.server ? "server|" : "engine|") +
-                                x.model_fp + (!bs.server && bs.kv_bf16 ? "|kv-bf16" : ""));
+                                x.model_fp + numerics);
     for (size_t k : todo) {
       const auto& et = cfg.tasks[k];
       log("[run   ] eval " + x.label + " / " + et.label);
