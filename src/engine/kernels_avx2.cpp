@@ -68,7 +68,9 @@ constexpr int64_t elem_bytes() {
 template <int MR, int NR, int DT, bool PF = false>
 inline void tile(const float* X, int64_t ldx, const void* w, int64_t K, int64_t n, float* Y,
                  int64_t ldy) {
-  [[maybe_unused]] const char* next = static_cast<const char*>(w) + (n + NR) * K * elem_bytes<DT>();
+  // Only formed with PF, where the caller guarantees the next block exists.
+  [[maybe_unused]] const char* next =
+      PF ? static_cast<const char*>(w) + (n + NR) * K * elem_bytes<DT>() : nullptr;
   [[maybe_unused]] const int64_t next_bytes = NR * K * elem_bytes<DT>();
   [[maybe_unused]] const int64_t steps = K / 8 > 0 ? K / 8 : 1;
   [[maybe_unused]] const int64_t per_step = ((next_bytes + steps - 1) / steps + 63) / 64 * 64;
@@ -82,8 +84,9 @@ inline void tile(const float* X, int64_t ldx, const void* w, int64_t K, int64_t 
   for (; k + 8 <= K; k += 8) {
     if constexpr (PF) {
       if (fetched < next_bytes) {
-        for (int64_t o = 0; o < per_step; o += 64) _mm_prefetch(next + fetched + o, _MM_HINT_T0);
-        fetched += per_step;
+        const int64_t end = fetched + per_step < next_bytes ? fetched + per_step : next_bytes;
+        for (int64_t o = fetched; o < end; o += 64) _mm_prefetch(next + o, _MM_HINT_T0);
+        fetched = end;
       }
     }
     __m256 wv[NR];
