@@ -22,6 +22,10 @@ inline constexpr uint64_t kTile = 1u << 20;
 // Runs fn(begin, end) over [0, n) in kTile pieces on all cores.
 void for_tiles(uint64_t n, const std::function<void(uint64_t, uint64_t)>& fn);
 
+// Per-thread scratch buffers (reused across tiles and tensors).
+std::vector<float>& scratch(int slot, size_t n);
+std::vector<uint8_t>& scratch_bytes(size_t n);
+
 // Elements per cache-sized piece of a tile. A tile's I/O (one write, one
 // release) stays whole, but its arithmetic runs piece by piece so the f32
 // temporaries stay in L2 instead of round-tripping through memory: on the
@@ -29,14 +33,7 @@ void for_tiles(uint64_t n, const std::function<void(uint64_t, uint64_t)>& fn);
 inline constexpr uint64_t kChunk = 1u << 14;
 
 // Runs fn(begin, end, s0, s1) over [b, e) in kChunk pieces, on this thread;
-// s0 and s1 are this thread's two f32 scratch buffers of kChunk elements.
-template <class Fn>
-void for_chunks(uint64_t b, uint64_t e, Fn&& fn);
-
-// Per-thread scratch buffers (reused across tiles and tensors).
-std::vector<float>& scratch(int slot, size_t n);
-std::vector<uint8_t>& scratch_bytes(size_t n);
-
+// s0 and s1 are scratch(0) and scratch(1), kChunk elements each.
 template <class Fn>
 void for_chunks(uint64_t b, uint64_t e, Fn&& fn) {
   float* s0 = scratch(0, kChunk).data();
