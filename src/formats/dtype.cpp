@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "formats/bf16_avx2.h"
+
 namespace rv {
 
 size_t dtype_size(DType t) {
@@ -108,6 +110,31 @@ __attribute__((target("avx2,f16c"))) void f32_to_f16_f16c(const float* s, uint16
   for (; i < n; ++i) d[i] = f32_to_f16(s[i]);
 }
 
+__attribute__((target("avx2"))) void bf16_to_f32_avx2(const uint8_t* s, float* d, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, simd::bf16x8_to_f32(s + 2 * i));
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, s + 2 * i, 2);
+    d[i] = bf16_to_f32(h);
+  }
+}
+
+__attribute__((target("avx2"))) void f32_to_bf16_avx2(const float* s, uint8_t* d, size_t n) {
+  size_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    simd::store_bf16x16(d + 2 * i, _mm256_loadu_ps(s + i), _mm256_loadu_ps(s + i + 8));
+  for (; i < n; ++i) {
+    uint16_t h = f32_to_bf16(s[i]);
+    std::memcpy(d + 2 * i, &h, 2);
+  }
+}
+
+bool has_avx2() {
+  static const bool v = __builtin_cpu_supports("avx2");
+  return v;
+}
+
 bool has_f16c() {
   // cpuid directly: clang's __builtin_cpu_supports does not know "f16c".
   static const bool v = [] {
@@ -126,6 +153,7 @@ void to_f32(DType t, const void* src, float* dst, size_t n) {
       return;
     case DType::BF16: {
       const uint8_t* s = static_cast<const uint8_t*>(src);
+      if (has_avx2()) return bf16_to_f32_avx2(s, dst, n);
       for (size_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, s + 2 * i, 2);
@@ -157,6 +185,7 @@ void from_f32(DType t, const float* src, void* dst, size_t n) {
       return;
     case DType::BF16: {
       uint8_t* d = static_cast<uint8_t*>(dst);
+      if (has_avx2()) return f32_to_bf16_avx2(src, d, n);
       for (size_t i = 0; i < n; ++i) {
         uint16_t h = f32_to_bf16(src[i]);
         std::memcpy(d + 2 * i, &h, 2);

@@ -6,6 +6,7 @@
 #include "common/file.h"
 #include "common/progress.h"
 #include "vector/internal.h"
+#include "vector/kernels.h"
 #include "vector/vector.h"
 
 namespace rv::vec {
@@ -232,21 +233,29 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
       const size_t n = hi - lo;
       uint8_t* ob = scratch_bytes(n * osz).data();
       uint64_t bad = 0;
-      for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* v) {
-        load_f32(tv, c0, c1, acc);
-        for (size_t j = 0; j < p.adds.size(); ++j) {
-          // Rows past the vector's vocabulary (--vocab-mismatch overlap) stay as they are.
-          const uint64_t lim = std::min<uint64_t>(c1, static_cast<uint64_t>(p.adds[j].rows) * row);
-          if (lim <= c0) continue;
-          const float alpha = static_cast<float>(terms[p.adds[j].term].alpha);
-          load_f32(vviews[j], c0, lim, v);
-          const size_t m = lim - c0;
-          for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + alpha * v[k];
-        }
-        const size_t m = c1 - c0;
-        for (size_t k = 0; k < m; ++k) bad += !finite(acc[k]);
-        from_f32(p.dtype, acc, ob + (c0 - lo) * osz, m);
-      });
+      // One vector over the whole tile (the usual case) fuses into one pass.
+      const bool one =
+          p.adds.size() == 1 && static_cast<uint64_t>(p.adds[0].rows) * row >= hi &&
+          fused_axpy(tv.dtype(), tv.data + lo * tsz,
+                     static_cast<float>(terms[p.adds[0].term].alpha), vviews[0].dtype(),
+                     vviews[0].data + lo * dtype_size(vviews[0].dtype()), p.dtype, ob, n, &bad);
+      if (!one)
+        for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* v) {
+          load_f32(tv, c0, c1, acc);
+          for (size_t j = 0; j < p.adds.size(); ++j) {
+            // Rows past the vector's vocabulary (--vocab-mismatch overlap) stay as they are.
+            const uint64_t lim =
+                std::min<uint64_t>(c1, static_cast<uint64_t>(p.adds[j].rows) * row);
+            if (lim <= c0) continue;
+            const float alpha = static_cast<float>(terms[p.adds[j].term].alpha);
+            load_f32(vviews[j], c0, lim, v);
+            const size_t m = lim - c0;
+            for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + alpha * v[k];
+          }
+          const size_t m = c1 - c0;
+          bad += count_nonfinite(acc, m);
+          from_f32(p.dtype, acc, ob + (c0 - lo) * osz, m);
+        });
       if (bad) nonfinite += bad;
       for (size_t j = 0; j < p.adds.size(); ++j) {
         const uint64_t lim = std::min<uint64_t>(hi, static_cast<uint64_t>(p.adds[j].rows) * row);

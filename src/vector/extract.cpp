@@ -5,6 +5,7 @@
 #include "common/file.h"
 #include "common/progress.h"
 #include "vector/internal.h"
+#include "vector/kernels.h"
 #include "vector/vector.h"
 
 namespace rv::vec {
@@ -122,16 +123,16 @@ ExtractResult extract(const fs::path& base_p, const fs::path& tuned_p, const fs:
       const size_t n = hi - lo;
       uint8_t* ob = scratch_bytes(n * osz).data();
       uint64_t bad = 0;
-      for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* x, float* y) {
-        const size_t m = c1 - c0;
-        load_f32(a, c0, c1, x);
-        load_f32(b, c0, c1, y);
-        for (size_t k = 0; k < m; ++k) {
-          y[k] = y[k] - x[k];
-          bad += !finite(y[k]);
-        }
-        from_f32(opt.dtype, y, ob + (c0 - lo) * osz, m);
-      });
+      if (!fused_diff(a.dtype(), a.data + lo * ias, b.dtype(), b.data + lo * ibs, opt.dtype, ob, n,
+                      &bad))
+        for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* x, float* y) {
+          const size_t m = c1 - c0;
+          load_f32(a, c0, c1, x);
+          load_f32(b, c0, c1, y);
+          for (size_t k = 0; k < m; ++k) y[k] = y[k] - x[k];
+          bad += count_nonfinite(y, m);
+          from_f32(opt.dtype, y, ob + (c0 - lo) * osz, m);
+        });
       if (bad) nonfinite += bad;
       w.write(i, lo * osz, ob, n * osz);
       release(B, a, lo, hi);
