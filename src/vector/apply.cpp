@@ -208,65 +208,72 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
   }
   Progress prog("apply", work, Progress::Unit::kBytes);
   std::atomic<uint64_t> nonfinite{0};
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const Planned& p = plan[i];
-    const TensorView tv = T.view(p.source);
-    const size_t osz = dtype_size(p.dtype);
-    if (!is_float_dtype(tv.dtype()) || (p.adds.empty() && p.dtype == tv.dtype())) {
-      // Unchanged tensor: copy bytes (in tiles, to keep memory flat).
-      const uint64_t nb = tv.nbytes();
-      const uint64_t step = kTile * 4;
-      for (uint64_t off = 0; off < nb; off += step) {
-        check_interrupted();
-        uint64_t len = std::min(step, nb - off);
-        w.write(i, off, tv.data + off, len);
-        prog.add(2 * len);
-      }
-      ++r.tensors_copied;
-      continue;
-    }
+  // Per planned tensor: its target view, the vector views added to it, and
+  // whether it is copied unchanged.
+  struct Job {
+    TensorView tv;
     std::vector<TensorView> vviews;
-    for (const auto& a : p.adds) vviews.push_back(vecs[a.term]->view(a.tensor));
-    const uint64_t row = tv.shape().empty() ? 1 : tv.numel() / std::max<int64_t>(1, tv.shape()[0]);
-    const size_t tsz = dtype_size(tv.dtype());
-    for_tiles(tv.numel(), [&](uint64_t lo, uint64_t hi) {
-      const size_t n = hi - lo;
-      uint8_t* ob = scratch_bytes(n * osz).data();
-      uint64_t bad = 0;
-      // One vector over the whole tile (the usual case) fuses into one pass.
-      const bool one =
-          p.adds.size() == 1 && static_cast<uint64_t>(p.adds[0].rows) * row >= hi &&
-          fused_axpy(tv.dtype(), tv.data + lo * tsz,
-                     static_cast<float>(terms[p.adds[0].term].alpha), vviews[0].dtype(),
-                     vviews[0].data + lo * dtype_size(vviews[0].dtype()), p.dtype, ob, n, &bad);
-      if (!one)
-        for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* v) {
-          load_f32(tv, c0, c1, acc);
-          for (size_t j = 0; j < p.adds.size(); ++j) {
-            // Rows past the vector's vocabulary (--vocab-mismatch overlap) stay as they are.
-            const uint64_t lim =
-                std::min<uint64_t>(c1, static_cast<uint64_t>(p.adds[j].rows) * row);
-            if (lim <= c0) continue;
-            const float alpha = static_cast<float>(terms[p.adds[j].term].alpha);
-            load_f32(vviews[j], c0, lim, v);
-            const size_t m = lim - c0;
-            for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + alpha * v[k];
-          }
-          const size_t m = c1 - c0;
-          bad += count_nonfinite(acc, m);
-          from_f32(p.dtype, acc, ob + (c0 - lo) * osz, m);
-        });
-      if (bad) nonfinite += bad;
-      for (size_t j = 0; j < p.adds.size(); ++j) {
-        const uint64_t lim = std::min<uint64_t>(hi, static_cast<uint64_t>(p.adds[j].rows) * row);
-        if (lim > lo) release(*vecs[p.adds[j].term], vviews[j], lo, lim);
-      }
-      w.write(i, lo * osz, ob, n * osz);
-      release(T, tv, lo, hi);
-      prog.add(n * (tsz + osz));
-    });
-    ++r.tensors_changed;
+    uint64_t row = 1;  // elements per first-dimension row
+    bool copy = false;
+  };
+  std::vector<Job> jobs;
+  std::vector<uint64_t> numel;
+  for (const Planned& p : plan) {
+    Job j{T.view(p.source), {}, 1, false};
+    j.copy = !is_float_dtype(j.tv.dtype()) || (p.adds.empty() && p.dtype == j.tv.dtype());
+    for (const auto& a : p.adds) j.vviews.push_back(vecs[a.term]->view(a.tensor));
+    if (!j.tv.shape().empty()) j.row = j.tv.numel() / std::max<int64_t>(1, j.tv.shape()[0]);
+    ++(j.copy ? r.tensors_copied : r.tensors_changed);
+    numel.push_back(j.tv.numel());
+    jobs.push_back(std::move(j));
   }
+  for_all_tiles(numel, [&](size_t i, uint64_t lo, uint64_t hi) {
+    const Planned& p = plan[i];
+    const Job& job = jobs[i];
+    const TensorView& tv = job.tv;
+    const size_t osz = dtype_size(p.dtype), tsz = dtype_size(tv.dtype());
+    const size_t n = hi - lo;
+    if (job.copy) {
+      w.write(i, lo * tsz, tv.data + lo * tsz, n * tsz);
+      release(T, tv, lo, hi);
+      prog.add(2 * n * tsz);
+      return;
+    }
+    const auto& vviews = job.vviews;
+    const uint64_t row = job.row;
+    uint8_t* ob = scratch_bytes(n * osz).data();
+    uint64_t bad = 0;
+    // One vector over the whole tile (the usual case) fuses into one pass.
+    const bool one =
+        p.adds.size() == 1 && static_cast<uint64_t>(p.adds[0].rows) * row >= hi &&
+        fused_axpy(tv.dtype(), tv.data + lo * tsz, static_cast<float>(terms[p.adds[0].term].alpha),
+                   vviews[0].dtype(), vviews[0].data + lo * dtype_size(vviews[0].dtype()), p.dtype,
+                   ob, n, &bad);
+    if (!one)
+      for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* v) {
+        load_f32(tv, c0, c1, acc);
+        for (size_t j = 0; j < p.adds.size(); ++j) {
+          // Rows past the vector's vocabulary (--vocab-mismatch overlap) stay as they are.
+          const uint64_t lim = std::min<uint64_t>(c1, static_cast<uint64_t>(p.adds[j].rows) * row);
+          if (lim <= c0) continue;
+          const float alpha = static_cast<float>(terms[p.adds[j].term].alpha);
+          load_f32(vviews[j], c0, lim, v);
+          const size_t m = lim - c0;
+          for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + alpha * v[k];
+        }
+        const size_t m = c1 - c0;
+        bad += count_nonfinite(acc, m);
+        from_f32(p.dtype, acc, ob + (c0 - lo) * osz, m);
+      });
+    if (bad) nonfinite += bad;
+    for (size_t j = 0; j < p.adds.size(); ++j) {
+      const uint64_t lim = std::min<uint64_t>(hi, static_cast<uint64_t>(p.adds[j].rows) * row);
+      if (lim > lo) release(*vecs[p.adds[j].term], vviews[j], lo, lim);
+    }
+    w.write(i, lo * osz, ob, n * osz);
+    release(T, tv, lo, hi);
+    prog.add(n * (tsz + osz));
+  });
   prog.finish();
   r.nonfinite = nonfinite.load();
   if (r.nonfinite) {

@@ -116,31 +116,36 @@ ExtractResult extract(const fs::path& base_p, const fs::path& tuned_p, const fs:
   Progress prog("extract", in_bytes, Progress::Unit::kBytes);
   std::atomic<uint64_t> nonfinite{0};
   const size_t osz = dtype_size(opt.dtype);
-  for (size_t i = 0; i < specs.size(); ++i) {
-    TensorView a = B.view(names[i]), b = T.view(names[i]);
-    const size_t ias = dtype_size(a.dtype()), ibs = dtype_size(b.dtype());
-    for_tiles(a.numel(), [&](uint64_t lo, uint64_t hi) {
-      const size_t n = hi - lo;
-      uint8_t* ob = scratch_bytes(n * osz).data();
-      uint64_t bad = 0;
-      if (!fused_diff(a.dtype(), a.data + lo * ias, b.dtype(), b.data + lo * ibs, opt.dtype, ob, n,
-                      &bad))
-        for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* x, float* y) {
-          const size_t m = c1 - c0;
-          load_f32(a, c0, c1, x);
-          load_f32(b, c0, c1, y);
-          for (size_t k = 0; k < m; ++k) y[k] = y[k] - x[k];
-          bad += count_nonfinite(y, m);
-          from_f32(opt.dtype, y, ob + (c0 - lo) * osz, m);
-        });
-      if (bad) nonfinite += bad;
-      w.write(i, lo * osz, ob, n * osz);
-      release(B, a, lo, hi);
-      release(T, b, lo, hi);
-      prog.add(n * (ias + ibs));
-    });
-    r.elements += a.numel();
+  std::vector<TensorView> as, bs;
+  std::vector<uint64_t> numel;
+  for (const auto& n : names) {
+    as.push_back(B.view(n));
+    bs.push_back(T.view(n));
+    numel.push_back(as.back().numel());
+    r.elements += numel.back();
   }
+  for_all_tiles(numel, [&](size_t i, uint64_t lo, uint64_t hi) {
+    const TensorView &a = as[i], &b = bs[i];
+    const size_t ias = dtype_size(a.dtype()), ibs = dtype_size(b.dtype());
+    const size_t n = hi - lo;
+    uint8_t* ob = scratch_bytes(n * osz).data();
+    uint64_t bad = 0;
+    if (!fused_diff(a.dtype(), a.data + lo * ias, b.dtype(), b.data + lo * ibs, opt.dtype, ob, n,
+                    &bad))
+      for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* x, float* y) {
+        const size_t m = c1 - c0;
+        load_f32(a, c0, c1, x);
+        load_f32(b, c0, c1, y);
+        for (size_t k = 0; k < m; ++k) y[k] = y[k] - x[k];
+        bad += count_nonfinite(y, m);
+        from_f32(opt.dtype, y, ob + (c0 - lo) * osz, m);
+      });
+    if (bad) nonfinite += bad;
+    w.write(i, lo * osz, ob, n * osz);
+    release(B, a, lo, hi);
+    release(T, b, lo, hi);
+    prog.add(n * (ias + ibs));
+  });
   prog.finish();
   r.nonfinite = nonfinite.load();
   if (r.nonfinite) {

@@ -1,5 +1,7 @@
 #include "vector/internal.h"
 
+#include <atomic>
+
 #include "common/error.h"
 #include "common/file.h"
 #include "common/hash.h"
@@ -14,6 +16,30 @@ void for_tiles(uint64_t n, const std::function<void(uint64_t, uint64_t)>& fn) {
       check_interrupted();
       uint64_t b = t * kTile, e = std::min(n, b + kTile);
       fn(b, e);
+    }
+  });
+}
+
+void for_all_tiles(const std::vector<uint64_t>& numel,
+                   const std::function<void(size_t, uint64_t, uint64_t)>& fn) {
+  std::vector<uint64_t> first(numel.size() + 1, 0);  // first global tile of each tensor
+  for (size_t i = 0; i < numel.size(); ++i)
+    first[i + 1] = first[i] + (numel[i] + kTile - 1) / kTile;
+  const uint64_t total = first.back();
+  std::atomic<uint64_t> next{0};
+  // One chunk per thread; each drains the shared tile counter.
+  parallel_for(static_cast<size_t>(num_threads()), 1, [&](size_t, size_t) {
+    for (uint64_t t; (t = next.fetch_add(1)) < total;) {
+      const size_t i =
+          static_cast<size_t>(std::upper_bound(first.begin(), first.end(), t) - first.begin() - 1);
+      const uint64_t b = (t - first[i]) * kTile;
+      try {
+        check_interrupted();
+        fn(i, b, std::min(numel[i], b + kTile));
+      } catch (...) {
+        next.store(total);  // the others stop at their next tile
+        throw;
+      }
     }
   });
 }

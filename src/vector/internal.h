@@ -23,6 +23,14 @@ inline constexpr uint64_t kTile = 1u << 20;
 // Runs fn(begin, end) over [0, n) in kTile pieces on all cores.
 void for_tiles(uint64_t n, const std::function<void(uint64_t, uint64_t)>& fn);
 
+// Runs fn(tensor, begin, end) over the kTile pieces of every tensor, where
+// numel[tensor] is its element count, in one parallel loop; each thread takes
+// the next tile in order, so writes stay roughly sequential. One loop per
+// tensor would leave cores idle at every tensor's end (a one-tile k_proj, an
+// odd tile count): about 15 % of extract's wall time on two cores.
+void for_all_tiles(const std::vector<uint64_t>& numel,
+                   const std::function<void(size_t, uint64_t, uint64_t)>& fn);
+
 // Per-thread scratch buffers (reused across tiles and tensors).
 std::vector<float>& scratch(int slot, size_t n);
 std::vector<uint8_t>& scratch_bytes(size_t n);
