@@ -152,49 +152,64 @@ ApplyResult run_mergekit(const fs::path& cfg_path, const fs::path& out, const Me
     SafetensorsWriter w(output.path(), specs, wo);
     Progress prog("merge", R.total_bytes() * (srcs.size() + 1), Progress::Unit::kBytes);
     const size_t osz = dtype_size(O);
-    for (size_t i = 0; i < specs.size(); ++i) {
-      const std::string& name = specs[i].name;
-      const TensorView bv = R.view(name);
+    // Per output tensor: the reference view, the sources' views, their
+    // weights rounded to D (as torch.tensor(weights, dtype=D)) and the divisor.
+    struct Job {
+      TensorView bv;
       std::vector<TensorView> xs;
-      std::vector<float> wts;  // weights rounded to D, as torch.tensor(weights, dtype=D)
+      std::vector<float> wts;
+      float divisor = 1;
+    };
+    std::vector<Job> jobs;
+    std::vector<uint64_t> numel;
+    for (const auto& spec : specs) {
+      Job j{R.view(spec.name), {}, {}, 1};
       float wsum = 0;
       for (const auto& s : srcs) {
-        xs.push_back(s.model->tensors().view(name));
-        wts.push_back(rd(D, float(s.weight_for(name))));
+        j.xs.push_back(s.model->tensors().view(spec.name));
+        j.wts.push_back(rd(D, float(s.weight_for(spec.name))));
       }
-      for (float x : wts) wsum += x;
+      for (float x : j.wts) wsum += x;
       wsum = rd(D, wsum);
-      float divisor = ta ? (std::fabs(wsum) < 1e-8f ? 1.0f : wsum) : wsum;
-      for_tiles(bv.numel(), [&](uint64_t lo, uint64_t hi) {
-        const size_t n = hi - lo;
-        uint8_t* ob = scratch_bytes(n * osz).data();
-        float* base_v = scratch(2, kChunk).data();
-        for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* x) {
-          const size_t m = c1 - c0;
-          if (ta) {
-            load_f32(bv, c0, c1, base_v);
-            for (size_t k = 0; k < m; ++k) base_v[k] = rd(D, base_v[k]);
-          }
-          std::fill(acc, acc + m, 0.0f);
-          for (size_t j = 0; j < xs.size(); ++j) {
-            load_f32(xs[j], c0, c1, x);
-            for (size_t k = 0; k < m; ++k) {
-              float xv = rd(D, x[k]);
-              float term = ta ? rd(D, rd(D, xv - base_v[k]) * wts[j]) : rd(D, wts[j] * xv);
-              acc[k] += term;  // torch sums in an f32 accumulator, rounding once
-            }
-          }
-          for (size_t k = 0; k < m; ++k) {
-            float s = rd(D, acc[k]);
-            if (normalize) s = rd(D, s / divisor);
-            acc[k] = ta ? rd(D, base_v[k] + s) : s;
-          }
-          from_f32(O, acc, ob + (c0 - lo) * osz, m);
-        });
-        w.write(i, lo * osz, ob, n * osz);
-        prog.add(n * dtype_size(bv.dtype()) * (xs.size() + 1));
-      });
+      j.divisor = ta ? (std::fabs(wsum) < 1e-8f ? 1.0f : wsum) : wsum;
+      numel.push_back(j.bv.numel());
+      jobs.push_back(std::move(j));
     }
+    for_all_tiles(numel, [&](size_t i, uint64_t lo, uint64_t hi) {
+      const TensorView& bv = jobs[i].bv;
+      const auto& xs = jobs[i].xs;
+      const auto& wts = jobs[i].wts;
+      const float divisor = jobs[i].divisor;
+      const size_t n = hi - lo;
+      uint8_t* ob = scratch_bytes(n * osz).data();
+      float* base_v = scratch(2, kChunk).data();
+      for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* x) {
+        const size_t m = c1 - c0;
+        if (ta) {
+          load_f32(bv, c0, c1, base_v);
+          for (size_t k = 0; k < m; ++k) base_v[k] = rd(D, base_v[k]);
+        }
+        std::fill(acc, acc + m, 0.0f);
+        for (size_t j = 0; j < xs.size(); ++j) {
+          load_f32(xs[j], c0, c1, x);
+          for (size_t k = 0; k < m; ++k) {
+            float xv = rd(D, x[k]);
+            float term = ta ? rd(D, rd(D, xv - base_v[k]) * wts[j]) : rd(D, wts[j] * xv);
+            acc[k] += term;  // torch sums in an f32 accumulator, rounding once
+          }
+        }
+        for (size_t k = 0; k < m; ++k) {
+          float s = rd(D, acc[k]);
+          if (normalize) s = rd(D, s / divisor);
+          acc[k] = ta ? rd(D, base_v[k] + s) : s;
+        }
+        from_f32(O, acc, ob + (c0 - lo) * osz, m);
+      });
+      w.write(i, lo * osz, ob, n * osz);
+      if (ta) release(R, bv, lo, hi);
+      for (size_t j = 0; j < xs.size(); ++j) release(srcs[j].model->tensors(), xs[j], lo, hi);
+      prog.add(n * dtype_size(bv.dtype()) * (xs.size() + 1));
+    });
     prog.finish();
     w.finish();
     std::vector<std::string> extras;
