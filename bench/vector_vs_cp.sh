@@ -8,7 +8,8 @@
 # for the f32 vector (twice the model's bytes) a copy of the vector itself.
 # extract and apply also run with --no-sync (no fsync, like cp): compare
 # those with plain cp -r.
-# Each timing is the median of RV_BENCH_RUNS runs (default 3).
+# RV_BENCH_RUNS rounds (default 3) each run every operation once; each
+# timing is a median, each ratio the median of the per-round ratios.
 # Prints wall times, ratios and peak RSS (from /usr/bin/time -v).
 #
 # usage: bench/vector_vs_cp.sh [BUILD_DIR] [WORK_DIR]
@@ -29,36 +30,60 @@ size=$(du -sb "$work/sft" | cut -f1)
 cat "$work"/sft/* "$work"/grpo/* > /dev/null
 
 runs=${RV_BENCH_RUNS:-3}
-# measure NAME OUTPUT CMD... -> "median_seconds max_peak_rss_kib" over $runs
-# runs; OUTPUT is removed before each run and after the last.
-measure() {
-  local name=$1 out=$2; shift 2
-  local walls=() rss=0 i wall r
-  for ((i = 0; i < runs; i++)); do
+# The inputs of apply: an f32 vector (the default) and a bf16 one.
+"$rv" -q extract --base "$work/sft" --tuned "$work/grpo" -o "$work/v.safetensors"
+"$rv" -q extract --base "$work/sft" --tuned "$work/grpo" --dtype bf16 -o "$work/v16.safetensors"
+cat "$work/v.safetensors" "$work/v16.safetensors" > /dev/null
+
+# Operations: NAME|OUTPUT|COMMAND. Every round runs each one once, in this
+# order, so baseline and tool see the same machine state: on a shared VM the
+# cost of writing fresh page cache swings by several times over minutes, and
+# timing all baseline runs before all tool runs would compare two states.
+ops=(
+  "cp|$work/copy|cp -r '$work/sft' '$work/copy'"
+  "cpsync|$work/copy|cp -r '$work/sft' '$work/copy' && sync"
+  "ex16|$work/o.safetensors|'$rv' -q extract --base '$work/sft' --tuned '$work/grpo' --dtype bf16 -o '$work/o.safetensors'"
+  "ex32|$work/o.safetensors|'$rv' -q extract --base '$work/sft' --tuned '$work/grpo' -o '$work/o.safetensors'"
+  # The f32 vector is twice the model's bytes: copying those bytes is its baseline.
+  "cpv|$work/vcopy|cp '$work/v.safetensors' '$work/vcopy' && sync"
+  "apply|$work/out|'$rv' -q apply --model '$work/sft' --vector '$work/v.safetensors' --alpha 1 -o '$work/out'"
+  "apply16|$work/out|'$rv' -q apply --model '$work/sft' --vector '$work/v16.safetensors' --alpha 1 -o '$work/out'"
+  # --no-sync: no fsync before publishing, the like-for-like match for plain cp -r.
+  "ex16n|$work/o.safetensors|'$rv' -q --no-sync extract --base '$work/sft' --tuned '$work/grpo' --dtype bf16 -o '$work/o.safetensors'"
+  "applyn|$work/out|'$rv' -q --no-sync apply --model '$work/sft' --vector '$work/v.safetensors' --alpha 1 -o '$work/out'"
+)
+# The VM hands freed guest memory back to its host after a few seconds, and
+# the next process to fill that memory pays for the host faulting it back in:
+# a cp -r right after an idle pause measured 3-6 s, the same cp right after
+# another writer 0.7-1.7 s. So before every timed operation, write and delete
+# a model-sized scratch file: each operation, baseline and tool alike, then
+# starts from memory the host has just backed.
+warm_page_cache() {
+  dd if=/dev/zero of="$work/warm" bs=8M count=$(( size / 8388608 + 1 )) status=none
+  rm -f "$work/warm"
+}
+declare -A walls rss
+for ((i = 0; i < runs; i++)); do
+  for op in "${ops[@]}"; do
+    IFS='|' read -r name out cmd <<< "$op"
     rm -rf "$out"
     sync
-    /usr/bin/time -v -o "$work/time.$name" "$@" > /dev/null
+    warm_page_cache
+    /usr/bin/time -v -o "$work/time.$name" sh -c "$cmd" > /dev/null
+    rm -rf "$out"
     wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/time.$name" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
     r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.$name")
-    walls+=("$wall")
-    (( r > rss )) && rss=$r
+    walls[$name]+="$wall "
+    (( r > ${rss[$name]:-0} )) && rss[$name]=$r
   done
-  rm -rf "$out"
-  echo "$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}') $rss"
+done
+median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# Median of the per-round ratios NAME / BASE (paired, so drift cancels).
+ratio() {
+  paste -d' ' <(echo "${walls[$1]}" | tr ' ' '\n' | grep .) <(echo "${walls[$2]}" | tr ' ' '\n' | grep .) |
+    awk '{print $1/$2}' | median
 }
-
-read -r cp_t cp_rss < <(measure cp "$work/copy" cp -r "$work/sft" "$work/copy")
-read -r cps_t cps_rss < <(measure cpsync "$work/copy" sh -c "cp -r '$work/sft' '$work/copy' && sync")
-read -r ex16_t ex16_rss < <(measure ex16 "$work/v16.safetensors" "$rv" -q extract --base "$work/sft" --tuned "$work/grpo" --dtype bf16 -o "$work/v16.safetensors")
-read -r ex_t ex_rss < <(measure ex32 "$work/v_tmp.safetensors" "$rv" -q extract --base "$work/sft" --tuned "$work/grpo" -o "$work/v_tmp.safetensors")
-"$rv" -q extract --base "$work/sft" --tuned "$work/grpo" -o "$work/v.safetensors"
-cat "$work/v.safetensors" > /dev/null
-# The f32 vector is twice the model's bytes: copying those bytes is its baseline.
-read -r cpv_t cpv_rss < <(measure cpv "$work/vcopy" sh -c "cp '$work/v.safetensors' '$work/vcopy' && sync")
-read -r ap_t ap_rss < <(measure apply "$work/out" "$rv" -q apply --model "$work/sft" --vector "$work/v.safetensors" --alpha 1 -o "$work/out")
-# --no-sync: no fsync before publishing, the like-for-like match for plain cp -r.
-read -r ex16n_t ex16n_rss < <(measure ex16n "$work/v16.safetensors" "$rv" -q --no-sync extract --base "$work/sft" --tuned "$work/grpo" --dtype bf16 -o "$work/v16.safetensors")
-read -r apn_t apn_rss < <(measure applyn "$work/out" "$rv" -q --no-sync apply --model "$work/sft" --vector "$work/v.safetensors" --alpha 1 -o "$work/out")
+t() { echo "${walls[$1]}" | median; }
 
 largest=$(python3 - "$work/sft/model.safetensors" <<'PY'
 import json, struct, sys
@@ -66,15 +91,19 @@ f = open(sys.argv[1], 'rb'); n = struct.unpack('<Q', f.read(8))[0]; h = json.loa
 print(max(v['data_offsets'][1] - v['data_offsets'][0] for k, v in h.items() if k != '__metadata__') // 1024)
 PY
 )
-printf "\nmodel: %.2f GiB bf16, largest tensor %d MiB, %s threads, median of %d runs\n" "$(awk "BEGIN{print $size/1073741824}")" $((largest/1024)) "$(nproc)" "$runs"
-printf "%-38s %9s %12s %14s\n" "operation" "seconds" "vs cp -r" "vs cp+sync" 
-row() { printf "%-38s %9.2f %11.2fx %13.2fx   peak RSS %d MiB\n" "$1" "$2" "$(awk "BEGIN{print $2/$cp_t}")" "$(awk "BEGIN{print $2/$cps_t}")" $(( $3 / 1024 )); }
-row "cp -r model (baseline)" "$cp_t" "$cp_rss"
-row "cp -r model && sync (baseline)" "$cps_t" "$cps_rss"
-row "extract --dtype bf16 (reads 2x, writes 1x)" "$ex16_t" "$ex16_rss"
-row "extract (f32: reads 2x, writes 2x)" "$ex_t" "$ex_rss"
-printf "%-38s %9.2f   f32 extract / this = %.2fx\n" "cp f32 vector && sync (its bytes)" "$cpv_t" "$(awk "BEGIN{print $ex_t/$cpv_t}")"
-row "apply bf16 + f32 vector (reads 3x, writes 1x)" "$ap_t" "$ap_rss"
-row "extract --dtype bf16 --no-sync" "$ex16n_t" "$ex16n_rss"
-row "apply --no-sync" "$apn_t" "$apn_rss"
+printf "\nmodel: %.2f GiB bf16, largest tensor %d MiB, %s threads, %d rounds; medians, ratios paired per round\n" "$(awk "BEGIN{print $size/1073741824}")" $((largest/1024)) "$(nproc)" "$runs"
+printf "%-48s %8s %10s %12s\n" "operation" "seconds" "vs cp -r" "vs cp+sync"
+row() {
+  printf "%-48s %8.2f %9.2fx %11.2fx   peak RSS %d MiB   (runs: %s)\n" "$1" "$(t "$2")" "$(ratio "$2" cp)" \
+    "$(ratio "$2" cpsync)" $(( ${rss[$2]} / 1024 )) "$(echo ${walls[$2]})"
+}
+row "cp -r model (baseline)" cp
+row "cp -r model && sync (baseline)" cpsync
+row "extract --dtype bf16 (reads 2x, writes 1x)" ex16
+row "extract (f32: reads 2x, writes 2x)" ex32
+printf "%-48s %8.2f   f32 extract / this = %.2fx\n" "cp f32 vector && sync (its bytes)" "$(t cpv)" "$(ratio ex32 cpv)"
+row "apply bf16 + f32 vector (reads 3x, writes 1x)" apply
+row "apply bf16 + bf16 vector (reads 2x, writes 1x)" apply16
+row "extract --dtype bf16 --no-sync" ex16n
+row "apply --no-sync" applyn
 echo "RSS target: 512 MiB + largest tensor = $(( 512 + largest/1024 )) MiB"
