@@ -2,7 +2,9 @@
 // and apply (internal). They read the mapped inputs once and write the
 // output directly, instead of widening each operand into an f32 buffer, and
 // give bit for bit the result of the generic path: widen to f32, one f32
-// operation per term in the same order, round once with from_f32.
+// operation per term in the same order, round once with from_f32. (Where
+// both operands are NaN, either NaN may come out, as in any x86 code that
+// lets the compiler order a commutative add.)
 //
 // Each returns false, touching nothing, when it has no fast path for the
 // dtypes or the CPU; the caller then runs the generic path.
