@@ -24,9 +24,9 @@
 #include <thread>
 
 #include "common/file.h"
-#include "eval/backend_engine.h"
-#include "eval/backend_http.h"
-#include "eval/runner.h"
+#include "eval/backend/engine.h"
+#include "eval/backend/http.h"
+#include "eval/run/runner.h"
 #include "formats/synth.h"
 
 namespace fs = std::filesystem;

@@ -4,14 +4,14 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
-#include "eval/backend_engine.h"
-#include "eval/backend_http.h"
-#include "eval/cache.h"
-#include "eval/data.h"
-#include "eval/fetch.h"
-#include "eval/report.h"
-#include "eval/results.h"
-#include "eval/runner.h"
+#include "eval/backend/engine.h"
+#include "eval/backend/http.h"
+#include "eval/backend/cache.h"
+#include "eval/tasks/data.h"
+#include "eval/tasks/fetch.h"
+#include "eval/report/report.h"
+#include "eval/run/results.h"
+#include "eval/run/runner.h"
 
 namespace rv::cli {
 

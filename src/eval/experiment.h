@@ -51,7 +51,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "eval/task.h"
+#include "eval/tasks/task.h"
 
 namespace rv::eval {
 

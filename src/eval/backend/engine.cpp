@@ -1,0 +1,225 @@
+#include "eval/backend/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <deque>
+#include <future>
+
+#include "common/error.h"
+#include "common/file.h"
+#include "common/hash.h"
+#include "common/parallel.h"
+#include "tokenizer/tokenizer.h"
+
+namespace rv::eval {
+
+namespace fs = std::filesystem;
+
+std::string model_dir_fingerprint(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_regular_file(dir, ec)) {  // a single .gguf file
+    Sha256 h;
+    h.update(dir.filename().string());
+    h.update(sha256_file_pieces_hex(dir));
+    return h.hex();
+  }
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file()) continue;
+    std::string name = e.path().filename().string();
+    bool weights = name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0;
+    bool meta = name == "config.json" || name == "tokenizer.json" ||
+                name == "tokenizer_config.json" || name == "vocab.json" || name == "merges.txt" ||
+                name == "chat_template.jinja" || name == "chat_template.json" ||
+                name == "generation_config.json" || name == "model.safetensors.index.json";
+    if (weights || meta) files.push_back(e.path());
+  }
+  if (ec) throw Error(dir.string(), "cannot list model directory: " + ec.message());
+  std::sort(files.begin(), files.end());
+  Sha256 h;
+  for (const auto& f : files) {
+    h.update(f.filename().string());
+    h.update("\n");
+    h.update(sha256_file_pieces_hex(f));
+    h.update("\n");
+  }
+  return h.hex();
+}
+
+std::string sha256_file_pieces_hex(const fs::path& path) {
+  MappedFile m(path);
+  const size_t piece = size_t(64) << 20;
+  const size_t n = m.size() == 0 ? 1 : (m.size() + piece - 1) / piece;
+  std::vector<std::string> hashes(n);
+  parallel_for(n, 1, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      size_t off = i * piece, len = std::min(piece, m.size() - std::min(m.size(), off));
+      hashes[i] = sha256_hex(std::string_view(reinterpret_cast<const char*>(m.data()) + off, len));
+      if (len) m.dont_need(off, len);
+    }
+  });
+  Sha256 h;
+  for (const auto& x : hashes) h.update(x);
+  return h.hex();
+}
+
+std::unique_ptr<EngineBackend> EngineBackend::open(const fs::path& model_dir,
+                                                   const engine::EngineOptions& opt) {
+  std::shared_ptr<engine::Engine> eng = engine::Engine::open(model_dir, opt);
+  return std::make_unique<EngineBackend>(std::move(eng), model_dir);
+}
+
+EngineBackend::EngineBackend(std::shared_ptr<engine::Engine> eng, fs::path model_dir)
+    : eng_(std::move(eng)), dir_(std::move(model_dir)) {}
+
+std::string EngineBackend::fingerprint() const {
+  if (fingerprint_.empty()) {
+    fingerprint_ = "engine|" + (dir_.empty() ? eng_->model_name() : model_dir_fingerprint(dir_));
+    // A bf16 KV cache or bf16 activations change the responses: cache them apart.
+    if (const std::string n = eng_->numerics(); !n.empty()) fingerprint_ += "|" + n;
+  }
+  return fingerprint_;
+}
+
+std::string EngineBackend::describe() const {
+  return "reasonvec engine: " + (dir_.empty() ? eng_->model_name() : dir_.string());
+}
+
+std::string EngineBackend::prompt_text(const GenRequest& r) const {
+  if (!r.chat) return r.prompt + r.assistant_prefix;
+  if (!chat_) {
+    if (dir_.empty() || fs::is_regular_file(dir_)) {
+      const Tokenizer& tok = eng_->tokenizer();
+      if (tok.chat_template().empty()) throw Error(describe(), "the model has no chat template");
+      chat_ =
+          ChatTemplateSource{tok.chat_template(), tok.bos_token(), tok.eos_token(), "tokenizer"};
+    } else {
+      chat_ = load_chat_template(dir_);
+    }
+  }
+  ChatTemplateInputs in;
+  for (const auto& m : r.messages)
+    in.messages.push_back({{"role", m.role}, {"content", m.content}});
+  if (!r.assistant_prefix.empty()) {
+    in.messages.push_back({{"role", "assistant"}, {"content", r.assistant_prefix}});
+    in.continue_final_message = true;
+  } else {
+    in.add_generation_prompt = true;
+  }
+  in.bos_token = chat_->bos_token;
+  in.eos_token = chat_->eos_token;
+  return render_chat_template(chat_->tmpl, in);
+}
+
+namespace {
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+// Waits for futures, handing each result over as soon as it is ready.
+template <typename T, typename Fn>
+void drain(std::vector<std::future<T>>& futs, const Fn& fn) {
+  std::deque<size_t> pending;
+  for (size_t i = 0; i < futs.size(); ++i) pending.push_back(i);
+  while (!pending.empty()) {
+    if (rv::interrupted()) throw Error("interrupted");
+    bool any = false;
+    for (auto it = pending.begin(); it != pending.end();) {
+      if (futs[*it].wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+        fn(*it, futs[*it].get());
+        it = pending.erase(it);
+        any = true;
+      } else {
+        ++it;
+      }
+    }
+    if (!any) futs[pending.front()].wait_for(std::chrono::milliseconds(5));
+  }
+}
+
+}  // namespace
+
+std::pair<std::vector<int32_t>, std::vector<int32_t>> EngineBackend::encode_pair(
+    const std::string& context, const std::string& continuation) const {
+  const Tokenizer& tok = eng_->tokenizer();
+  if (continuation.empty() && (context.empty() || !is_space(context.back())))
+    throw Error(describe(), "log-likelihood request with an empty continuation");
+  if (context.empty()) {
+    std::optional<int32_t> prefix = tok.bos_id() ? tok.bos_id() : tok.eos_id();
+    if (!prefix) throw Error(describe(), "empty context and the tokenizer has neither BOS nor EOS");
+    return {{*prefix}, tok.encode(continuation)};
+  }
+  size_t keep = context.size();
+  while (keep > 0 && is_space(context[keep - 1])) --keep;
+  std::string ctx = context.substr(0, keep);
+  std::string cont = context.substr(keep) + continuation;
+  std::vector<int32_t> whole = tok.encode(ctx + cont);
+  size_t ctx_len = ctx.empty() ? 0 : tok.encode(ctx).size();
+  ctx_len = std::min(ctx_len, whole.size());
+  std::vector<int32_t> c(whole.begin(), whole.begin() + static_cast<long>(ctx_len));
+  std::vector<int32_t> k(whole.begin() + static_cast<long>(ctx_len), whole.end());
+  if (c.empty()) {
+    std::optional<int32_t> prefix = tok.bos_id() ? tok.bos_id() : tok.eos_id();
+    if (!prefix) throw Error(describe(), "empty context and the tokenizer has neither BOS nor EOS");
+    c.push_back(*prefix);
+  }
+  if (k.empty())
+    throw Error(describe(), "continuation '" + continuation + "' encodes to no tokens");
+  return {std::move(c), std::move(k)};
+}
+
+void EngineBackend::generate_stream(const std::vector<GenRequest>& reqs,
+                                    const GenResultFn& on_result) {
+  const Tokenizer& tok = eng_->tokenizer();
+  const int window = eng_->max_context();
+  std::vector<std::future<engine::GenerationResult>> futs;
+  futs.reserve(reqs.size());
+  for (const auto& r : reqs) {
+    std::vector<int32_t> ids = tok.encode(prompt_text(r));
+    engine::SamplingParams p;
+    p.max_tokens = std::max(1, std::min(r.max_tokens, window - 1));
+    p.temperature = r.temperature;
+    p.top_p = r.top_p;
+    p.seed = r.seed;
+    p.stop_strings = r.stop;
+    // lm-eval keeps the last (window - max_tokens) prompt tokens.
+    size_t room = static_cast<size_t>(window - p.max_tokens);
+    if (ids.size() > room) ids.erase(ids.begin(), ids.end() - static_cast<long>(room));
+    futs.push_back(eng_->submit_generate(std::move(ids), std::move(p)));
+  }
+  drain(futs, [&](size_t i, engine::GenerationResult g) {
+    GenResponse out{std::move(g.text), std::move(g.finish_reason)};
+    // The engine cuts at stop strings already; re-cut defensively so both
+    // backends apply exactly the same rule.
+    size_t best = std::string::npos;
+    for (const auto& s : reqs[i].stop)
+      if (!s.empty()) best = std::min(best, out.text.find(s));
+    if (best != std::string::npos) {
+      out.text.resize(best);
+      out.finish_reason = "stop";
+    }
+    on_result(i, out);
+  });
+}
+
+void EngineBackend::loglikelihood_stream(const std::vector<LoglikRequest>& reqs,
+                                         const LoglikResultFn& on_result) {
+  const size_t window = static_cast<size_t>(eng_->max_context());
+  std::vector<std::future<engine::LoglikelihoodResult>> futs;
+  futs.reserve(reqs.size());
+  for (const auto& r : reqs) {
+    auto [ctx, cont] = encode_pair(r.context, r.continuation);
+    if (cont.size() >= window)
+      throw Error(describe(), "continuation of " + std::to_string(cont.size()) +
+                                  " tokens exceeds the context window");
+    if (ctx.size() + cont.size() > window)
+      ctx.erase(ctx.begin(), ctx.end() - static_cast<long>(window - cont.size()));
+    futs.push_back(eng_->submit_loglikelihood(std::move(ctx), std::move(cont)));
+  }
+  drain(futs, [&](size_t i, engine::LoglikelihoodResult l) {
+    on_result(i, LoglikResponse{l.logprob, l.is_greedy});
+  });
+}
+
+}  // namespace rv::eval

@@ -1,0 +1,181 @@
+#include "eval/run/runner.h"
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+
+#include "common/error.h"
+#include "common/file.h"
+#include "common/hash.h"
+#include "common/progress.h"
+#include "eval/backend/stream.h"
+#include "eval/backend/cache.h"
+
+namespace rv::eval {
+
+using json = nlohmann::json;
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Sends `reqs` (all missing from the cache), storing each response in the
+// cache and in `out[slot[i]]` as it arrives.
+template <typename Req, typename Resp, typename Encode>
+void send(Backend& backend, const std::vector<Req>& reqs, const std::vector<Resp*>& out,
+          const std::vector<std::string>& hashes, ResultCache* cache, const std::string& fp,
+          const std::string& task_hash, Progress& bar, size_t chunk, const Encode& encode) {
+  if (reqs.empty()) return;
+  auto store = [&](size_t i, const Resp& r) {
+    *out[i] = r;
+    if (cache) cache->put(fp, task_hash, hashes[i], encode(r));
+    bar.add(1);
+  };
+  if (auto* sb = dynamic_cast<StreamingBackend*>(&backend)) {
+    if constexpr (std::is_same_v<Req, GenRequest>)
+      sb->generate_stream(reqs, store);
+    else
+      sb->loglikelihood_stream(reqs, store);
+    return;
+  }
+  for (size_t b = 0; b < reqs.size(); b += chunk) {
+    check_interrupted();
+    size_t e = std::min(reqs.size(), b + chunk);
+    std::vector<Req> part(reqs.begin() + b, reqs.begin() + e);
+    std::vector<Resp> got;
+    if constexpr (std::is_same_v<Req, GenRequest>)
+      got = backend.generate(part, nullptr);
+    else
+      got = backend.loglikelihood(part, nullptr);
+    if (got.size() != part.size())
+      throw Error(backend.describe(), "backend returned a wrong number of responses");
+    for (size_t i = 0; i < got.size(); ++i) store(b + i, got[i]);
+  }
+}
+
+}  // namespace
+
+RunResult run_eval(Backend& backend, const RunOptions& opt) {
+  const double t_start = now_s();
+  RunResult result;
+  std::unique_ptr<ResultCache> cache;
+  if (!opt.cache_path.empty()) cache = std::make_unique<ResultCache>(opt.cache_path);
+  const std::string fp = backend.fingerprint();
+
+  result.config = opt.config;
+  result.config["backend"] = backend.describe();
+  result.config["model_fingerprint"] = fp;
+  result.config["limit"] = opt.task.limit > 0 ? json(opt.task.limit) : json(nullptr);
+  result.config["seed"] = opt.task.seed;
+  result.config["transforms"] = opt.task.transforms;
+  result.config["apply_chat_template"] = opt.task.apply_chat_template;
+  result.config["fewshot_as_multiturn"] = opt.task.fewshot_as_multiturn;
+  result.config["system_prompt"] = opt.task.system_prompt;
+  result.config["cot_hint"] = opt.task.cot_hint;
+  result.config["cache"] = opt.cache_path.empty() ? json(nullptr) : json(opt.cache_path.string());
+
+  // Resolve every task first so a typo fails before any model time is spent.
+  std::vector<std::unique_ptr<Task>> tasks;
+  for (const auto& name : opt.tasks) tasks.push_back(make_task(name));
+
+  for (auto& task : tasks) {
+    check_interrupted();
+    const double t0 = now_s();
+    TaskRun run;
+    run.name = task->name();
+    run.config = task->config(opt.task);
+    const int budget = opt.task.max_gen_toks;
+    if (budget > 0 && run.config.contains("generation_kwargs"))
+      run.config["generation_kwargs"]["max_gen_toks"] = budget;
+    run.config_hash = sha256_hex(run.config.dump());
+    run.primary_metric = task->primary_metric();
+    for (const auto& m : task->metrics(opt.task)) run.metric_keys.push_back(m.key);
+    run.instances = task->instances(opt.task);
+    if (budget > 0)
+      for (auto& inst : run.instances)
+        if (!inst.is_loglik) inst.gen.max_tokens = budget;
+    if (opt.task.limit > 0) {
+      TaskOptions all = opt.task;
+      all.limit = 0;
+      run.n_original = task->instances(all).size();
+    } else {
+      run.n_original = run.instances.size();
+    }
+    const size_t n = run.instances.size();
+    run.gens.resize(n);
+    run.lls.resize(n);
+
+    // Flatten requests, answer what the cache knows, collect the rest.
+    std::vector<GenRequest> gen_missing;
+    std::vector<GenResponse*> gen_slots;
+    std::vector<std::string> gen_hashes;
+    std::vector<LoglikRequest> ll_missing;
+    std::vector<LoglikResponse*> ll_slots;
+    std::vector<std::string> ll_hashes;
+    for (size_t i = 0; i < n; ++i) {
+      const Instance& inst = run.instances[i];
+      if (inst.is_loglik) {
+        run.lls[i].resize(inst.choices.size());
+        for (size_t c = 0; c < inst.choices.size(); ++c) {
+          std::string h = request_hash(inst.choices[c]);
+          ++run.requests;
+          if (cache) {
+            if (auto v = cache->get(fp, run.config_hash, h)) {
+              run.lls[i][c] = decode_loglik_response(*v);
+              ++run.cache_hits;
+              continue;
+            }
+            ++run.cache_misses;
+          }
+          ll_missing.push_back(inst.choices[c]);
+          ll_slots.push_back(&run.lls[i][c]);
+          ll_hashes.push_back(std::move(h));
+        }
+      } else {
+        auto reqs = inst.requests();
+        run.gens[i].resize(reqs.size());
+        for (size_t r = 0; r < reqs.size(); ++r) {
+          std::string h = request_hash(reqs[r]);
+          ++run.requests;
+          if (cache) {
+            if (auto v = cache->get(fp, run.config_hash, h)) {
+              run.gens[i][r] = decode_gen_response(*v);
+              ++run.cache_hits;
+              continue;
+            }
+            ++run.cache_misses;
+          }
+          gen_missing.push_back(std::move(reqs[r]));
+          gen_slots.push_back(&run.gens[i][r]);
+          gen_hashes.push_back(std::move(h));
+        }
+      }
+    }
+
+    const double tb = now_s();
+    {
+      Progress bar(run.name, gen_missing.size() + ll_missing.size(), Progress::Unit::kItems, "req");
+      send(backend, gen_missing, gen_slots, gen_hashes, cache.get(), fp, run.config_hash, bar,
+           opt.chunk, [](const GenResponse& r) { return encode_response(r); });
+      send(backend, ll_missing, ll_slots, ll_hashes, cache.get(), fp, run.config_hash, bar,
+           opt.chunk, [](const LoglikResponse& r) { return encode_response(r); });
+      bar.finish();
+    }
+    run.seconds_backend = now_s() - tb;
+
+    const double ts = now_s();
+    run.scores = task->score_many(run.instances, run.gens, run.lls, opt.task);
+    run.summary = aggregate(*task, opt.task, run.instances, run.scores);
+    run.seconds_scoring = now_s() - ts;
+    run.seconds_total = now_s() - t0;
+    result.cache_hits += run.cache_hits;
+    result.cache_misses += run.cache_misses;
+    result.tasks.push_back(std::move(run));
+  }
+  result.seconds_total = now_s() - t_start;
+  return result;
+}
+
+}  // namespace rv::eval

@@ -1,0 +1,62 @@
+// The evaluation runner: tasks x backend -> scored samples and summaries.
+//
+// For each task: build its instances, look every request up in the result
+// cache, send only the missing ones to the backend (each response is stored
+// in the cache the moment it arrives, so a killed run resumes where it
+// stopped), score, and aggregate lm-eval style. A progress bar per task
+// shows requests done, samples/s and ETA.
+//
+// Thread-safety: run_eval is not re-entrant on one Backend (see backend.h).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "eval/backend/backend.h"
+#include "eval/tasks/task.h"
+
+namespace rv::eval {
+
+struct RunOptions {
+  std::vector<std::string> tasks;    // make_task names, run in this order
+  TaskOptions task;                  // shared by every task
+  std::filesystem::path cache_path;  // SQLite result cache; empty: no cache
+  // Merged into results.json "config" (model, backend, concurrency, ...).
+  nlohmann::json config = nlohmann::json::object();
+  // Requests per backend call for backends that do not stream results
+  // (each chunk is cached when it returns).
+  size_t chunk = 64;
+};
+
+struct TaskRun {
+  std::string name;
+  nlohmann::json config;    // task->config(opts)
+  std::string config_hash;  // cache key part
+  size_t n_original = 0;    // documents before --limit
+  std::vector<Instance> instances;
+  std::vector<std::vector<GenResponse>> gens;    // per instance (generative tasks)
+  std::vector<std::vector<LoglikResponse>> lls;  // per instance (log-likelihood tasks)
+  std::vector<SampleScore> scores;
+  nlohmann::json summary;  // aggregate(): metrics, stderr, n-samples, groups
+  std::vector<std::string> metric_keys;
+  std::string primary_metric;
+  uint64_t requests = 0, cache_hits = 0, cache_misses = 0;
+  double seconds_total = 0, seconds_backend = 0, seconds_scoring = 0;
+};
+
+struct RunResult {
+  std::vector<TaskRun> tasks;
+  nlohmann::json config;  // options.config plus limit, seed, transforms, prompt options
+  uint64_t cache_hits = 0, cache_misses = 0;
+  double seconds_total = 0;
+};
+
+// Runs every task. Throws rv::Error on bad task names, missing data, backend
+// failures (after whatever was answered has been cached) and interruption.
+RunResult run_eval(Backend& backend, const RunOptions& opt);
+
+}  // namespace rv::eval
