@@ -1,0 +1,2 @@
+#pragma once
+#include "high/b.h"  // the violation the check must report
