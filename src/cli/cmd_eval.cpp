@@ -6,11 +6,11 @@
 #include "common/error.h"
 #include "eval/backend/cache.h"
 #include "eval/backend/make.h"
-#include "eval/tasks/data.h"
-#include "eval/tasks/fetch.h"
 #include "eval/report/report.h"
 #include "eval/run/results.h"
 #include "eval/run/runner.h"
+#include "eval/tasks/data.h"
+#include "eval/tasks/fetch.h"
 
 namespace rv::cli {
 

@@ -84,7 +84,9 @@ class VariantBackend {
     if (bs_.server) {
       const std::string port = std::to_string(free_local_port());
       const std::string model_abs = fs::absolute(x_.model_dir).string();
-      auto fill = [&](const std::string& s) { return subst(subst(s, "{model}", model_abs), "{port}", port); };
+      auto fill = [&](const std::string& s) {
+        return subst(subst(s, "{model}", model_abs), "{port}", port);
+      };
       const std::string cmd = fill(bs_.srv.command), url = fill(bs_.srv.base_url);
       if (log_) log_("[start ] server for " + x_.label + ": " + cmd);
       proc_ = std::make_unique<ServerProcess>(cmd, out_ / "logs" / (x_.dirname + ".server.log"));
@@ -279,47 +281,42 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
     std::vector<Step> steps;
     for (size_t k = 0; k < cfg.tasks.size(); ++k) {
       const auto& et = cfg.tasks[k];
-      json key = {{"model", x.model_fp},
-                  {"task", et.name},
-                  {"config", prepared[k].config},
-                  {"limit", et.options.limit},
-                  {"seed", et.options.seed},
-                  {"backend", bs.server ? "server" : "engine"}};
+      json key = {{"model", x.model_fp},          {"task", et.name},
+                  {"config", prepared[k].config}, {"limit", et.options.limit},
+                  {"seed", et.options.seed},      {"backend", bs.server ? "server" : "engine"}};
       // Only when set, so runs cached before the key existed stay valid.
       if (!bs.server && bs.kv_bf16) key["kv_bf16"] = true;
       std::string fp = sha256_hex(key.dump());
       fs::path run = out / "runs" / x.dirname / (et.label + "-" + fp.substr(0, 12));
       x.runs.push_back(run);
-      steps.push_back({"eval " + x.label + " / " + et.label, "", fp, run, run / "results.json",
-                       [&, k, run] {
-                         eval::RunOptions ro;
-                         ro.task = et.options;
-                         ro.cache_path = cache;
-                         ro.config["model"] = x.label;
-                         ro.config["model_dir"] = x.model_dir.string();
-                         eval::StreamingBackend& sb = backend.get();
-                         ro.config["backend"] = backend.describe();
-                         ro.config["experiment"] = {{"target", t.name},
-                                                    {"vector", x.vec},
-                                                    {"alpha", x.alpha},
-                                                    {"task_label", cfg.tasks[k].label}};
-                         eval::RunResult rr;
-                         try {
-                           rr = eval::run_eval(sb, ro, {&prepared[k]});
-                         } catch (const Error& e) {
-                           if (ServerProcess* p = backend.process()) {
-                             const char* why =
-                                 p->alive() ? "" : "; the server exited during the run";
-                             throw Error(x.label + " / " + cfg.tasks[k].label,
-                                         std::string(e.what()) + why + "; server log tail" +
-                                             p->log_tail());
-                           }
-                           throw;
-                         }
-                         eval::write_results(run, rr);
-                         res.cache_hits += rr.cache_hits;
-                         res.cache_misses += rr.cache_misses;
-                       }});
+      steps.push_back(
+          {"eval " + x.label + " / " + et.label, "", fp, run, run / "results.json", [&, k, run] {
+             eval::RunOptions ro;
+             ro.task = et.options;
+             ro.cache_path = cache;
+             ro.config["model"] = x.label;
+             ro.config["model_dir"] = x.model_dir.string();
+             eval::StreamingBackend& sb = backend.get();
+             ro.config["backend"] = backend.describe();
+             ro.config["experiment"] = {{"target", t.name},
+                                        {"vector", x.vec},
+                                        {"alpha", x.alpha},
+                                        {"task_label", cfg.tasks[k].label}};
+             eval::RunResult rr;
+             try {
+               rr = eval::run_eval(sb, ro, {&prepared[k]});
+             } catch (const Error& e) {
+               if (ServerProcess* p = backend.process()) {
+                 const char* why = p->alive() ? "" : "; the server exited during the run";
+                 throw Error(x.label + " / " + cfg.tasks[k].label,
+                             std::string(e.what()) + why + "; server log tail" + p->log_tail());
+               }
+               throw;
+             }
+             eval::write_results(run, rr);
+             res.cache_hits += rr.cache_hits;
+             res.cache_misses += rr.cache_misses;
+           }});
     }
     // Cached evaluations are reported before a server starts for the rest.
     for (const auto& s : steps)
@@ -342,8 +339,8 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
                          et.options.transforms, et.options.cot_hint,
                          et.options.apply_chat_template});
   for (const auto& x : variants)
-    rep.rows.push_back({x.label, cfg.targets[x.target].name, x.vec, x.alpha,
-                        x.model_dir.string(), {}});
+    rep.rows.push_back(
+        {x.label, cfg.targets[x.target].name, x.vec, x.alpha, x.model_dir.string(), {}});
   for (size_t ti = 0; ti < cfg.targets.size(); ++ti) {
     std::vector<size_t> members;  // base first
     for (size_t vi = 0; vi < variants.size(); ++vi)

@@ -2,7 +2,9 @@
 
 namespace rv::experiment {
 
-bool step_done(const Step& s) { return std::filesystem::exists(s.done); }
+bool step_done(const Step& s) {
+  return std::filesystem::exists(s.done);
+}
 
 bool run_step(const Step& s, const Log& log, StepCounts& counts) {
   if (step_done(s)) {

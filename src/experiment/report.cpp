@@ -148,8 +148,7 @@ json to_json(const Report& r) {
                    {"total_l2", r.vector_total_l2},
                    {"other_l2", r.vector_other_l2}};
   if (r.random_control)
-    rep["random_control"] = {{"path", r.random_control->first},
-                             {"seed", r.random_control->second}};
+    rep["random_control"] = {{"path", r.random_control->first}, {"seed", r.random_control->second}};
   rep["alphas"] = r.alphas;
   rep["tasks"] = json::array();
   for (const auto& t : r.tasks)

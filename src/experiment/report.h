@@ -20,11 +20,11 @@ namespace rv::experiment {
 // of the variant's target group (the target at α=0 comes first, so deltas
 // are against it).
 struct Cell {
-  std::string run_dir;      // the eval run directory
-  std::string metric;       // the task's primary metric
-  bool missing = false;     // the run has no samples for the task: no numbers
-  size_t n = 0;             // documents scored
-  double accuracy = 0;      // mean of the primary metric (NaN when n == 0)
+  std::string run_dir;                   // the eval run directory
+  std::string metric;                    // the task's primary metric
+  bool missing = false;                  // the run has no samples for the task: no numbers
+  size_t n = 0;                          // documents scored
+  double accuracy = 0;                   // mean of the primary metric (NaN when n == 0)
   std::pair<double, double> ci95{0, 0};  // bootstrap 95% CI
   // The value results.json reports, for cross-checking (absent when the
   // task has no such entry).
@@ -76,7 +76,8 @@ struct Report {
 // Fills rows[m].cells[task_label] from eval::build_report over the runs
 // `run_dirs[m]` of one target's variants (α=0 first) for task `task_name`.
 // `rows[m]` must outlive the call; they are indexed like run_dirs.
-void add_task_cells(const std::vector<Row*>& rows, const std::vector<std::filesystem::path>& run_dirs,
+void add_task_cells(const std::vector<Row*>& rows,
+                    const std::vector<std::filesystem::path>& run_dirs,
                     const std::string& task_name, const std::string& task_label,
                     const eval::ReportOptions& stats);
 

@@ -67,7 +67,8 @@ void random_like(const fs::path& v, uint64_t seed, const fs::path& out) {
   for_all_tiles(numel, [&](size_t i, uint64_t lo, uint64_t hi) {
     std::vector<float>& buf = scratch(0, kTile);
     for (uint64_t k = lo; k < hi; ++k)
-      buf[k - lo] = static_cast<float>(scale[i] * static_cast<double>(synth_normal(seed, streams[i], k)));
+      buf[k - lo] =
+          static_cast<float>(scale[i] * static_cast<double>(synth_normal(seed, streams[i], k)));
     w.write(i, lo * 4, buf.data(), (hi - lo) * 4);
   });
   w.finish();

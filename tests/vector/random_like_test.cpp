@@ -17,6 +17,7 @@ namespace fs = std::filesystem;
 TEST(RandomLike, MatchesReferenceDrawsAndNorms) {
   fs::path dir = fs::temp_directory_path() / ("rv_random_like_" + std::to_string(::getpid()));
   fs::remove_all(dir);
+  fs::create_directories(dir);
   rv::SynthOptions base;
   base.layers = 2;
   base.hidden = 32;
@@ -52,7 +53,8 @@ TEST(RandomLike, MatchesReferenceDrawsAndNorms) {
     const float* got = reinterpret_cast<const float*>(tr.data);
     double gs = 0;
     for (uint64_t i = 0; i < n; ++i) {
-      float want = static_cast<float>(scale * double(rv::synth_normal(seed, rv::hash_name(name), i)));
+      float want =
+          static_cast<float>(scale * double(rv::synth_normal(seed, rv::hash_name(name), i)));
       ASSERT_EQ(got[i], want) << name << "[" << i << "]";
       gs += double(got[i]) * got[i];
     }

@@ -8,8 +8,8 @@
 #include "common/file.h"
 #include "common/hash.h"
 #include "common/progress.h"
-#include "eval/backend/stream.h"
 #include "eval/backend/cache.h"
+#include "eval/backend/stream.h"
 
 namespace rv::eval {
 

@@ -102,7 +102,9 @@ class Task {
   // without the limit, so callers need not build the instances twice.
   // Throws rv::Error on missing/corrupt data or options the task rejects.
   virtual std::vector<Instance> instances(const TaskOptions& opts, size_t* n_documents) const = 0;
-  std::vector<Instance> instances(const TaskOptions& opts) const { return instances(opts, nullptr); }
+  std::vector<Instance> instances(const TaskOptions& opts) const {
+    return instances(opts, nullptr);
+  }
   // gens: the instance's `repeats` generations (generative tasks);
   // lls: one response per choice (log-likelihood tasks).
   // opts: the options instances() was called with (HumanEval reads
