@@ -10,7 +10,7 @@
 #include "common/error.h"
 #include "common/file.h"
 #include "common/progress.h"
-#include "eval/experiment.h"
+#include "experiment/experiment.h"
 #include "formats/synth.h"
 #include "vector/vector.h"
 
@@ -133,10 +133,10 @@ void add_demo_command(CLI::App& app) {
           "tasks:\n  - {name: gsm8k, limit: 4}\n  - {name: sciq, limit: 20}\n";
       if (!data->empty()) cfg += "data_dir: " + fs::absolute(*data).string() + "\n";
       write_file(dir / "experiment.yaml", cfg);
-      eval::ExperimentOptions xo;
+      experiment::ExperimentOptions xo;
       xo.out_dir = dir / "experiment";
       xo.log = [](const std::string& m) { printf("   %s\n", m.c_str()); };
-      auto xr = eval::run_experiment(eval::load_experiment_config(dir / "experiment.yaml"), xo);
+      auto xr = experiment::run_experiment(experiment::load_experiment_config(dir / "experiment.yaml"), xo);
       printf("\n%s\n", xr.markdown.c_str());
       printf("   report: %s/experiment/report.md, plots under %s/experiment/plots/\n", dir.c_str(), dir.c_str());
     }

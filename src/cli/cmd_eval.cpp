@@ -4,14 +4,13 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
-#include "eval/backend/engine.h"
-#include "eval/backend/http.h"
 #include "eval/backend/cache.h"
-#include "eval/tasks/data.h"
-#include "eval/tasks/fetch.h"
+#include "eval/backend/make.h"
 #include "eval/report/report.h"
 #include "eval/run/results.h"
 #include "eval/run/runner.h"
+#include "eval/tasks/data.h"
+#include "eval/tasks/fetch.h"
 
 namespace rv::cli {
 
@@ -60,25 +59,24 @@ void run_eval_command(const EvalArgs& a) {
   ro.config["model"] = a.model;
   ro.config["data_dir"] = ro.task.data_dir.string();
 
-  std::unique_ptr<Backend> backend;
+  BackendSpec spec;
   if (!a.base_url.empty()) {
-    HttpOptions h;
-    h.base_url = a.base_url;
-    h.model = a.model;
-    h.api_key = a.api_key;
-    h.concurrency = a.concurrency;
-    backend = std::make_unique<HttpBackend>(h);
+    spec.kind = BackendSpec::Kind::kHttp;
+    spec.http.base_url = a.base_url;
+    spec.http.model = a.model;
+    spec.http.api_key = a.api_key;
+    spec.http.concurrency = a.concurrency;
     ro.config["concurrency"] = a.concurrency;
   } else {
-    engine::EngineOptions eo;
-    eo.max_batch = a.max_batch;
-    eo.max_context = a.max_context;
-    eo.kv_bf16 = a.kv_bf16;
-    backend = EngineBackend::open(a.model, eo);
+    spec.model_dir = a.model;
+    spec.max_batch = a.max_batch;
+    spec.max_context = a.max_context;
+    spec.kv_bf16 = a.kv_bf16;
     ro.config["max_batch"] = a.max_batch;
     ro.config["max_context"] = a.max_context;
     if (a.kv_bf16) ro.config["kv_bf16"] = true;
   }
+  std::unique_ptr<StreamingBackend> backend = make_backend(spec);
   RunResult r = run_eval(*backend, ro);
   write_results(a.out, r);
   nlohmann::json j = results_json(r);

@@ -1,10 +1,10 @@
 // `reasonvec experiment CONFIG.yaml [-o DIR]`: the whole transfer experiment
 // (extract, check, apply, evaluate, report) from one config; see
-// eval/experiment.h for the config format and the cached steps.
+// experiment/config.h for the config format and the cached steps.
 #include <cstdio>
 
 #include "cli/commands.h"
-#include "eval/experiment.h"
+#include "experiment/experiment.h"
 
 namespace rv::cli {
 
@@ -19,13 +19,13 @@ void add_experiment_command(CLI::App& app) {
   sub->add_option("-o,--output", *out,
                   "Output directory (default: the config's name without .yaml, next to it)");
   sub->callback([=] {
-    auto cfg = rv::eval::load_experiment_config(*config);
+    auto cfg = rv::experiment::load_experiment_config(*config);
     std::filesystem::path dir = *out;
     if (dir.empty()) dir = std::filesystem::path(*config).replace_extension("");
-    rv::eval::ExperimentOptions o;
+    rv::experiment::ExperimentOptions o;
     o.out_dir = dir;
     o.log = [](const std::string& s) { fprintf(stderr, "%s\n", s.c_str()); };
-    auto r = rv::eval::run_experiment(cfg, o);
+    auto r = rv::experiment::run_experiment(cfg, o);
     fputs(r.markdown.c_str(), stdout);
     fprintf(stdout, "\nWrote %s/report.md, report.json and plots/ (%d step(s) run, %d cached)\n",
             dir.c_str(), r.steps_run, r.steps_cached);

@@ -4,6 +4,9 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/file.h"
+#include "common/hash.h"
+#include "common/parallel.h"
 
 namespace rv {
 
@@ -239,6 +242,61 @@ DType ModelDir::weight_dtype() const {
 
 void copy_extra_files(const fs::path& from, const std::vector<std::string>& names, const fs::path& to) {
   for (const auto& n : names) write_file(to / n, read_file(from / n));
+}
+
+std::string sha256_file_pieces_hex(const fs::path& path) {
+  MappedFile m(path);
+  const size_t piece = size_t(64) << 20;
+  const size_t n = m.size() == 0 ? 1 : (m.size() + piece - 1) / piece;
+  std::vector<std::string> hashes(n);
+  parallel_for(n, 1, [&](size_t b, size_t e) {
+    for (size_t i = b; i < e; ++i) {
+      size_t off = i * piece, len = std::min(piece, m.size() - std::min(m.size(), off));
+      hashes[i] = sha256_hex(std::string_view(reinterpret_cast<const char*>(m.data()) + off, len));
+      if (len) m.dont_need(off, len);
+    }
+  });
+  Sha256 h;
+  for (const auto& x : hashes) h.update(x);
+  return h.hex();
+}
+
+std::string model_fingerprint(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::is_regular_file(dir, ec)) {  // a single .gguf file
+    Sha256 h;
+    h.update(dir.filename().string());
+    h.update(sha256_file_pieces_hex(dir));
+    return h.hex();
+  }
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    if (!e.is_regular_file()) continue;
+    std::string name = e.path().filename().string();
+    bool weights = name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0;
+    bool meta = name == "config.json" || name == "tokenizer.json" ||
+                name == "tokenizer_config.json" || name == "vocab.json" || name == "merges.txt" ||
+                name == "chat_template.jinja" || name == "chat_template.json" ||
+                name == "generation_config.json" || name == "model.safetensors.index.json";
+    if (weights || meta) files.push_back(e.path());
+  }
+  if (ec) throw Error(dir.string(), "cannot list model directory: " + ec.message());
+  std::sort(files.begin(), files.end());
+  Sha256 h;
+  for (const auto& f : files) {
+    h.update(f.filename().string());
+    h.update("\n");
+    h.update(sha256_file_pieces_hex(f));
+    h.update("\n");
+  }
+  return h.hex();
+}
+
+std::string ModelDir::fingerprint() const { return model_fingerprint(dir_); }
+
+std::string model_config_identity(const fs::path& path) {
+  if (!is_model_dir(path)) return "";
+  return sha256_hex(read_file(path / "config.json"));
 }
 
 }  // namespace rv

@@ -80,6 +80,8 @@ class ModelDir {
   const std::vector<std::string>& extra_files() const { return extra_; }
   // The dtype most weights use (what "--dtype same" means).
   DType weight_dtype() const;
+  // model_fingerprint(path()).
+  std::string fingerprint() const;
 
  private:
   fs::path dir_;
@@ -87,6 +89,35 @@ class ModelDir {
   std::unique_ptr<TensorSet> tensors_;
   std::vector<std::string> extra_;
 };
+
+// The identity of a model: equal for two copies of the same model wherever
+// they live, different as soon as anything that changes its outputs differs.
+// Used as the evaluation cache key and to name the experiment's cached steps.
+//
+// Covers, by name and full content: every *.safetensors weight file, the
+// shard index (model.safetensors.index.json), config.json,
+// generation_config.json, the tokenizer (tokenizer.json,
+// tokenizer_config.json, vocab.json, merges.txt) and the chat template
+// (chat_template.jinja, chat_template.json). For a single .gguf file: its
+// file name and full content.
+// Deliberately not covered: the directory's path, modification times,
+// README.md / model cards and any other file, so copying or touching a model
+// keeps its identity.
+//
+// Cost: reads every weight byte once (64 MiB pieces hashed in parallel on
+// all cores, pages released after hashing), i.e. about one sequential read
+// of the model. Returns a 64-digit lowercase hex SHA-256. Throws rv::Error if
+// the directory cannot be listed or a file cannot be read. Thread-safe.
+std::string model_fingerprint(const fs::path& dir_or_gguf);
+
+// SHA-256 (hex) of a model directory's config.json bytes, or "" for anything
+// that is not a model directory (a bare tensor file). A cheap identity of the
+// architecture only: vectors record it as reasonvec.*_config_sha256.
+std::string model_config_identity(const fs::path& path);
+
+// SHA-256 (hex) of the concatenated hex SHA-256s of a file's 64 MiB pieces,
+// computed in parallel; the per-file digest model_fingerprint uses.
+std::string sha256_file_pieces_hex(const fs::path& path);
 
 // True when `path` looks like a model directory (has config.json).
 bool is_model_dir(const fs::path& path);

@@ -81,8 +81,8 @@ ExtractResult extract(const fs::path& base_p, const fs::path& tuned_p, const fs:
   auto meta = base_metadata("reasoning-vector", opt.command_line);
   meta["reasonvec.base"] = base_p.string();
   meta["reasonvec.tuned"] = tuned_p.string();
-  meta["reasonvec.base_config_sha256"] = config_hash(base_p);
-  meta["reasonvec.tuned_config_sha256"] = config_hash(tuned_p);
+  meta["reasonvec.base_config_sha256"] = model_config_identity(base_p);
+  meta["reasonvec.tuned_config_sha256"] = model_config_identity(tuned_p);
   meta["reasonvec.dtype"] = std::string(dtype_name(opt.dtype));
   if (!opt.include.empty()) meta["reasonvec.include"] = opt.include;
   if (!opt.exclude.empty()) meta["reasonvec.exclude"] = opt.exclude;

@@ -110,11 +110,6 @@ std::map<std::string, std::string> base_metadata(const std::string& kind, const 
   return m;
 }
 
-std::string config_hash(const std::filesystem::path& p) {
-  if (!is_model_dir(p)) return "";
-  return sha256_hex(read_file(p / "config.json"));
-}
-
 Opened open_any(const std::filesystem::path& p) {
   Opened o;
   if (is_model_dir(p)) o.config = load_model_config(p / "config.json");

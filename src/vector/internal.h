@@ -93,9 +93,6 @@ inline const char* kLmHead = "lm_head.weight";
 std::map<std::string, std::string> base_metadata(const std::string& kind,
                                                  const std::string& command_line);
 
-// sha256 of a model directory's config.json, or "" for a bare tensor file.
-std::string config_hash(const std::filesystem::path& p);
-
 // Opens either a model directory or a tensor file/dir as a TensorSet; also
 // returns the config when there is one.
 struct Opened {

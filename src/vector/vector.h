@@ -148,6 +148,19 @@ struct CheckResult {
 CheckResult check(const std::filesystem::path& target, const std::filesystem::path& vector,
                   const CheckOptions& opt);
 
+// A random control for `vector`: a seeded Gaussian vector with, tensor by
+// tensor, the same names, shapes and L2 norms as `vector` (entries
+// synth_normal(seed, hash_name(tensor), index), then scaled to the tensor's
+// norm; norms summed in double), stored as one f32 .safetensors file at
+// `out` (replaced if present; written atomically). The metadata is
+// `vector`'s own (so `check` judges the control exactly as it judges the
+// vector) plus reasonvec.kind = "random-control", reasonvec.seed and
+// reasonvec.norms_of = `vector` as given. Deterministic: the same input and
+// seed give the same bytes on any number of threads. Throws rv::Error on
+// unreadable input or write failures.
+void random_like(const std::filesystem::path& vector, uint64_t seed,
+                 const std::filesystem::path& out);
+
 // Metadata keys we write into vectors and models (provenance).
 inline constexpr const char* kMetaPrefix = "reasonvec.";
 

@@ -9,72 +9,30 @@
 #include "common/file.h"
 #include "common/hash.h"
 #include "common/parallel.h"
+#include "formats/model_dir.h"
 #include "tokenizer/tokenizer.h"
 
 namespace rv::eval {
 
 namespace fs = std::filesystem;
 
-std::string model_dir_fingerprint(const fs::path& dir) {
-  std::error_code ec;
-  if (fs::is_regular_file(dir, ec)) {  // a single .gguf file
-    Sha256 h;
-    h.update(dir.filename().string());
-    h.update(sha256_file_pieces_hex(dir));
-    return h.hex();
-  }
-  std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir, ec)) {
-    if (!e.is_regular_file()) continue;
-    std::string name = e.path().filename().string();
-    bool weights = name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0;
-    bool meta = name == "config.json" || name == "tokenizer.json" ||
-                name == "tokenizer_config.json" || name == "vocab.json" || name == "merges.txt" ||
-                name == "chat_template.jinja" || name == "chat_template.json" ||
-                name == "generation_config.json" || name == "model.safetensors.index.json";
-    if (weights || meta) files.push_back(e.path());
-  }
-  if (ec) throw Error(dir.string(), "cannot list model directory: " + ec.message());
-  std::sort(files.begin(), files.end());
-  Sha256 h;
-  for (const auto& f : files) {
-    h.update(f.filename().string());
-    h.update("\n");
-    h.update(sha256_file_pieces_hex(f));
-    h.update("\n");
-  }
-  return h.hex();
-}
-
-std::string sha256_file_pieces_hex(const fs::path& path) {
-  MappedFile m(path);
-  const size_t piece = size_t(64) << 20;
-  const size_t n = m.size() == 0 ? 1 : (m.size() + piece - 1) / piece;
-  std::vector<std::string> hashes(n);
-  parallel_for(n, 1, [&](size_t b, size_t e) {
-    for (size_t i = b; i < e; ++i) {
-      size_t off = i * piece, len = std::min(piece, m.size() - std::min(m.size(), off));
-      hashes[i] = sha256_hex(std::string_view(reinterpret_cast<const char*>(m.data()) + off, len));
-      if (len) m.dont_need(off, len);
-    }
-  });
-  Sha256 h;
-  for (const auto& x : hashes) h.update(x);
-  return h.hex();
-}
-
 std::unique_ptr<EngineBackend> EngineBackend::open(const fs::path& model_dir,
-                                                   const engine::EngineOptions& opt) {
+                                                   const engine::EngineOptions& opt,
+                                                   std::string identity) {
   std::shared_ptr<engine::Engine> eng = engine::Engine::open(model_dir, opt);
-  return std::make_unique<EngineBackend>(std::move(eng), model_dir);
+  return std::make_unique<EngineBackend>(std::move(eng), model_dir, std::move(identity));
 }
 
-EngineBackend::EngineBackend(std::shared_ptr<engine::Engine> eng, fs::path model_dir)
-    : eng_(std::move(eng)), dir_(std::move(model_dir)) {}
+EngineBackend::EngineBackend(std::shared_ptr<engine::Engine> eng, fs::path model_dir,
+                             std::string identity)
+    : eng_(std::move(eng)), dir_(std::move(model_dir)), identity_(std::move(identity)) {}
 
 std::string EngineBackend::fingerprint() const {
   if (fingerprint_.empty()) {
-    fingerprint_ = "engine|" + (dir_.empty() ? eng_->model_name() : model_dir_fingerprint(dir_));
+    if (!identity_.empty())
+      fingerprint_ = identity_;
+    else
+      fingerprint_ = "engine|" + (dir_.empty() ? eng_->model_name() : model_fingerprint(dir_));
     // A bf16 KV cache or bf16 activations change the responses: cache them apart.
     if (const std::string n = eng_->numerics(); !n.empty()) fingerprint_ += "|" + n;
   }

@@ -35,17 +35,19 @@ namespace rv::eval {
 
 class EngineBackend : public StreamingBackend {
  public:
-  // Opens the model with engine::Engine::open.
+  // Opens the model with engine::Engine::open. `identity`: see fingerprint().
   static std::unique_ptr<EngineBackend> open(const std::filesystem::path& model_dir,
-                                             const engine::EngineOptions& opt);
+                                             const engine::EngineOptions& opt,
+                                             std::string identity = "");
   // Wraps an engine already open; `model_dir` supplies the chat template and
   // the fingerprint (empty: fingerprint from the engine's model name only).
-  EngineBackend(std::shared_ptr<engine::Engine> eng, std::filesystem::path model_dir);
+  EngineBackend(std::shared_ptr<engine::Engine> eng, std::filesystem::path model_dir,
+                std::string identity = "");
 
-  // SHA-256 over config.json, tokenizer files and the full content of every
-  // weight file (hashed in parallel 64 MiB pieces): base and base+v models
-  // with equal shapes get different fingerprints; "|<numerics>" appended
-  // when Engine::numerics() is not empty. Computed once, lazily.
+  // `identity` when given, else "engine|" + rv::model_fingerprint(model_dir)
+  // (content of weights, config, tokenizer and chat template: base and
+  // base+v models with equal shapes differ); "|<numerics>" appended when
+  // Engine::numerics() is not empty. Computed once, lazily.
   std::string fingerprint() const override;
   std::string describe() const override;
 
@@ -64,13 +66,10 @@ class EngineBackend : public StreamingBackend {
  private:
   std::shared_ptr<engine::Engine> eng_;
   std::filesystem::path dir_;
+  std::string identity_;
   mutable std::string fingerprint_;
   mutable std::optional<ChatTemplateSource> chat_;
 };
 
-// Fingerprint of a model directory (see EngineBackend::fingerprint).
-std::string model_dir_fingerprint(const std::filesystem::path& dir);
-// SHA-256 of the list of SHA-256s of a file's 64 MiB pieces (parallel).
-std::string sha256_file_pieces_hex(const std::filesystem::path& path);
 
 }  // namespace rv::eval

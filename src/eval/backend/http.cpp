@@ -95,6 +95,7 @@ HttpBackend::HttpBackend(HttpOptions opt) : opt_(std::move(opt)) {
 }
 
 std::string HttpBackend::fingerprint() const {
+  if (!opt_.identity.empty()) return opt_.identity;
   return "openai|" + url_.scheme_host_port + url_.prefix + "|" + opt_.model;
 }
 

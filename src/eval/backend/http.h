@@ -36,6 +36,8 @@ struct HttpOptions {
   double backoff_initial_s = 1.0;  // doubled per retry (with +-25% jitter), capped below
   double backoff_max_s = 60.0;
   double timeout_s = 600;  // per request (read); connection timeout is 30 s
+  // Replaces fingerprint() when not empty (see BackendSpec::identity).
+  std::string identity;
 };
 
 class HttpBackend : public StreamingBackend {
@@ -44,7 +46,7 @@ class HttpBackend : public StreamingBackend {
   // contact the server.
   explicit HttpBackend(HttpOptions opt);
 
-  std::string fingerprint() const override;  // "openai|<base url>|<model>"
+  std::string fingerprint() const override;  // identity, or "openai|<base url>|<model>"
   std::string describe() const override;
 
   void generate_stream(const std::vector<GenRequest>& reqs, const GenResultFn& on_result) override;

@@ -8,8 +8,8 @@
 #include "common/file.h"
 #include "common/hash.h"
 #include "common/progress.h"
-#include "eval/backend/stream.h"
 #include "eval/backend/cache.h"
+#include "eval/backend/stream.h"
 
 namespace rv::eval {
 
@@ -57,7 +57,31 @@ void send(Backend& backend, const std::vector<Req>& reqs, const std::vector<Resp
 
 }  // namespace
 
+PreparedTask prepare_task(const std::string& name, const TaskOptions& opts) {
+  PreparedTask p;
+  p.task = make_task(name);
+  p.config = p.task->config(opts);
+  const int budget = opts.max_gen_toks;
+  if (budget > 0 && p.config.contains("generation_kwargs"))
+    p.config["generation_kwargs"]["max_gen_toks"] = budget;
+  p.instances = p.task->instances(opts, &p.n_original);
+  if (budget > 0)
+    for (auto& inst : p.instances)
+      if (!inst.is_loglik) inst.gen.max_tokens = budget;
+  return p;
+}
+
 RunResult run_eval(Backend& backend, const RunOptions& opt) {
+  // Every task first so a typo or missing data fails before any model time.
+  std::vector<PreparedTask> prepared;
+  for (const auto& name : opt.tasks) prepared.push_back(prepare_task(name, opt.task));
+  std::vector<const PreparedTask*> ptrs;
+  for (const auto& p : prepared) ptrs.push_back(&p);
+  return run_eval(backend, opt, ptrs);
+}
+
+RunResult run_eval(Backend& backend, const RunOptions& opt,
+                   const std::vector<const PreparedTask*>& tasks) {
   const double t_start = now_s();
   RunResult result;
   std::unique_ptr<ResultCache> cache;
@@ -76,33 +100,18 @@ RunResult run_eval(Backend& backend, const RunOptions& opt) {
   result.config["cot_hint"] = opt.task.cot_hint;
   result.config["cache"] = opt.cache_path.empty() ? json(nullptr) : json(opt.cache_path.string());
 
-  // Resolve every task first so a typo fails before any model time is spent.
-  std::vector<std::unique_ptr<Task>> tasks;
-  for (const auto& name : opt.tasks) tasks.push_back(make_task(name));
-
-  for (auto& task : tasks) {
+  for (const PreparedTask* prep : tasks) {
     check_interrupted();
+    const Task* task = prep->task.get();
     const double t0 = now_s();
     TaskRun run;
     run.name = task->name();
-    run.config = task->config(opt.task);
-    const int budget = opt.task.max_gen_toks;
-    if (budget > 0 && run.config.contains("generation_kwargs"))
-      run.config["generation_kwargs"]["max_gen_toks"] = budget;
+    run.config = prep->config;
     run.config_hash = sha256_hex(run.config.dump());
     run.primary_metric = task->primary_metric();
     for (const auto& m : task->metrics(opt.task)) run.metric_keys.push_back(m.key);
-    run.instances = task->instances(opt.task);
-    if (budget > 0)
-      for (auto& inst : run.instances)
-        if (!inst.is_loglik) inst.gen.max_tokens = budget;
-    if (opt.task.limit > 0) {
-      TaskOptions all = opt.task;
-      all.limit = 0;
-      run.n_original = task->instances(all).size();
-    } else {
-      run.n_original = run.instances.size();
-    }
+    run.instances = prep->instances;
+    run.n_original = prep->n_original;
     const size_t n = run.instances.size();
     run.gens.resize(n);
     run.lls.resize(n);

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,8 +56,26 @@ struct RunResult {
   double seconds_total = 0;
 };
 
-// Runs every task. Throws rv::Error on bad task names, missing data, backend
-// failures (after whatever was answered has been cached) and interruption.
+// A task with its instances built once, for opts (limit and max_gen_toks
+// applied), so a caller that runs it on many backends (the experiment) or
+// needs the document count does not build them again.
+struct PreparedTask {
+  std::shared_ptr<const Task> task;
+  nlohmann::json config;  // task->config(opts) with max_gen_toks applied
+  std::vector<Instance> instances;
+  size_t n_original = 0;  // documents before the limit
+};
+
+// Throws rv::Error on an unknown name, missing/corrupt data or options the
+// task rejects.
+PreparedTask prepare_task(const std::string& name, const TaskOptions& opts);
+
+// Runs every task of opt.tasks. Throws rv::Error on bad task names, missing
+// data, backend failures (after whatever was answered has been cached) and
+// interruption.
 RunResult run_eval(Backend& backend, const RunOptions& opt);
+// Runs tasks prepared with opt.task (opt.tasks is ignored).
+RunResult run_eval(Backend& backend, const RunOptions& opt,
+                   const std::vector<const PreparedTask*>& tasks);
 
 }  // namespace rv::eval

@@ -83,18 +83,18 @@ class BbhTask : public Task {
 
   static std::vector<std::string> stops() { return {"</s>", "Q", "\n\n"}; }
 
-  std::vector<Instance> instances(const TaskOptions& o) const override {
+  std::vector<Instance> instances(const TaskOptions& o, size_t* n_documents) const override {
     auto ts = checked_transforms(name(), o, kSupported);
     if (o.num_fewshot >= 0 && o.num_fewshot != 3)
       throw Error(name(), "num_fewshot is fixed at 3 (the published CoT prompts)");
     std::vector<Instance> out;
+    if (n_documents) *n_documents = 0;
     for (const auto& sub : bbh_subtasks()) {
       auto examples = load_bbh_examples(o.data_dir, sub);
       std::string prompt_text = load_bbh_cot_prompt(o.data_dir, sub);
       BbhPrompt prompt =
           split_prompt(prompt_text, (o.data_dir / ("bbh/cot-prompts/" + sub + ".txt")).string());
-      size_t n = examples.size();
-      if (o.limit > 0 && static_cast<size_t>(o.limit) < n) n = static_cast<size_t>(o.limit);
+      const size_t n = limited(examples.size(), o, n_documents);
       for (size_t i = 0; i < n; ++i) {
         std::string doc_id = sub + "/" + std::to_string(i);
         std::string input = examples[i]["input"].get<std::string>();

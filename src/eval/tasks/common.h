@@ -34,6 +34,15 @@ struct PromptSpec {
   std::string fewshot_delimiter = "\n\n";
 };
 
+// How many of `available` documents to use under opts.limit; adds
+// `available` to *n_documents when given (BBH sums its subtasks).
+inline size_t limited(size_t available, const TaskOptions& opts, size_t* n_documents) {
+  if (n_documents) *n_documents += available;
+  return opts.limit > 0 && static_cast<size_t>(opts.limit) < available
+             ? static_cast<size_t>(opts.limit)
+             : available;
+}
+
 GenRequest build_gen_request(const PromptSpec& spec, const TaskOptions& opts, bool chat,
                              std::vector<std::string> stops, int max_tokens);
 

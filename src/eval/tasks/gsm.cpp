@@ -171,7 +171,7 @@ class GsmTask : public Task {
                      : std::vector<std::string>{"Question:", "</s>", "<|im_end|>"};
   }
 
-  std::vector<Instance> instances(const TaskOptions& o) const override {
+  std::vector<Instance> instances(const TaskOptions& o, size_t* n_documents) const override {
     auto ts = checked_transforms(spec_.name, o, kSupported);
     std::vector<std::string> required = {"question", "answer"};
     if (!spec_.group_field.empty()) required.push_back(spec_.group_field);
@@ -189,8 +189,8 @@ class GsmTask : public Task {
       throw Error(spec_.name, "num_fewshot " + std::to_string(k) + " exceeds the train split");
     if (spec_.cot && k > 8) throw Error(spec_.name, "num_fewshot must be <= 8 (fixed exemplars)");
 
-    size_t n = docs.size();
-    if (o.limit > 0 && static_cast<size_t>(o.limit) < n) n = static_cast<size_t>(o.limit);
+    if (n_documents) *n_documents = 0;
+    const size_t n = limited(docs.size(), o, n_documents);
     PyRandom sampler(o.seed);
     bool chat = o.apply_chat_template;
     std::vector<Instance> out;

@@ -73,13 +73,13 @@ class HumanEvalTask : public Task {
     return c;
   }
 
-  std::vector<Instance> instances(const TaskOptions& o) const override {
+  std::vector<Instance> instances(const TaskOptions& o, size_t* n_documents) const override {
     checked_transforms(name(), o, {});
     if (o.num_fewshot > 0) throw Error(name(), "few-shot is not supported (0-shot task)");
     fs::path path = require_data_file(o.data_dir, "humaneval/HumanEval.jsonl.gz");
     auto docs = load_jsonl(path, {"task_id", "prompt", "entry_point", "test"});
-    size_t n = docs.size();
-    if (o.limit > 0 && static_cast<size_t>(o.limit) < n) n = static_cast<size_t>(o.limit);
+    if (n_documents) *n_documents = 0;
+    const size_t n = limited(docs.size(), o, n_documents);
     int repeats = std::max(1, o.n_samples);
     std::vector<Instance> out;
     for (size_t i = 0; i < n; ++i) {

@@ -42,15 +42,15 @@ class SciqTask : public Task {
             {"transforms", nlohmann::json::array()}};
   }
 
-  std::vector<Instance> instances(const TaskOptions& o) const override {
+  std::vector<Instance> instances(const TaskOptions& o, size_t* n_documents) const override {
     checked_transforms(name(), o, {});
     if (o.num_fewshot > 0) throw Error(name(), "few-shot is not supported (0-shot task)");
     const std::vector<std::string> fields = {"question",    "correct_answer", "distractor1",
                                              "distractor2", "distractor3",    "support"};
     fs::path path = require_data_file(o.data_dir, "sciq/sciq_test.json");
     auto docs = load_json_records(path, fields);
-    size_t n = docs.size();
-    if (o.limit > 0 && static_cast<size_t>(o.limit) < n) n = static_cast<size_t>(o.limit);
+    if (n_documents) *n_documents = 0;
+    const size_t n = limited(docs.size(), o, n_documents);
     std::vector<Instance> out;
     for (size_t i = 0; i < n; ++i) {
       const auto& d = docs[i];

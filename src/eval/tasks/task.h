@@ -97,8 +97,14 @@ class Task {
   // options, data files). Stable JSON: usable as a cache key and written to
   // results.json "configs". Does not include data_dir or limit.
   virtual nlohmann::json config(const TaskOptions& opts) const = 0;
+  // The instances of the first opts.limit documents (per subtask for
+  // BBH); when `n_documents` is given it receives the number of documents
+  // without the limit, so callers need not build the instances twice.
   // Throws rv::Error on missing/corrupt data or options the task rejects.
-  virtual std::vector<Instance> instances(const TaskOptions& opts) const = 0;
+  virtual std::vector<Instance> instances(const TaskOptions& opts, size_t* n_documents) const = 0;
+  std::vector<Instance> instances(const TaskOptions& opts) const {
+    return instances(opts, nullptr);
+  }
   // gens: the instance's `repeats` generations (generative tasks);
   // lls: one response per choice (log-likelihood tasks).
   // opts: the options instances() was called with (HumanEval reads

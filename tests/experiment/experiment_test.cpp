@@ -20,7 +20,7 @@
 
 #include "common/error.h"
 #include "common/file.h"
-#include "eval/experiment.h"
+#include "experiment/experiment.h"
 #include "formats/dtype.h"
 #include "formats/model_dir.h"
 #include "formats/synth.h"
@@ -96,7 +96,7 @@ std::map<std::string, std::vector<json>> cell_outputs(const json& report) {
 
 std::string error_of(const std::string& yaml) {
   try {
-    rv::eval::parse_experiment_config(yaml, "exp.yaml");
+    rv::experiment::parse_experiment_config(yaml, "exp.yaml");
   } catch (const rv::Error& e) {
     return e.what();
   }
@@ -128,15 +128,15 @@ TEST(ExperimentConfig, ErrorsNameLineAndKey) {
   EXPECT_EQ(error_of(ok_head + "tasks: [sciq]\nlimit: -2\n"), "exp.yaml:4: limit: must be >= 0");
   EXPECT_EQ(error_of(ok_head + "tasks: [sciq]\nbackend: {engine: {kv_bf16: 3}}\n"),
             "exp.yaml:4: backend.engine.kv_bf16: expected true or false, got '3'");
-  EXPECT_TRUE(rv::eval::parse_experiment_config(
+  EXPECT_TRUE(rv::experiment::parse_experiment_config(
                   ok_head + "tasks: [sciq]\nbackend: {engine: {kv_bf16: true}}\n", "e.yaml")
                   .targets[0]
                   .backend.kv_bf16);
-  EXPECT_FALSE(rv::eval::parse_experiment_config(ok_head + "tasks: [sciq]\n", "e.yaml")
+  EXPECT_FALSE(rv::experiment::parse_experiment_config(ok_head + "tasks: [sciq]\n", "e.yaml")
                    .targets[0]
                    .backend.kv_bf16);
 
-  auto c = rv::eval::parse_experiment_config(
+  auto c = rv::experiment::parse_experiment_config(
       ok_head +
           "tasks: [sciq, {name: gsm8k, label: gsm8k_cot, cot_hint: true, limit: 3}]\nlimit: 5\n",
       "/x/e.yaml");
@@ -157,11 +157,11 @@ TEST(Experiment, MissingModelIsReportedBeforeAnyWork) {
       "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a, nope]\ntasks: [sciq]\ndata_dir: " +
       kData.string() + "\n";
   rv::write_file(f.dir / "missing.yaml", y);
-  auto cfg = rv::eval::load_experiment_config(f.dir / "missing.yaml");
-  rv::eval::ExperimentOptions o;
+  auto cfg = rv::experiment::load_experiment_config(f.dir / "missing.yaml");
+  rv::experiment::ExperimentOptions o;
   o.out_dir = out;
   try {
-    rv::eval::run_experiment(cfg, o);
+    rv::experiment::run_experiment(cfg, o);
     FAIL() << "no error";
   } catch (const rv::Error& e) {
     EXPECT_NE(std::string(e.what()).find("target nope: "), std::string::npos) << e.what();
@@ -184,12 +184,12 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
       "\n"
       "backend: {engine: {max_batch: 8, max_context: 2048}}\n";
   rv::write_file(f.dir / "exp.yaml", y);
-  auto cfg = rv::eval::load_experiment_config(f.dir / "exp.yaml");
+  auto cfg = rv::experiment::load_experiment_config(f.dir / "exp.yaml");
   std::vector<std::string> lines;
-  rv::eval::ExperimentOptions o;
+  rv::experiment::ExperimentOptions o;
   o.out_dir = out;
   o.log = [&](const std::string& s) { lines.push_back(s); };
-  auto r1 = rv::eval::run_experiment(cfg, o);
+  auto r1 = rv::experiment::run_experiment(cfg, o);
   // extract + random + 2 targets x 4 applied variants + 2 x 5 variants x 2 tasks.
   EXPECT_EQ(r1.steps_run, 1 + 1 + 8 + 20);
   EXPECT_EQ(r1.steps_cached, 0);
@@ -261,7 +261,7 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
   }
 
   // Rerun: nothing is recomputed and the report is unchanged.
-  auto r2 = rv::eval::run_experiment(cfg, o);
+  auto r2 = rv::experiment::run_experiment(cfg, o);
   EXPECT_EQ(r2.steps_run, 0);
   EXPECT_EQ(r2.steps_cached, r1.steps_run);
   json rep2 = read_json(out / "report.json");
@@ -272,7 +272,7 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
   // A run that died before writing its results resumes from the request cache.
   fs::path victim = rep["rows"][3]["cells"]["sciq"]["run_dir"].get<std::string>();
   fs::remove_all(victim);
-  auto r3 = rv::eval::run_experiment(cfg, o);
+  auto r3 = rv::experiment::run_experiment(cfg, o);
   EXPECT_EQ(r3.steps_run, 1);
   EXPECT_EQ(r3.cache_misses, 0u);
   EXPECT_EQ(r3.cache_hits, 12u);  // 3 documents x 4 choices
@@ -283,7 +283,7 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
   // A changed option reruns only what it affects.
   auto cfg2 = cfg;
   cfg2.tasks[1].options.limit = 4;
-  auto r4 = rv::eval::run_experiment(cfg2, o);
+  auto r4 = rv::experiment::run_experiment(cfg2, o);
   EXPECT_EQ(r4.steps_run, 10);  // sciq for every variant
   EXPECT_EQ(r4.cache_hits, 10u * 12u);
   EXPECT_EQ(r4.cache_misses, 10u * 4u);
@@ -292,7 +292,7 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
   // nothing comes from the f32 runs' request cache; the models are reused.
   auto cfg3 = cfg;
   for (auto& t : cfg3.targets) t.backend.kv_bf16 = true;
-  auto r5 = rv::eval::run_experiment(cfg3, o);
+  auto r5 = rv::experiment::run_experiment(cfg3, o);
   EXPECT_EQ(r5.steps_run, 20);
   EXPECT_EQ(r5.cache_hits, 0u);
 }
@@ -305,17 +305,17 @@ TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
         "tasks:\n  - {name: sciq, limit: 3}\ndata_dir: " +
         kData.string() + "\n" + backend;
     rv::write_file(f.dir / name, y);
-    return rv::eval::load_experiment_config(f.dir / name);
+    return rv::experiment::load_experiment_config(f.dir / name);
   };
   auto eng = write_cfg("eng.yaml", "");
   auto srv = write_cfg("srv.yaml",
                        std::string("backend:\n  server:\n    command: \"exec ") + RV_CLI_PATH +
                            " -q serve --model {model} --port {port}\"\n    startup_timeout: 60\n");
-  rv::eval::ExperimentOptions o;
+  rv::experiment::ExperimentOptions o;
   o.out_dir = f.dir / "out-eng";
-  auto a = rv::eval::run_experiment(eng, o);
+  auto a = rv::experiment::run_experiment(eng, o);
   o.out_dir = f.dir / "out-srv";
-  auto b = rv::eval::run_experiment(srv, o);
+  auto b = rv::experiment::run_experiment(srv, o);
   ASSERT_EQ(a.report["rows"].size(), 2u);
   ASSERT_EQ(b.report["rows"].size(), 2u);
   for (size_t i = 0; i < 2; ++i) {
@@ -335,7 +335,7 @@ TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
                        "backend:\n  server:\n    command: \"echo boom {model} >&2; exit 3\"\n");
   o.out_dir = f.dir / "out-bad";
   try {
-    rv::eval::run_experiment(bad, o);
+    rv::experiment::run_experiment(bad, o);
     FAIL() << "no error";
   } catch (const rv::Error& e) {
     std::string m = e.what();
@@ -363,7 +363,7 @@ TEST(Experiment, ServerThatDiesMidRunIsReportedAndTheRunResumes) {
         "tasks:\n  - {name: gsm8k, limit: 2}\ndata_dir: " +
         kData.string() + "\n" + backend;
     rv::write_file(f.dir / name, y);
-    return rv::eval::load_experiment_config(f.dir / name);
+    return rv::experiment::load_experiment_config(f.dir / name);
   };
   auto dies = write_cfg("dies.yaml", "backend:\n  server:\n    command: \"bash " + script.string() +
                                          " {model} {port}\"\n    concurrency: 1\n");
@@ -371,10 +371,10 @@ TEST(Experiment, ServerThatDiesMidRunIsReportedAndTheRunResumes) {
                                            RV_CLI_PATH +
                                            " -q serve --model {model} --port {port}\"\n"
                                            "    concurrency: 1\n");
-  rv::eval::ExperimentOptions o;
+  rv::experiment::ExperimentOptions o;
   o.out_dir = f.dir / "out-dies";
   try {
-    rv::eval::run_experiment(dies, o);
+    rv::experiment::run_experiment(dies, o);
     FAIL() << "the run finished before the server died";
   } catch (const rv::Error& e) {
     std::string m = e.what();
@@ -389,12 +389,12 @@ TEST(Experiment, ServerThatDiesMidRunIsReportedAndTheRunResumes) {
 
   // After a restart with a working server the run completes; the answer the
   // dead server gave is reused, and the result equals the built-in engine's.
-  auto healed = rv::eval::run_experiment(heals, o);
+  auto healed = rv::experiment::run_experiment(heals, o);
   EXPECT_EQ(healed.cache_hits, 1u);
   EXPECT_EQ(healed.cache_misses, 1u);
   auto eng = write_cfg("eng4.yaml", "");
   o.out_dir = f.dir / "out-eng4";
-  auto direct = rv::eval::run_experiment(eng, o);
+  auto direct = rv::experiment::run_experiment(eng, o);
   EXPECT_EQ(cell_outputs(healed.report), cell_outputs(direct.report));
 }
 
@@ -434,10 +434,10 @@ TEST(ExperimentCli, KilledMidRunResumesToTheSameResults) {
   for (const auto& e : fs::recursive_directory_iterator(out))
     EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
 
-  auto ref_cfg = rv::eval::load_experiment_config(cfg);
-  rv::eval::ExperimentOptions o;
+  auto ref_cfg = rv::experiment::load_experiment_config(cfg);
+  rv::experiment::ExperimentOptions o;
   o.out_dir = f.dir / "out-nokill";
-  auto ref = rv::eval::run_experiment(ref_cfg, o);
+  auto ref = rv::experiment::run_experiment(ref_cfg, o);
   EXPECT_EQ(cell_outputs(read_json(out / "report.json")), cell_outputs(ref.report));
 }
 

@@ -1,0 +1,20 @@
+#include "eval/backend/make.h"
+
+#include "eval/backend/engine.h"
+
+namespace rv::eval {
+
+std::unique_ptr<StreamingBackend> make_backend(const BackendSpec& spec) {
+  if (spec.kind == BackendSpec::Kind::kHttp) {
+    HttpOptions h = spec.http;
+    h.identity = spec.identity;
+    return std::make_unique<HttpBackend>(h);
+  }
+  engine::EngineOptions eo;
+  eo.max_batch = spec.max_batch;
+  eo.max_context = spec.max_context;
+  eo.kv_bf16 = spec.kv_bf16;
+  return EngineBackend::open(spec.model_dir, eo, spec.identity);
+}
+
+}  // namespace rv::eval

@@ -1,0 +1,298 @@
+#include "experiment/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "common/error.h"
+#include "common/file.h"
+#include "eval/backend/http.h"
+#include "eval/tasks/data.h"
+
+namespace rv::experiment {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Parser {
+  std::string src;  // file name for messages
+  fs::path dir;     // relative paths are relative to this
+
+  [[noreturn]] void fail(const YAML::Node& n, const std::string& key,
+                         const std::string& what) const {
+    std::string where = src;
+    if (n.IsDefined() && n.Mark().line >= 0) where += ":" + std::to_string(n.Mark().line + 1);
+    throw Error(where, key + ": " + what);
+  }
+  void only_keys(const YAML::Node& m, const std::string& key,
+                 const std::set<std::string>& allowed) const {
+    if (!m.IsMap()) fail(m, key, "expected a mapping");
+    for (const auto& kv : m) {
+      std::string k = kv.first.as<std::string>();
+      if (!allowed.count(k)) {
+        std::string list;
+        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+        fail(kv.first, key.empty() ? k : key + "." + k,
+             "unknown key (expected one of: " + list + ")");
+      }
+    }
+  }
+  std::string str(const YAML::Node& n, const std::string& key) const {
+    if (!n.IsScalar()) fail(n, key, "expected a string");
+    return n.as<std::string>();
+  }
+  template <typename T>
+  T num(const YAML::Node& n, const std::string& key, const char* what) const {
+    if (!n.IsScalar()) fail(n, key, std::string("expected ") + what);
+    try {
+      return n.as<T>();
+    } catch (const YAML::Exception&) {
+      fail(n, key, std::string("expected ") + what + ", got '" + n.Scalar() + "'");
+    }
+  }
+  bool boolean(const YAML::Node& n, const std::string& key) const {
+    if (!n.IsScalar()) fail(n, key, "expected true or false");
+    try {
+      return n.as<bool>();
+    } catch (const YAML::Exception&) {
+      fail(n, key, "expected true or false, got '" + n.Scalar() + "'");
+    }
+  }
+  fs::path path(const YAML::Node& n, const std::string& key) const {
+    std::string s = str(n, key);
+    if (s.empty()) fail(n, key, "empty path");
+    if (s[0] == '~' && getenv("HOME")) s = std::string(getenv("HOME")) + s.substr(1);
+    fs::path p(s);
+    return p.is_absolute() ? p : dir / p;
+  }
+  std::vector<std::string> str_list(const YAML::Node& n, const std::string& key) const {
+    std::vector<std::string> out;
+    if (n.IsScalar()) return {n.as<std::string>()};
+    if (!n.IsSequence()) fail(n, key, "expected a list of strings");
+    for (const auto& x : n) out.push_back(str(x, key));
+    return out;
+  }
+
+  TargetBackend backend(const YAML::Node& n, const std::string& key) const {
+    TargetBackend b;
+    if (n.IsScalar()) {
+      std::string s = n.as<std::string>();
+      if (s == "engine") return b;
+      fail(n, key, "expected 'engine' or a mapping with 'engine' or 'server'");
+    }
+    only_keys(n, key, {"engine", "server"});
+    if (n["engine"] && n["server"]) fail(n, key, "give either 'engine' or 'server', not both");
+    if (const auto e = n["engine"]) {
+      if (!e.IsNull()) {
+        only_keys(e, key + ".engine", {"max_batch", "max_context", "kv_bf16"});
+        if (e["kv_bf16"]) b.kv_bf16 = boolean(e["kv_bf16"], key + ".engine.kv_bf16");
+        if (e["max_batch"])
+          b.max_batch = num<int>(e["max_batch"], key + ".engine.max_batch", "a positive integer");
+        if (e["max_context"])
+          b.max_context =
+              num<int>(e["max_context"], key + ".engine.max_context", "a positive integer");
+        if (b.max_batch <= 0) fail(e["max_batch"], key + ".engine.max_batch", "must be positive");
+        if (b.max_context <= 0)
+          fail(e["max_context"], key + ".engine.max_context", "must be positive");
+      }
+    }
+    if (const auto s = n["server"]) {
+      const std::string k = key + ".server";
+      only_keys(s, k, {"command", "base_url", "model_name", "startup_timeout", "concurrency"});
+      b.server = true;
+      if (!s["command"])
+        fail(s, k, "missing 'command' (e.g. \"vllm serve {model} --port {port}\")");
+      b.srv.command = str(s["command"], k + ".command");
+      if (b.srv.command.find("{model}") == std::string::npos)
+        fail(s["command"], k + ".command", "must contain {model} (the model directory to serve)");
+      if (s["base_url"]) b.srv.base_url = str(s["base_url"], k + ".base_url");
+      if (s["model_name"]) b.srv.model_name = str(s["model_name"], k + ".model_name");
+      if (s["startup_timeout"]) {
+        b.srv.startup_timeout =
+            num<double>(s["startup_timeout"], k + ".startup_timeout", "seconds");
+        if (!(b.srv.startup_timeout > 0))
+          fail(s["startup_timeout"], k + ".startup_timeout", "must be positive");
+      }
+      if (s["concurrency"]) {
+        b.srv.concurrency = num<int>(s["concurrency"], k + ".concurrency", "a positive integer");
+        if (b.srv.concurrency <= 0) fail(s["concurrency"], k + ".concurrency", "must be positive");
+      }
+      try {
+        std::string probe = b.srv.base_url;
+        for (size_t p; (p = probe.find("{port}")) != std::string::npos;) probe.replace(p, 6, "1");
+        eval::HttpBackend::parse_base_url(probe);
+      } catch (const Error& e) {
+        fail(s["base_url"] ? s["base_url"] : s, k + ".base_url", e.what());
+      }
+    }
+    return b;
+  }
+};
+
+}  // namespace
+
+std::string safe_name(const std::string& s) {
+  std::string o;
+  for (char c : s)
+    o += (isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  return o.empty() ? "_" : o;
+}
+
+ExperimentConfig parse_experiment_config(const std::string& text, const fs::path& source) {
+  Parser P{source.string(), source.has_parent_path() ? source.parent_path() : fs::path(".")};
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw Error(P.src + ":" + std::to_string(e.mark.line + 1), "YAML syntax error: " + e.msg);
+  }
+  if (!root.IsMap()) throw Error(P.src, "expected a YAML mapping at the top level");
+  P.only_keys(
+      root, "",
+      {"vector", "targets", "alphas", "controls", "tasks", "limit", "seed", "data_dir", "backend"});
+  ExperimentConfig c;
+  c.source = source;
+
+  const YAML::Node v = root["vector"];
+  if (!v) P.fail(root, "vector", "missing (give {base: DIR, tuned: DIR} or {file: PATH})");
+  P.only_keys(v, "vector", {"base", "tuned", "file"});
+  if (v["file"]) {
+    if (v["base"] || v["tuned"])
+      P.fail(v, "vector", "give either 'file' or 'base' and 'tuned', not both");
+    c.vector_file = P.path(v["file"], "vector.file");
+  } else {
+    if (!v["base"]) P.fail(v, "vector.base", "missing (the SFT model directory)");
+    if (!v["tuned"]) P.fail(v, "vector.tuned", "missing (the GRPO/RL model directory)");
+    c.base = P.path(v["base"], "vector.base");
+    c.tuned = P.path(v["tuned"], "vector.tuned");
+  }
+
+  TargetBackend default_backend;
+  if (root["backend"]) default_backend = P.backend(root["backend"], "backend");
+
+  const YAML::Node t = root["targets"];
+  if (!t) P.fail(root, "targets", "missing (a list of model directories)");
+  if (!t.IsSequence() || t.size() == 0) P.fail(t, "targets", "expected a non-empty list");
+  std::set<std::string> names;
+  for (const auto& n : t) {
+    ExperimentTarget tg;
+    tg.backend = default_backend;
+    if (n.IsScalar()) {
+      tg.dir = P.path(n, "targets");
+    } else {
+      P.only_keys(n, "targets[]", {"name", "path", "backend"});
+      if (!n["path"]) P.fail(n, "targets[].path", "missing");
+      tg.dir = P.path(n["path"], "targets[].path");
+      if (n["name"]) tg.name = P.str(n["name"], "targets[].name");
+      if (n["backend"]) tg.backend = P.backend(n["backend"], "targets[].backend");
+    }
+    if (tg.name.empty()) tg.name = tg.dir.lexically_normal().filename().string();
+    if (tg.name.empty()) tg.name = tg.dir.lexically_normal().parent_path().filename().string();
+    if (!names.insert(tg.name).second)
+      P.fail(n, "targets", "duplicate target name '" + tg.name + "' (give each a distinct 'name')");
+    c.targets.push_back(tg);
+  }
+
+  if (const auto a = root["alphas"]) {
+    if (!a.IsSequence() || a.size() == 0)
+      P.fail(a, "alphas", "expected a non-empty list of numbers");
+    c.alphas.clear();
+    for (const auto& x : a) {
+      double d = P.num<double>(x, "alphas", "a number");
+      if (!std::isfinite(d)) P.fail(x, "alphas", "must be finite");
+      if (std::find(c.alphas.begin(), c.alphas.end(), d) != c.alphas.end())
+        P.fail(x, "alphas", "duplicate value " + x.Scalar());
+      c.alphas.push_back(d);
+    }
+  }
+
+  if (const auto k = root["controls"]) {
+    P.only_keys(k, "controls", {"random", "reverse"});
+    if (const auto r = k["random"]) {
+      if (r.IsMap()) {
+        P.only_keys(r, "controls.random", {"seed"});
+        c.control_random = true;
+        if (r["seed"])
+          c.random_seed =
+              P.num<uint64_t>(r["seed"], "controls.random.seed", "a non-negative integer");
+      } else {
+        c.control_random = P.boolean(r, "controls.random");
+      }
+    }
+    if (k["reverse"]) c.control_reverse = P.boolean(k["reverse"], "controls.reverse");
+  }
+
+  int default_limit = 0;
+  uint64_t default_seed = 1234;
+  if (root["limit"]) default_limit = P.num<int>(root["limit"], "limit", "a non-negative integer");
+  if (default_limit < 0) P.fail(root["limit"], "limit", "must be >= 0");
+  if (root["seed"]) default_seed = P.num<uint64_t>(root["seed"], "seed", "a non-negative integer");
+  if (root["data_dir"])
+    c.data_dir = P.path(root["data_dir"], "data_dir");
+  else
+    c.data_dir = eval::default_data_dir();
+
+  const YAML::Node ts = root["tasks"];
+  if (!ts) P.fail(root, "tasks", "missing (e.g. [gsm8k, sciq])");
+  if (!ts.IsSequence() || ts.size() == 0) P.fail(ts, "tasks", "expected a non-empty list");
+  std::set<std::string> labels;
+  const auto known = eval::task_names();
+  for (const auto& n : ts) {
+    ExperimentTask et;
+    et.options.data_dir = c.data_dir;
+    et.options.limit = default_limit;
+    et.options.seed = default_seed;
+    if (!n.IsScalar()) {
+      P.only_keys(n, "tasks[]",
+                  {"name", "label", "limit", "seed", "transforms", "cot_hint", "chat_template",
+                   "num_fewshot", "system_prompt", "fewshot_as_multiturn"});
+      if (!n["name"]) P.fail(n, "tasks[].name", "missing");
+      if (n["label"]) et.label = P.str(n["label"], "tasks[].label");
+      if (n["limit"])
+        et.options.limit = P.num<int>(n["limit"], "tasks[].limit", "a non-negative integer");
+      if (et.options.limit < 0) P.fail(n["limit"], "tasks[].limit", "must be >= 0");
+      if (n["seed"])
+        et.options.seed = P.num<uint64_t>(n["seed"], "tasks[].seed", "a non-negative integer");
+      if (n["transforms"])
+        et.options.transforms = P.str_list(n["transforms"], "tasks[].transforms");
+      if (n["cot_hint"]) et.options.cot_hint = P.boolean(n["cot_hint"], "tasks[].cot_hint");
+      if (n["chat_template"])
+        et.options.apply_chat_template = P.boolean(n["chat_template"], "tasks[].chat_template");
+      if (n["fewshot_as_multiturn"])
+        et.options.fewshot_as_multiturn =
+            P.boolean(n["fewshot_as_multiturn"], "tasks[].fewshot_as_multiturn");
+      if (n["num_fewshot"])
+        et.options.num_fewshot = P.num<int>(n["num_fewshot"], "tasks[].num_fewshot", "an integer");
+      if (n["system_prompt"])
+        et.options.system_prompt = P.str(n["system_prompt"], "tasks[].system_prompt");
+    }
+    // (yaml-cpp's Node::operator= writes through to the referenced node, so
+    // this is a fresh handle, never an assignment.)
+    const YAML::Node name_node = n.IsScalar() ? YAML::Node(n) : YAML::Node(n["name"]);
+    et.name = P.str(name_node, "tasks[].name");
+    if (std::find(known.begin(), known.end(), et.name) == known.end()) {
+      std::string list;
+      for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+      P.fail(name_node, "tasks", "unknown task '" + et.name + "' (known: " + list + ")");
+    }
+    if (et.label.empty()) et.label = et.name;
+    if (safe_name(et.label) != et.label)
+      P.fail(name_node, "tasks[].label",
+             "'" + et.label + "' may only use letters, digits, '-', '_' and '.'");
+    if (!labels.insert(et.label).second)
+      P.fail(name_node, "tasks",
+             "duplicate task column '" + et.label + "' (give task variants distinct 'label's)");
+    c.tasks.push_back(et);
+  }
+  return c;
+}
+
+ExperimentConfig load_experiment_config(const fs::path& path) {
+  if (!fs::exists(path)) throw Error(path.string(), "no such file");
+  return parse_experiment_config(read_file(path), path);
+}
+
+}  // namespace rv::experiment

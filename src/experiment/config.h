@@ -1,0 +1,86 @@
+// The experiment config (YAML) and its parser.
+//
+// Config (unknown keys are errors, messages are "FILE:LINE: key: problem"):
+//   vector: {base: DIR, tuned: DIR}   or   vector: {file: PATH}
+//   targets: [DIR, ...] or [{name: N, path: DIR, backend: ...}, ...]
+//   alphas: [-1, 0, 1]                  (default)
+//   controls: {random: true|{seed: N}, reverse: true}
+//   tasks: [gsm8k, {name: sciq, label: sciq_cot, limit: 50, seed: 1234,
+//           transforms: [typos:0.05], cot_hint: true, chat_template: true,
+//           num_fewshot: 5, system_prompt: "..."}]
+//   limit: N, seed: N                   (defaults for every task)
+//   data_dir: DIR                       (default: eval::default_data_dir())
+//   backend: engine | {engine: {max_batch: 64, max_context: 4096, kv_bf16: false}}
+//          | {server: {command: "vllm serve {model} --port {port}",
+//                      base_url: "http://127.0.0.1:{port}/v1",
+//                      startup_timeout: 600, concurrency: 8, model_name: NAME}}
+//   (a target's own `backend` overrides the top-level one)
+// Relative paths are relative to the config file's directory.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "eval/tasks/task.h"
+
+namespace rv::experiment {
+
+// An OpenAI-compatible server the experiment starts for each model variant.
+// `{model}` (the model directory) and `{port}` (a free local port) are
+// substituted in command, base_url and model_name.
+struct ServerSpec {
+  std::string command;
+  std::string base_url = "http://127.0.0.1:{port}/v1";
+  std::string model_name;        // empty: the first id GET /v1/models returns
+  double startup_timeout = 600;  // seconds until /v1/models must answer 200
+  int concurrency = 8;
+};
+
+// How a target's variants are evaluated: the built-in engine (settings
+// below) or a server started per variant (`srv`).
+struct TargetBackend {
+  bool server = false;
+  ServerSpec srv;
+  int max_batch = 64;  // built-in engine
+  int max_context = 4096;
+  bool kv_bf16 = false;  // built-in engine: bf16 KV cache (--kv-bf16)
+};
+
+struct ExperimentTask {
+  std::string name;   // eval::make_task name
+  std::string label;  // unique column name (default: name)
+  eval::TaskOptions options;
+};
+
+struct ExperimentTarget {
+  std::string name;  // unique row prefix (default: the directory's name)
+  std::filesystem::path dir;
+  TargetBackend backend;
+};
+
+struct ExperimentConfig {
+  std::filesystem::path source;  // the YAML file (for messages)
+  std::filesystem::path base, tuned;
+  std::filesystem::path vector_file;  // used instead of base/tuned when set
+  std::vector<ExperimentTarget> targets;
+  std::vector<double> alphas = {-1, 0, 1};
+  bool control_random = false;
+  uint64_t random_seed = 0;
+  bool control_reverse = false;
+  std::vector<ExperimentTask> tasks;
+  std::filesystem::path data_dir;
+};
+
+// Parses and validates a config (paths resolved, names unique, tasks known).
+// Throws rv::Error("FILE:LINE: key: problem"). Does not touch model files.
+ExperimentConfig load_experiment_config(const std::filesystem::path& yaml_path);
+ExperimentConfig parse_experiment_config(const std::string& yaml_text,
+                                         const std::filesystem::path& source);
+
+// `s` with every character other than letters, digits, '-', '_' and '.'
+// replaced by '_' ("_" for an empty string): a file-system safe name.
+std::string safe_name(const std::string& s);
+
+}  // namespace rv::experiment
