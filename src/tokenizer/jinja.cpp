@@ -17,6 +17,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "tokenizer/jinja.h"
 #include "tokenizer/jinja_parse.h"
 
@@ -62,54 +63,40 @@ std::string type_obj(const Value& v) {
 
 // --- small Python string helpers built on jinja_value -----------------------
 
-bool is_cased(std::string_view ch) {
-  return ascii_upper(ch) != ch || ascii_lower(ch) != ch;
+// Whether a character has a case mapping (what isalpha/isalnum accept beyond ASCII).
+bool has_case(std::string_view ch) {
+  return text::upper(ch) != ch || text::lower(ch) != ch;
 }
 
-std::string py_title(std::string_view s) {
-  std::string out;
-  bool prev_cased = false;
-  for (auto ch : utf8_chars(s)) {
-    bool c = is_cased(ch);
-    out += c ? (prev_cased ? ascii_lower(ch) : ascii_upper(ch)) : std::string(ch);
-    prev_cased = c;
-  }
-  return out;
-}
-
-std::string py_capitalize(std::string_view s) {
-  auto chars = utf8_chars(s);
-  std::string out;
-  for (size_t k = 0; k < chars.size(); ++k)
-    out += k == 0 ? ascii_upper(chars[k]) : ascii_lower(chars[k]);
-  return out;
-}
-
-// Jinja2's title filter: words start after runs of "-", whitespace, "(", "{", "[", "<".
+// Jinja2's title filter: words start after runs of "-", whitespace, "(", "{",
+// "[", "<"; each word becomes word[0].upper() + word[1:].lower().
 std::string jinja_title(std::string_view s) {
   std::string out;
-  bool start = true;
-  for (auto ch : utf8_chars(s)) {
-    uint32_t c0 = static_cast<unsigned char>(ch[0]);
-    bool sep = ch.size() == 1 &&
-               (c0 == '-' || c0 == '(' || c0 == '{' || c0 == '[' || c0 == '<' || py_isspace(c0));
-    if (ch.size() > 1 && (ch == "\xc2\x85" || ch == "\xc2\xa0" || ch == "\xe2\x80\xa8" ||
-                          ch == "\xe2\x80\xa9" || ch == "\xe3\x80\x80"))
-      sep = true;
-    if (sep) {
-      out += ch;
-      start = true;
-    } else {
-      out += start ? ascii_upper(ch) : ascii_lower(ch);
-      start = false;
+  auto is_sep = [](std::string_view ch) {
+    size_t len = 0;
+    int32_t cp = text::decode_utf8(ch, 0, len);
+    return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' ||
+           (cp >= 0 && text::is_space(static_cast<uint32_t>(cp)));
+  };
+  auto chars = text::chars(s);
+  for (size_t k = 0; k < chars.size();) {
+    if (is_sep(chars[k])) {
+      out += chars[k++];
+      continue;
     }
+    size_t e = k + 1;
+    while (e < chars.size() && !is_sep(chars[e])) ++e;
+    const char* rest = chars[k].data() + chars[k].size();
+    out += text::upper(chars[k]);
+    out += text::lower(std::string_view(rest, chars[e - 1].data() + chars[e - 1].size() - rest));
+    k = e;
   }
   return out;
 }
 
 std::vector<std::string> py_splitlines(std::string_view s, bool keepends) {
   std::vector<std::string> out;
-  auto chars = utf8_chars(s);
+  auto chars = text::chars(s);
   std::string line;
   for (size_t k = 0; k < chars.size(); ++k) {
     auto ch = chars[k];
@@ -202,7 +189,7 @@ std::vector<Value> iterate(const Value& v) {
       for (const auto& kv : v.d->items) out.push_back(Value::str(kv.first));
       break;
     case T::Str:
-      for (auto ch : utf8_chars(v.s)) out.push_back(Value::str(std::string(ch)));
+      for (auto ch : text::chars(v.s)) out.push_back(Value::str(std::string(ch)));
       break;
     default:
       fail(std::string("'") + type_name(v) + "' object is not iterable");
@@ -215,7 +202,7 @@ int64_t length(const Value& v) {
     case T::Undefined:
       return 0;
     case T::Str:
-      return static_cast<int64_t>(utf8_len(v.s));
+      return static_cast<int64_t>(text::length(v.s));
     case T::List:
     case T::Tuple:
       return static_cast<int64_t>(v.l->size());
@@ -379,7 +366,7 @@ std::string html_escape(const std::string& s) {
 
 // Parses a Python int() literal (optional sign, underscores, surrounding whitespace).
 std::optional<int64_t> parse_int(const std::string& s, int base) {
-  std::string t = py_strip(s, nullptr, true, true);
+  std::string t = text::strip(s);
   std::string digits;
   for (size_t k = 0; k < t.size(); ++k) {
     if (t[k] == '_' && k > 0 && k + 1 < t.size() &&
@@ -397,7 +384,7 @@ std::optional<int64_t> parse_int(const std::string& s, int base) {
 }
 
 std::optional<double> parse_float(const std::string& s) {
-  std::string t = py_strip(s, nullptr, true, true);
+  std::string t = text::strip(s);
   if (t.empty()) return std::nullopt;
   char* end = nullptr;
   double v = std::strtod(t.c_str(), &end);
@@ -639,7 +626,7 @@ class Interp {
       if (k < 0 || k >= n)
         return Value::undefined("'" + type_obj(obj) + "' has no element " + std::to_string(key.i));
       if (obj.t == T::Str)
-        return Value::str(std::string(utf8_chars(obj.s)[static_cast<size_t>(k)]));
+        return Value::str(std::string(text::chars(obj.s)[static_cast<size_t>(k)]));
       return (*obj.l)[static_cast<size_t>(k)];
     }
     if ((obj.t == T::Dict || obj.t == T::Namespace) && key.t == T::Str) {
@@ -683,18 +670,18 @@ class Interp {
 
   Value str_method(const Value& obj, const std::string& name) {
     std::string s = obj.s;
-    auto strip_fn = [s](bool l, bool r, const char* n) {
-      return Value::func(n, [s, l, r, n](CallArgs& a) {
+    auto strip_fn = [s](text::Side side, const char* n) {
+      return Value::func(n, [s, side, n](CallArgs& a) {
         a.check(n, 1, {});
         const Value* c = a.get(0, "");
         if (c && c->t != T::None)
-          return Value::str(py_strip(s, &to_str_arg(*c, "strip chars"), l, r));
-        return Value::str(py_strip(s, nullptr, l, r));
+          return Value::str(text::strip(s, to_str_arg(*c, "strip chars"), side));
+        return Value::str(text::strip(s, side));
       });
     };
-    if (name == "strip") return strip_fn(true, true, "strip");
-    if (name == "lstrip") return strip_fn(true, false, "lstrip");
-    if (name == "rstrip") return strip_fn(false, true, "rstrip");
+    if (name == "strip") return strip_fn(text::Side::kBoth, "strip");
+    if (name == "lstrip") return strip_fn(text::Side::kLeft, "lstrip");
+    if (name == "rstrip") return strip_fn(text::Side::kRight, "rstrip");
     if (name == "startswith" || name == "endswith") {
       bool start = name == "startswith";
       return Value::func(name, [s, start](CallArgs& a) {
@@ -737,7 +724,8 @@ class Interp {
           parts.push_back(s.substr(0, end));
           std::reverse(parts.begin(), parts.end());
         } else {
-          parts = py_split(s, sp, maxsplit);
+          if (sp && sp->empty()) fail("empty separator");
+          parts = sp ? text::split(s, *sp, maxsplit) : text::split(s, maxsplit);
         }
         List out;
         for (auto& p : parts) out.push_back(Value::str(std::move(p)));
@@ -758,10 +746,10 @@ class Interp {
         return Value::str(f(s));
       });
     };
-    if (name == "upper") return unary("upper", ascii_upper);
-    if (name == "lower") return unary("lower", ascii_lower);
-    if (name == "title") return unary("title", py_title);
-    if (name == "capitalize") return unary("capitalize", py_capitalize);
+    if (name == "upper") return unary("upper", text::upper);
+    if (name == "lower") return unary("lower", text::lower);
+    if (name == "title") return unary("title", text::title);
+    if (name == "capitalize") return unary("capitalize", text::capitalize);
     if (name == "replace")
       return Value::func(name, [s](CallArgs& a) {
         a.check("replace", 3, {"count"});
@@ -779,9 +767,9 @@ class Interp {
         if (name == "find") {
           size_t k = s.find(sub);
           return Value::integer(
-              k == std::string::npos ? -1 : static_cast<int64_t>(utf8_len(s.substr(0, k))));
+              k == std::string::npos ? -1 : static_cast<int64_t>(text::length(s.substr(0, k))));
         }
-        if (sub.empty()) return Value::integer(static_cast<int64_t>(utf8_len(s)) + 1);
+        if (sub.empty()) return Value::integer(static_cast<int64_t>(text::length(s)) + 1);
         int64_t n = 0;
         for (size_t k = s.find(sub); k != std::string::npos; k = s.find(sub, k + sub.size())) ++n;
         return Value::integer(n);
@@ -805,12 +793,14 @@ class Interp {
       return Value::func(name, [s, name](CallArgs& a) {
         a.check(name.c_str(), 0, {});
         if (s.empty()) return Value::boolean(false);
-        for (auto ch : utf8_chars(s)) {
+        for (auto ch : text::chars(s)) {
           unsigned char c = static_cast<unsigned char>(ch[0]);
+          size_t len = 0;
+          int32_t cp = text::decode_utf8(ch, 0, len);
           bool ok = name == "isdigit"   ? ch.size() == 1 && std::isdigit(c)
-                    : name == "isspace" ? ch.size() == 1 && py_isspace(c)
-                    : name == "isalpha" ? (ch.size() == 1 ? std::isalpha(c) != 0 : is_cased(ch))
-                                        : (ch.size() == 1 ? std::isalnum(c) != 0 : is_cased(ch));
+                    : name == "isspace" ? cp >= 0 && text::is_space(static_cast<uint32_t>(cp))
+                    : name == "isalpha" ? (ch.size() == 1 ? std::isalpha(c) != 0 : has_case(ch))
+                                        : (ch.size() == 1 ? std::isalnum(c) != 0 : has_case(ch));
           if (!ok) return Value::boolean(false);
         }
         return Value::boolean(true);
@@ -887,8 +877,8 @@ class Interp {
     if (name == "gt" || name == "greaterthan") return compare(v, arg(0), ">") > 0;
     if (name == "ge") return compare(v, arg(0), ">=") >= 0;
     if (name == "in") return contains(arg(0), v);
-    if (name == "lower") return v.t == T::Str && ascii_lower(v.s) == v.s;
-    if (name == "upper") return v.t == T::Str && ascii_upper(v.s) == v.s;
+    if (name == "lower") return v.t == T::Str && text::lower(v.s) == v.s;
+    if (name == "upper") return v.t == T::Str && text::upper(v.s) == v.s;
     if (name == "sameas") {
       const Value& o = arg(0);
       if (v.t != o.t) return false;
@@ -959,17 +949,16 @@ class Interp {
       a.check("trim", 1, {"chars"});
       const Value* c = a.get(0, "chars");
       std::string s = str_of();
-      if (c && c->t != T::None)
-        return Value::str(py_strip(s, &to_str_arg(*c, "chars"), true, true));
-      return Value::str(py_strip(s, nullptr, true, true));
+      if (c && c->t != T::None) return Value::str(text::strip(s, to_str_arg(*c, "chars")));
+      return Value::str(text::strip(s));
     }
     if (name == "upper" || name == "lower" || name == "title" || name == "capitalize") {
       a.check(name.c_str(), 0, {});
       std::string s = str_of();
-      if (name == "upper") return Value::str(ascii_upper(s));
-      if (name == "lower") return Value::str(ascii_lower(s));
+      if (name == "upper") return Value::str(text::upper(s));
+      if (name == "lower") return Value::str(text::lower(s));
       if (name == "title") return Value::str(jinja_title(s));
-      return Value::str(py_capitalize(s));
+      return Value::str(text::capitalize(s));
     }
     if (name == "string") {
       a.check("string", 0, {});
@@ -1077,7 +1066,7 @@ class Interp {
     if (name == "reverse") {
       a.check("reverse", 0, {});
       if (v.t == T::Str) {
-        auto chars = utf8_chars(v.s);
+        auto chars = text::chars(v.s);
         std::string out;
         for (auto it = chars.rbegin(); it != chars.rend(); ++it) out += *it;
         return Value::str(out);
@@ -1105,7 +1094,7 @@ class Interp {
       List out, keys;
       for (const auto& x : iterate(v)) {
         Value key = attr ? attr_path(x, to_str(*attr)) : x;
-        if (!case_sensitive && key.t == T::Str) key = Value::str(ascii_lower(key.s));
+        if (!case_sensitive && key.t == T::Str) key = Value::str(text::lower(key.s));
         bool seen = false;
         for (const auto& k : keys) seen = seen || equal(k, key);
         if (!seen) {
@@ -1201,7 +1190,7 @@ class Interp {
   void sort_values(std::vector<Value>& items, bool case_sensitive, bool reverse, Key key) {
     auto norm = [&](const Value& x) {
       Value k = key(x);
-      if (!case_sensitive && k.t == T::Str) return Value::str(ascii_lower(k.s));
+      if (!case_sensitive && k.t == T::Str) return Value::str(text::lower(k.s));
       return k;
     };
     std::vector<std::pair<Value, size_t>> keyed;
@@ -1260,7 +1249,7 @@ class Interp {
         auto idx = slice_indices(length(obj), e.a[1] ? &parts[0] : nullptr,
                                  e.a[2] ? &parts[1] : nullptr, e.a[3] ? &parts[2] : nullptr);
         if (obj.t == T::Str) {
-          auto chars = utf8_chars(obj.s);
+          auto chars = text::chars(obj.s);
           std::string out;
           for (size_t k : idx) out += chars[k];
           return Value::str(out);
