@@ -14,38 +14,16 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <set>
+#include <unordered_map>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "tokenizer/jinja.h"
 #include "tokenizer/jinja_parse.h"
 
 namespace rv::jinja {
 
 using namespace detail;
-
-namespace detail {
-
-bool is_known_filter(const std::string& n) {
-  static const std::set<std::string> k = {
-      "abs",     "capitalize", "count", "d",      "default",    "dictsort", "e",
-      "escape",  "first",      "float", "indent", "int",        "items",    "join",
-      "last",    "length",     "list",  "lower",  "map",        "reject",   "rejectattr",
-      "replace", "reverse",    "safe",  "select", "selectattr", "sort",     "string",
-      "title",   "tojson",     "trim",  "unique", "upper"};
-  return k.count(n) > 0;
-}
-
-bool is_known_test(const std::string& n) {
-  static const std::set<std::string> k = {
-      "boolean",  "callable", "defined", "divisibleby", "eq",        "equalto", "even",     "false",
-      "float",    "ge",       "gt",      "greaterthan", "in",        "integer", "iterable", "le",
-      "lessthan", "lower",    "lt",      "mapping",     "ne",        "none",    "number",   "odd",
-      "sameas",   "sequence", "string",  "true",        "undefined", "upper"};
-  return k.count(n) > 0;
-}
-
-}  // namespace detail
 
 namespace {
 
@@ -62,54 +40,40 @@ std::string type_obj(const Value& v) {
 
 // --- small Python string helpers built on jinja_value -----------------------
 
-bool is_cased(std::string_view ch) {
-  return ascii_upper(ch) != ch || ascii_lower(ch) != ch;
+// Whether a character has a case mapping (what isalpha/isalnum accept beyond ASCII).
+bool has_case(std::string_view ch) {
+  return text::upper(ch) != ch || text::lower(ch) != ch;
 }
 
-std::string py_title(std::string_view s) {
-  std::string out;
-  bool prev_cased = false;
-  for (auto ch : utf8_chars(s)) {
-    bool c = is_cased(ch);
-    out += c ? (prev_cased ? ascii_lower(ch) : ascii_upper(ch)) : std::string(ch);
-    prev_cased = c;
-  }
-  return out;
-}
-
-std::string py_capitalize(std::string_view s) {
-  auto chars = utf8_chars(s);
-  std::string out;
-  for (size_t k = 0; k < chars.size(); ++k)
-    out += k == 0 ? ascii_upper(chars[k]) : ascii_lower(chars[k]);
-  return out;
-}
-
-// Jinja2's title filter: words start after runs of "-", whitespace, "(", "{", "[", "<".
+// Jinja2's title filter: words start after runs of "-", whitespace, "(", "{",
+// "[", "<"; each word becomes word[0].upper() + word[1:].lower().
 std::string jinja_title(std::string_view s) {
   std::string out;
-  bool start = true;
-  for (auto ch : utf8_chars(s)) {
-    uint32_t c0 = static_cast<unsigned char>(ch[0]);
-    bool sep = ch.size() == 1 &&
-               (c0 == '-' || c0 == '(' || c0 == '{' || c0 == '[' || c0 == '<' || py_isspace(c0));
-    if (ch.size() > 1 && (ch == "\xc2\x85" || ch == "\xc2\xa0" || ch == "\xe2\x80\xa8" ||
-                          ch == "\xe2\x80\xa9" || ch == "\xe3\x80\x80"))
-      sep = true;
-    if (sep) {
-      out += ch;
-      start = true;
-    } else {
-      out += start ? ascii_upper(ch) : ascii_lower(ch);
-      start = false;
+  auto is_sep = [](std::string_view ch) {
+    size_t len = 0;
+    int32_t cp = text::decode_utf8(ch, 0, len);
+    return cp == '-' || cp == '(' || cp == '{' || cp == '[' || cp == '<' ||
+           (cp >= 0 && text::is_space(static_cast<uint32_t>(cp)));
+  };
+  auto chars = text::chars(s);
+  for (size_t k = 0; k < chars.size();) {
+    if (is_sep(chars[k])) {
+      out += chars[k++];
+      continue;
     }
+    size_t e = k + 1;
+    while (e < chars.size() && !is_sep(chars[e])) ++e;
+    const char* rest = chars[k].data() + chars[k].size();
+    out += text::upper(chars[k]);
+    out += text::lower(std::string_view(rest, chars[e - 1].data() + chars[e - 1].size() - rest));
+    k = e;
   }
   return out;
 }
 
 std::vector<std::string> py_splitlines(std::string_view s, bool keepends) {
   std::vector<std::string> out;
-  auto chars = utf8_chars(s);
+  auto chars = text::chars(s);
   std::string line;
   for (size_t k = 0; k < chars.size(); ++k) {
     auto ch = chars[k];
@@ -202,7 +166,7 @@ std::vector<Value> iterate(const Value& v) {
       for (const auto& kv : v.d->items) out.push_back(Value::str(kv.first));
       break;
     case T::Str:
-      for (auto ch : utf8_chars(v.s)) out.push_back(Value::str(std::string(ch)));
+      for (auto ch : text::chars(v.s)) out.push_back(Value::str(std::string(ch)));
       break;
     default:
       fail(std::string("'") + type_name(v) + "' object is not iterable");
@@ -215,7 +179,7 @@ int64_t length(const Value& v) {
     case T::Undefined:
       return 0;
     case T::Str:
-      return static_cast<int64_t>(utf8_len(v.s));
+      return static_cast<int64_t>(text::length(v.s));
     case T::List:
     case T::Tuple:
       return static_cast<int64_t>(v.l->size());
@@ -379,7 +343,7 @@ std::string html_escape(const std::string& s) {
 
 // Parses a Python int() literal (optional sign, underscores, surrounding whitespace).
 std::optional<int64_t> parse_int(const std::string& s, int base) {
-  std::string t = py_strip(s, nullptr, true, true);
+  std::string t = text::strip(s);
   std::string digits;
   for (size_t k = 0; k < t.size(); ++k) {
     if (t[k] == '_' && k > 0 && k + 1 < t.size() &&
@@ -397,7 +361,7 @@ std::optional<int64_t> parse_int(const std::string& s, int base) {
 }
 
 std::optional<double> parse_float(const std::string& s) {
-  std::string t = py_strip(s, nullptr, true, true);
+  std::string t = text::strip(s);
   if (t.empty()) return std::nullopt;
   char* end = nullptr;
   double v = std::strtod(t.c_str(), &end);
@@ -427,6 +391,140 @@ struct Scope {
 };
 
 enum class Flow { Normal, Break, Continue };
+
+// Jinja tests by name: one table answers both "is this test known" (the
+// parser rejects unknown ones) and "run it".
+using TestFn = bool (*)(const std::string& name, const Value& v, const std::vector<Value>& args);
+
+const Value& test_arg(const std::string& name, const std::vector<Value>& args, size_t k) {
+  if (k >= args.size()) fail("test '" + name + "' needs an argument");
+  return args[k];
+}
+
+const std::unordered_map<std::string, TestFn>& tests() {
+  struct Entry {
+    std::initializer_list<const char*> names;
+    TestFn fn;
+  };
+  static const std::unordered_map<std::string, TestFn> table = [] {
+    const Entry entries[] = {
+        {{"defined"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return !v.is_undefined(); }},
+        {{"undefined"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.is_undefined(); }},
+        {{"none"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.t == T::None; }},
+        {{"boolean"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.t == T::Bool; }},
+        {{"true"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.t == T::Bool && v.b; }},
+        {{"false"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.t == T::Bool && !v.b; }},
+        {{"integer"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.t == T::Int; }},
+        {{"float"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.t == T::Float; }},
+        {{"number"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.is_num(); }},
+        {{"string"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.t == T::Str; }},
+        {{"mapping"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.t == T::Dict; }},
+        {{"iterable", "sequence"},
+         [](const std::string& /*name*/, const Value& v, const std::vector<Value>& /*args*/)
+             -> bool { return v.t == T::Str || v.is_seq() || v.t == T::Dict || v.is_undefined(); }},
+        {{"callable"},
+         [](const std::string& /*name*/, const Value& v,
+            const std::vector<Value>& /*args*/) -> bool { return v.t == T::Func; }},
+        {{"odd", "even", "divisibleby"},
+         [](const std::string& name, const Value& v, const std::vector<Value>& args) -> bool {
+           int64_t x = to_int_arg(v, name.c_str());
+           if (name == "divisibleby") {
+             int64_t d = to_int_arg(test_arg(name, args, 0), "divisibleby argument");
+             if (d == 0) fail("integer division or modulo by zero");
+             return x % d == 0;
+           }
+           return (((x % 2) + 2) % 2 == 1) == (name == "odd");
+         }},
+        {{"eq", "equalto"},
+         [](const std::string& name, const Value& v, const std::vector<Value>& args) -> bool {
+           return equal(v, test_arg(name, args, 0));
+         }},
+        {{"ne"},
+         [](const std::string& name, const Value& v, const std::vector<Value>& args) -> bool {
+           return !equal(v, test_arg(name, args, 0));
+         }},
+        {{"lt", "lessthan"},
+         [](const std::string& name, const Value& v, const std::vector<Value>& args) -> bool {
+           return compare(v, test_arg(name, args, 0), "<") < 0;
+         }},
+        {{"le"},
+         [](const std::string& name, const Value& v, const std::vector<Value>& args) -> bool {
+           return compare(v, test_arg(name, args, 0), "<=") <= 0;
+         }},
+        {{"gt", "greaterthan"},
+         [](const std::string& name, const Value& v, const std::vector<Value>& args) -> bool {
+           return compare(v, test_arg(name, args, 0), ">") > 0;
+         }},
+        {{"ge"},
+         [](const std::string& name, const Value& v, const std::vector<Value>& args) -> bool {
+           return compare(v, test_arg(name, args, 0), ">=") >= 0;
+         }},
+        {{"in"},
+         [](const std::string& name, const Value& v, const std::vector<Value>& args) -> bool {
+           return contains(test_arg(name, args, 0), v);
+         }},
+        {{"lower"},
+         [](const std::string& /*name*/, const Value& v, const std::vector<Value>& /*args*/)
+             -> bool { return v.t == T::Str && text::lower(v.s) == v.s; }},
+        {{"upper"},
+         [](const std::string& /*name*/, const Value& v, const std::vector<Value>& /*args*/)
+             -> bool { return v.t == T::Str && text::upper(v.s) == v.s; }},
+        {{"sameas"},
+         [](const std::string& name, const Value& v, const std::vector<Value>& args) -> bool {
+           const Value& o = test_arg(name, args, 0);
+           if (v.t != o.t) return false;
+           switch (v.t) {
+             case T::None:
+             case T::Undefined:
+               return true;
+             case T::Bool:
+               return v.b == o.b;
+             case T::Int:
+               return v.i == o.i;
+             case T::Str:
+               return v.s == o.s;
+             case T::List:
+             case T::Tuple:
+               return v.l == o.l;
+             case T::Dict:
+             case T::Namespace:
+               return v.d == o.d;
+             case T::Func:
+               return v.fn == o.fn;
+             default:
+               return false;
+           }
+         }},
+    };
+    std::unordered_map<std::string, TestFn> t;
+    for (const auto& e : entries)
+      for (const char* n : e.names) t.emplace(n, e.fn);
+    return t;
+  }();
+  return table;
+}
 
 class Interp {
  public:
@@ -639,7 +737,7 @@ class Interp {
       if (k < 0 || k >= n)
         return Value::undefined("'" + type_obj(obj) + "' has no element " + std::to_string(key.i));
       if (obj.t == T::Str)
-        return Value::str(std::string(utf8_chars(obj.s)[static_cast<size_t>(k)]));
+        return Value::str(std::string(text::chars(obj.s)[static_cast<size_t>(k)]));
       return (*obj.l)[static_cast<size_t>(k)];
     }
     if ((obj.t == T::Dict || obj.t == T::Namespace) && key.t == T::Str) {
@@ -683,18 +781,18 @@ class Interp {
 
   Value str_method(const Value& obj, const std::string& name) {
     std::string s = obj.s;
-    auto strip_fn = [s](bool l, bool r, const char* n) {
-      return Value::func(n, [s, l, r, n](CallArgs& a) {
+    auto strip_fn = [s](text::Side side, const char* n) {
+      return Value::func(n, [s, side, n](CallArgs& a) {
         a.check(n, 1, {});
         const Value* c = a.get(0, "");
         if (c && c->t != T::None)
-          return Value::str(py_strip(s, &to_str_arg(*c, "strip chars"), l, r));
-        return Value::str(py_strip(s, nullptr, l, r));
+          return Value::str(text::strip(s, to_str_arg(*c, "strip chars"), side));
+        return Value::str(text::strip(s, side));
       });
     };
-    if (name == "strip") return strip_fn(true, true, "strip");
-    if (name == "lstrip") return strip_fn(true, false, "lstrip");
-    if (name == "rstrip") return strip_fn(false, true, "rstrip");
+    if (name == "strip") return strip_fn(text::Side::kBoth, "strip");
+    if (name == "lstrip") return strip_fn(text::Side::kLeft, "lstrip");
+    if (name == "rstrip") return strip_fn(text::Side::kRight, "rstrip");
     if (name == "startswith" || name == "endswith") {
       bool start = name == "startswith";
       return Value::func(name, [s, start](CallArgs& a) {
@@ -737,7 +835,8 @@ class Interp {
           parts.push_back(s.substr(0, end));
           std::reverse(parts.begin(), parts.end());
         } else {
-          parts = py_split(s, sp, maxsplit);
+          if (sp && sp->empty()) fail("empty separator");
+          parts = sp ? text::split(s, *sp, maxsplit) : text::split(s, maxsplit);
         }
         List out;
         for (auto& p : parts) out.push_back(Value::str(std::move(p)));
@@ -758,10 +857,10 @@ class Interp {
         return Value::str(f(s));
       });
     };
-    if (name == "upper") return unary("upper", ascii_upper);
-    if (name == "lower") return unary("lower", ascii_lower);
-    if (name == "title") return unary("title", py_title);
-    if (name == "capitalize") return unary("capitalize", py_capitalize);
+    if (name == "upper") return unary("upper", text::upper);
+    if (name == "lower") return unary("lower", text::lower);
+    if (name == "title") return unary("title", text::title);
+    if (name == "capitalize") return unary("capitalize", text::capitalize);
     if (name == "replace")
       return Value::func(name, [s](CallArgs& a) {
         a.check("replace", 3, {"count"});
@@ -779,9 +878,9 @@ class Interp {
         if (name == "find") {
           size_t k = s.find(sub);
           return Value::integer(
-              k == std::string::npos ? -1 : static_cast<int64_t>(utf8_len(s.substr(0, k))));
+              k == std::string::npos ? -1 : static_cast<int64_t>(text::length(s.substr(0, k))));
         }
-        if (sub.empty()) return Value::integer(static_cast<int64_t>(utf8_len(s)) + 1);
+        if (sub.empty()) return Value::integer(static_cast<int64_t>(text::length(s)) + 1);
         int64_t n = 0;
         for (size_t k = s.find(sub); k != std::string::npos; k = s.find(sub, k + sub.size())) ++n;
         return Value::integer(n);
@@ -805,12 +904,14 @@ class Interp {
       return Value::func(name, [s, name](CallArgs& a) {
         a.check(name.c_str(), 0, {});
         if (s.empty()) return Value::boolean(false);
-        for (auto ch : utf8_chars(s)) {
+        for (auto ch : text::chars(s)) {
           unsigned char c = static_cast<unsigned char>(ch[0]);
+          size_t len = 0;
+          int32_t cp = text::decode_utf8(ch, 0, len);
           bool ok = name == "isdigit"   ? ch.size() == 1 && std::isdigit(c)
-                    : name == "isspace" ? ch.size() == 1 && py_isspace(c)
-                    : name == "isalpha" ? (ch.size() == 1 ? std::isalpha(c) != 0 : is_cased(ch))
-                                        : (ch.size() == 1 ? std::isalnum(c) != 0 : is_cased(ch));
+                    : name == "isspace" ? cp >= 0 && text::is_space(static_cast<uint32_t>(cp))
+                    : name == "isalpha" ? (ch.size() == 1 ? std::isalpha(c) != 0 : has_case(ch))
+                                        : (ch.size() == 1 ? std::isalnum(c) != 0 : has_case(ch));
           if (!ok) return Value::boolean(false);
         }
         return Value::boolean(true);
@@ -853,355 +954,370 @@ class Interp {
   }
 
   bool run_test(const std::string& name, const Value& v, const std::vector<Value>& args) {
-    auto arg = [&](size_t k) -> const Value& {
-      if (k >= args.size()) fail("test '" + name + "' needs an argument");
-      return args[k];
-    };
-    if (name == "defined") return !v.is_undefined();
-    if (name == "undefined") return v.is_undefined();
-    if (name == "none") return v.t == T::None;
-    if (name == "boolean") return v.t == T::Bool;
-    if (name == "true") return v.t == T::Bool && v.b;
-    if (name == "false") return v.t == T::Bool && !v.b;
-    if (name == "integer") return v.t == T::Int;
-    if (name == "float") return v.t == T::Float;
-    if (name == "number") return v.is_num();
-    if (name == "string") return v.t == T::Str;
-    if (name == "mapping") return v.t == T::Dict;
-    if (name == "iterable" || name == "sequence")
-      return v.t == T::Str || v.is_seq() || v.t == T::Dict || v.is_undefined();
-    if (name == "callable") return v.t == T::Func;
-    if (name == "odd" || name == "even" || name == "divisibleby") {
-      int64_t x = to_int_arg(v, name.c_str());
-      if (name == "divisibleby") {
-        int64_t d = to_int_arg(arg(0), "divisibleby argument");
-        if (d == 0) fail("integer division or modulo by zero");
-        return x % d == 0;
-      }
-      return (((x % 2) + 2) % 2 == 1) == (name == "odd");
-    }
-    if (name == "eq" || name == "equalto") return equal(v, arg(0));
-    if (name == "ne") return !equal(v, arg(0));
-    if (name == "lt" || name == "lessthan") return compare(v, arg(0), "<") < 0;
-    if (name == "le") return compare(v, arg(0), "<=") <= 0;
-    if (name == "gt" || name == "greaterthan") return compare(v, arg(0), ">") > 0;
-    if (name == "ge") return compare(v, arg(0), ">=") >= 0;
-    if (name == "in") return contains(arg(0), v);
-    if (name == "lower") return v.t == T::Str && ascii_lower(v.s) == v.s;
-    if (name == "upper") return v.t == T::Str && ascii_upper(v.s) == v.s;
-    if (name == "sameas") {
-      const Value& o = arg(0);
-      if (v.t != o.t) return false;
-      switch (v.t) {
-        case T::None:
-        case T::Undefined:
-          return true;
-        case T::Bool:
-          return v.b == o.b;
-        case T::Int:
-          return v.i == o.i;
-        case T::Str:
-          return v.s == o.s;
-        case T::List:
-        case T::Tuple:
-          return v.l == o.l;
-        case T::Dict:
-        case T::Namespace:
-          return v.d == o.d;
-        case T::Func:
-          return v.fn == o.fn;
-        default:
-          return false;
-      }
-    }
-    fail("unsupported Jinja test '" + name + "'");
+    auto it = tests().find(name);
+    if (it == tests().end()) fail("unsupported Jinja test '" + name + "'");
+    return it->second(name, v, args);
   }
 
+ public:
+  // Jinja filters by name: one table answers both "is this filter known"
+  // (the parser rejects unknown ones) and "apply it".
+  using FilterFn = Value (*)(Interp& in, const std::string& name, const Value& v, CallArgs& a,
+                             Scope& sc);
+  static const std::unordered_map<std::string, FilterFn>& filters() {
+    struct Entry {
+      std::initializer_list<const char*> names;
+      FilterFn fn;
+    };
+    static const std::unordered_map<std::string, FilterFn> table = [] {
+      const Entry entries[] = {
+          {{"default", "d"},
+           [](Interp& /*in*/, const std::string& name, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check(name.c_str(), 2, {"default_value", "boolean"});
+             const Value* dv = a.get(0, "default_value");
+             const Value* b = a.get(1, "boolean");
+             bool use = v.is_undefined() || (b && truthy(*b) && !truthy(v));
+             return use ? (dv ? *dv : Value::str("")) : v;
+           }},
+          {{"tojson"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             // transformers: tojson(x, ensure_ascii=False, indent=None, separators=None,
+             // sort_keys=False)
+             a.check("tojson", 4, {"ensure_ascii", "indent", "separators", "sort_keys"});
+             const Value* ea = a.get(0, "ensure_ascii");
+             const Value* ind = a.get(1, "indent");
+             const Value* seps = a.get(2, "separators");
+             const Value* sk = a.get(3, "sort_keys");
+             int indent = -1;
+             std::string indent_str;
+             if (ind && ind->t != T::None) {
+               if (ind->t == T::Str)
+                 fail("unsupported Jinja construct: tojson with a string indent");
+               int64_t n = to_int_arg(*ind, "indent");
+               indent = static_cast<int>(std::clamp<int64_t>(n, 0, 1000));
+             }
+             std::string isep, ksep;
+             bool have_seps = seps && seps->t != T::None;
+             if (have_seps) {
+               if (!seps->is_seq() || seps->l->size() != 2)
+                 fail("separators must be a (item_separator, key_separator) pair");
+               isep = to_str_arg((*seps->l)[0], "item separator");
+               ksep = to_str_arg((*seps->l)[1], "key separator");
+             }
+             return Value::str(to_json(v, indent, ea && truthy(*ea), sk && truthy(*sk),
+                                       have_seps ? &isep : nullptr, have_seps ? &ksep : nullptr));
+           }},
+          {{"length", "count"},
+           [](Interp& /*in*/, const std::string& name, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check(name.c_str(), 0, {});
+             return Value::integer(length(v));
+           }},
+          {{"trim"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("trim", 1, {"chars"});
+             const Value* c = a.get(0, "chars");
+             std::string s = to_str(v);
+             if (c && c->t != T::None) return Value::str(text::strip(s, to_str_arg(*c, "chars")));
+             return Value::str(text::strip(s));
+           }},
+          {{"upper", "lower", "title", "capitalize"},
+           [](Interp& /*in*/, const std::string& name, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check(name.c_str(), 0, {});
+             std::string s = to_str(v);
+             if (name == "upper") return Value::str(text::upper(s));
+             if (name == "lower") return Value::str(text::lower(s));
+             if (name == "title") return Value::str(jinja_title(s));
+             return Value::str(text::capitalize(s));
+           }},
+          {{"string"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("string", 0, {});
+             return Value::str(to_str(v));
+           }},
+          {{"safe"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& /*a*/,
+              Scope& /*sc*/) -> Value { return v; }},
+          {{"e", "escape"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& /*a*/,
+              Scope& /*sc*/) -> Value { return Value::str(html_escape(to_str(v))); }},
+          {{"replace"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("replace", 3, {"old", "new", "count"});
+             const Value* o = a.get(0, "old");
+             const Value* n = a.get(1, "new");
+             const Value* c = a.get(2, "count");
+             if (!o || !n) fail("replace filter needs 'old' and 'new'");
+             return Value::str(py_replace(to_str(v), to_str(*o), to_str(*n),
+                                          c && c->t != T::None ? to_int_arg(*c, "count") : -1));
+           }},
+          {{"int"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("int", 2, {"default", "base"});
+             const Value* dv = a.get(0, "default");
+             const Value* bv = a.get(1, "base");
+             Value def = dv ? *dv : Value::integer(0);
+             if (v.t == T::Int) return v;
+             if (v.t == T::Bool) return Value::integer(v.b);
+             if (v.t == T::Float) {
+               if (!std::isfinite(v.f)) return def;
+               return Value::integer(static_cast<int64_t>(std::trunc(v.f)));
+             }
+             if (v.t == T::Str) {
+               if (auto i = parse_int(v.s, bv ? static_cast<int>(to_int_arg(*bv, "base")) : 10))
+                 return Value::integer(*i);
+               if (auto f = parse_float(v.s); f && std::isfinite(*f))
+                 return Value::integer(static_cast<int64_t>(std::trunc(*f)));
+             }
+             return def;
+           }},
+          {{"float"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("float", 1, {"default"});
+             const Value* dv = a.get(0, "default");
+             Value def = dv ? *dv : Value::number(0.0);
+             if (v.is_num()) return Value::number(as_double(v));
+             if (v.t == T::Str)
+               if (auto f = parse_float(v.s)) return Value::number(*f);
+             return def;
+           }},
+          {{"abs"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("abs", 0, {});
+             if (v.t == T::Float) return Value::number(std::fabs(v.f));
+             if (v.t == T::Int || v.t == T::Bool) {
+               int64_t x = v.t == T::Int ? v.i : v.b;
+               if (x == INT64_MIN) fail("integer overflow");
+               return Value::integer(x < 0 ? -x : x);
+             }
+             fail(std::string("bad operand type for abs(): '") + type_name(v) + "'");
+           }},
+          {{"list"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("list", 0, {});
+             return Value::list(iterate(v));
+           }},
+          {{"items"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("items", 0, {});
+             if (v.is_undefined()) return Value::list({});
+             if (v.t != T::Dict)
+               fail(std::string("items filter: can only get item pairs from a mapping, not ") +
+                    type_name(v));
+             List out;
+             for (const auto& [k, x] : v.d->items)
+               out.push_back(Value::list({Value::str(k), x}, true));
+             return Value::list(std::move(out));
+           }},
+          {{"dictsort"},
+           [](Interp& in, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("dictsort", 3, {"case_sensitive", "by", "reverse"});
+             if (v.t != T::Dict) fail("dictsort filter: expected a mapping");
+             const Value* cs = a.get(0, "case_sensitive");
+             const Value* by = a.get(1, "by");
+             const Value* rev = a.get(2, "reverse");
+             bool by_value = by && to_str(*by) == "value";
+             if (by && !by_value && to_str(*by) != "key")
+               fail("You can only sort by either \"key\" or \"value\"");
+             List out;
+             for (const auto& [k, x] : v.d->items)
+               out.push_back(Value::list({Value::str(k), x}, true));
+             in.sort_values(out, cs && truthy(*cs), rev && truthy(*rev),
+                            [&](const Value& p) { return (*p.l)[by_value ? 1 : 0]; });
+             return Value::list(std::move(out));
+           }},
+          {{"join"},
+           [](Interp& in, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("join", 2, {"d", "attribute"});
+             const Value* sep = a.get(0, "d");
+             const Value* attr = a.get(1, "attribute");
+             std::string out, s = sep ? to_str(*sep) : "";
+             bool first = true;
+             for (const auto& x : iterate(v)) {
+               if (!first) out += s;
+               first = false;
+               out += to_str(attr ? in.attr_path(x, to_str(*attr)) : x);
+             }
+             return Value::str(out);
+           }},
+          {{"first", "last"},
+           [](Interp& /*in*/, const std::string& name, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check(name.c_str(), 0, {});
+             if (v.t == T::Dict && name == "last")
+               fail("'dict' object is not reversible in this interpreter");
+             std::vector<Value> items = iterate(v);
+             if (items.empty())
+               return Value::undefined("No " + name + " item, sequence was empty.");
+             return name == "first" ? items.front() : items.back();
+           }},
+          {{"reverse"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("reverse", 0, {});
+             if (v.t == T::Str) {
+               auto chars = text::chars(v.s);
+               std::string out;
+               for (auto it = chars.rbegin(); it != chars.rend(); ++it) out += *it;
+               return Value::str(out);
+             }
+             std::vector<Value> items = iterate(v);
+             std::reverse(items.begin(), items.end());
+             return Value::list(std::move(items));
+           }},
+          {{"sort"},
+           [](Interp& in, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("sort", 3, {"reverse", "case_sensitive", "attribute"});
+             const Value* rev = a.get(0, "reverse");
+             const Value* cs = a.get(1, "case_sensitive");
+             const Value* attr = a.get(2, "attribute");
+             std::vector<Value> items = iterate(v);
+             std::string path = attr && attr->t != T::None ? to_str(*attr) : "";
+             in.sort_values(items, cs && truthy(*cs), rev && truthy(*rev), [&](const Value& x) {
+               return path.empty() ? x : in.attr_path(x, path);
+             });
+             return Value::list(std::move(items));
+           }},
+          {{"unique"},
+           [](Interp& in, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("unique", 2, {"case_sensitive", "attribute"});
+             const Value* cs = a.get(0, "case_sensitive");
+             const Value* attr = a.get(1, "attribute");
+             bool case_sensitive = cs && truthy(*cs);
+             List out, keys;
+             for (const auto& x : iterate(v)) {
+               Value key = attr ? in.attr_path(x, to_str(*attr)) : x;
+               if (!case_sensitive && key.t == T::Str) key = Value::str(text::lower(key.s));
+               bool seen = false;
+               for (const auto& k : keys) seen = seen || equal(k, key);
+               if (!seen) {
+                 keys.push_back(key);
+                 out.push_back(x);
+               }
+             }
+             return Value::list(std::move(out));
+           }},
+          {{"indent"},
+           [](Interp& /*in*/, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             a.check("indent", 3, {"width", "first", "blank"});
+             const Value* w = a.get(0, "width");
+             const Value* fi = a.get(1, "first");
+             const Value* bl = a.get(2, "blank");
+             std::string ind = w && w->t == T::Str
+                                   ? w->s
+                                   : std::string(static_cast<size_t>(std::clamp<int64_t>(
+                                                     w ? to_int_arg(*w, "width") : 4, 0, 1000)),
+                                                 ' ');
+             std::string s = to_str(v) + "\n";
+             auto lines = py_splitlines(s, false);
+             std::string rv;
+             if (bl && truthy(*bl)) {
+               for (size_t k = 0; k < lines.size(); ++k) rv += (k ? "\n" + ind : "") + lines[k];
+             } else {
+               rv = lines.empty() ? "" : lines[0];
+               for (size_t k = 1; k < lines.size(); ++k)
+                 rv += "\n" + (lines[k].empty() ? "" : ind + lines[k]);
+             }
+             if (fi && truthy(*fi)) rv = ind + rv;
+             return Value::str(rv);
+           }},
+          {{"map"},
+           [](Interp& in, const std::string& /*name*/, const Value& v, CallArgs& a,
+              Scope& sc) -> Value {
+             std::vector<Value> items = iterate(v);
+             List out;
+             const Value* attr = nullptr;
+             for (const auto& [k, x] : a.kw)
+               if (k == "attribute") attr = &x;
+             if (attr) {
+               const Value* def = nullptr;
+               for (const auto& [k, x] : a.kw)
+                 if (k == "default")
+                   def = &x;
+                 else if (k != "attribute")
+                   fail("map filter: unexpected keyword argument '" + k + "'");
+               for (const auto& x : items) {
+                 Value r = in.attr_path(x, to_str(*attr));
+                 out.push_back(r.is_undefined() && def ? *def : r);
+               }
+               return Value::list(std::move(out));
+             }
+             if (a.pos.empty()) fail("map filter needs a filter name or attribute=");
+             std::string fname = to_str_arg(a.pos[0], "map filter name");
+             if (!is_known_filter(fname) || fname == "map")
+               fail("unsupported Jinja filter '" + fname + "'");
+             CallArgs rest;
+             rest.pos.assign(a.pos.begin() + 1, a.pos.end());
+             rest.kw = a.kw;
+             for (const auto& x : items) {
+               CallArgs copy = rest;
+               out.push_back(in.apply_filter(fname, x, copy, sc));
+             }
+             return Value::list(std::move(out));
+           }},
+          {{"select", "reject", "selectattr", "rejectattr"},
+           [](Interp& in, const std::string& name, const Value& v, CallArgs& a,
+              Scope& /*sc*/) -> Value {
+             bool by_attr = name == "selectattr" || name == "rejectattr";
+             bool keep_if = name == "select" || name == "selectattr";
+             if (!a.kw.empty()) fail(name + " filter takes no keyword arguments");
+             size_t k = 0;
+             std::string attr;
+             if (by_attr) {
+               if (a.pos.empty()) fail(name + " filter needs an attribute name");
+               attr = to_str_arg(a.pos[k++], "attribute");
+             }
+             std::string test;
+             if (k < a.pos.size()) {
+               test = to_str_arg(a.pos[k++], "test name");
+               if (!is_known_test(test)) fail("unsupported Jinja test '" + test + "'");
+             }
+             std::vector<Value> targs(a.pos.begin() + static_cast<long>(k), a.pos.end());
+             List out;
+             for (const auto& x : iterate(v)) {
+               Value subject = by_attr ? in.attr_path(x, attr) : x;
+               bool ok = test.empty() ? truthy(subject) : in.run_test(test, subject, targs);
+               if (ok == keep_if) out.push_back(x);
+             }
+             return Value::list(std::move(out));
+           }},
+      };
+      std::unordered_map<std::string, FilterFn> t;
+      for (const auto& e : entries)
+        for (const char* n : e.names) t.emplace(n, e.fn);
+      return t;
+    }();
+    return table;
+  }
+
+ private:
   Value apply_filter(const std::string& name, const Value& v, CallArgs& a, Scope& sc) {
-    auto str_of = [&]() { return to_str(v); };
-    if (name == "default" || name == "d") {
-      a.check(name.c_str(), 2, {"default_value", "boolean"});
-      const Value* dv = a.get(0, "default_value");
-      const Value* b = a.get(1, "boolean");
-      bool use = v.is_undefined() || (b && truthy(*b) && !truthy(v));
-      return use ? (dv ? *dv : Value::str("")) : v;
-    }
-    if (name == "tojson") {
-      // transformers: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)
-      a.check("tojson", 4, {"ensure_ascii", "indent", "separators", "sort_keys"});
-      const Value* ea = a.get(0, "ensure_ascii");
-      const Value* ind = a.get(1, "indent");
-      const Value* seps = a.get(2, "separators");
-      const Value* sk = a.get(3, "sort_keys");
-      int indent = -1;
-      std::string indent_str;
-      if (ind && ind->t != T::None) {
-        if (ind->t == T::Str) fail("unsupported Jinja construct: tojson with a string indent");
-        int64_t n = to_int_arg(*ind, "indent");
-        indent = static_cast<int>(std::clamp<int64_t>(n, 0, 1000));
-      }
-      std::string isep, ksep;
-      bool have_seps = seps && seps->t != T::None;
-      if (have_seps) {
-        if (!seps->is_seq() || seps->l->size() != 2)
-          fail("separators must be a (item_separator, key_separator) pair");
-        isep = to_str_arg((*seps->l)[0], "item separator");
-        ksep = to_str_arg((*seps->l)[1], "key separator");
-      }
-      return Value::str(to_json(v, indent, ea && truthy(*ea), sk && truthy(*sk),
-                                have_seps ? &isep : nullptr, have_seps ? &ksep : nullptr));
-    }
-    if (name == "length" || name == "count") {
-      a.check(name.c_str(), 0, {});
-      return Value::integer(length(v));
-    }
-    if (name == "trim") {
-      a.check("trim", 1, {"chars"});
-      const Value* c = a.get(0, "chars");
-      std::string s = str_of();
-      if (c && c->t != T::None)
-        return Value::str(py_strip(s, &to_str_arg(*c, "chars"), true, true));
-      return Value::str(py_strip(s, nullptr, true, true));
-    }
-    if (name == "upper" || name == "lower" || name == "title" || name == "capitalize") {
-      a.check(name.c_str(), 0, {});
-      std::string s = str_of();
-      if (name == "upper") return Value::str(ascii_upper(s));
-      if (name == "lower") return Value::str(ascii_lower(s));
-      if (name == "title") return Value::str(jinja_title(s));
-      return Value::str(py_capitalize(s));
-    }
-    if (name == "string") {
-      a.check("string", 0, {});
-      return Value::str(str_of());
-    }
-    if (name == "safe") return v;
-    if (name == "e" || name == "escape") return Value::str(html_escape(str_of()));
-    if (name == "replace") {
-      a.check("replace", 3, {"old", "new", "count"});
-      const Value* o = a.get(0, "old");
-      const Value* n = a.get(1, "new");
-      const Value* c = a.get(2, "count");
-      if (!o || !n) fail("replace filter needs 'old' and 'new'");
-      return Value::str(py_replace(str_of(), to_str(*o), to_str(*n),
-                                   c && c->t != T::None ? to_int_arg(*c, "count") : -1));
-    }
-    if (name == "int") {
-      a.check("int", 2, {"default", "base"});
-      const Value* dv = a.get(0, "default");
-      const Value* bv = a.get(1, "base");
-      Value def = dv ? *dv : Value::integer(0);
-      if (v.t == T::Int) return v;
-      if (v.t == T::Bool) return Value::integer(v.b);
-      if (v.t == T::Float) {
-        if (!std::isfinite(v.f)) return def;
-        return Value::integer(static_cast<int64_t>(std::trunc(v.f)));
-      }
-      if (v.t == T::Str) {
-        if (auto i = parse_int(v.s, bv ? static_cast<int>(to_int_arg(*bv, "base")) : 10))
-          return Value::integer(*i);
-        if (auto f = parse_float(v.s); f && std::isfinite(*f))
-          return Value::integer(static_cast<int64_t>(std::trunc(*f)));
-      }
-      return def;
-    }
-    if (name == "float") {
-      a.check("float", 1, {"default"});
-      const Value* dv = a.get(0, "default");
-      Value def = dv ? *dv : Value::number(0.0);
-      if (v.is_num()) return Value::number(as_double(v));
-      if (v.t == T::Str)
-        if (auto f = parse_float(v.s)) return Value::number(*f);
-      return def;
-    }
-    if (name == "abs") {
-      a.check("abs", 0, {});
-      if (v.t == T::Float) return Value::number(std::fabs(v.f));
-      if (v.t == T::Int || v.t == T::Bool) {
-        int64_t x = v.t == T::Int ? v.i : v.b;
-        if (x == INT64_MIN) fail("integer overflow");
-        return Value::integer(x < 0 ? -x : x);
-      }
-      fail(std::string("bad operand type for abs(): '") + type_name(v) + "'");
-    }
-    if (name == "list") {
-      a.check("list", 0, {});
-      return Value::list(iterate(v));
-    }
-    if (name == "items") {
-      a.check("items", 0, {});
-      if (v.is_undefined()) return Value::list({});
-      if (v.t != T::Dict)
-        fail(std::string("items filter: can only get item pairs from a mapping, not ") +
-             type_name(v));
-      List out;
-      for (const auto& [k, x] : v.d->items) out.push_back(Value::list({Value::str(k), x}, true));
-      return Value::list(std::move(out));
-    }
-    if (name == "dictsort") {
-      a.check("dictsort", 3, {"case_sensitive", "by", "reverse"});
-      if (v.t != T::Dict) fail("dictsort filter: expected a mapping");
-      const Value* cs = a.get(0, "case_sensitive");
-      const Value* by = a.get(1, "by");
-      const Value* rev = a.get(2, "reverse");
-      bool by_value = by && to_str(*by) == "value";
-      if (by && !by_value && to_str(*by) != "key")
-        fail("You can only sort by either \"key\" or \"value\"");
-      List out;
-      for (const auto& [k, x] : v.d->items) out.push_back(Value::list({Value::str(k), x}, true));
-      sort_values(out, cs && truthy(*cs), rev && truthy(*rev),
-                  [&](const Value& p) { return (*p.l)[by_value ? 1 : 0]; });
-      return Value::list(std::move(out));
-    }
-    if (name == "join") {
-      a.check("join", 2, {"d", "attribute"});
-      const Value* sep = a.get(0, "d");
-      const Value* attr = a.get(1, "attribute");
-      std::string out, s = sep ? to_str(*sep) : "";
-      bool first = true;
-      for (const auto& x : iterate(v)) {
-        if (!first) out += s;
-        first = false;
-        out += to_str(attr ? attr_path(x, to_str(*attr)) : x);
-      }
-      return Value::str(out);
-    }
-    if (name == "first" || name == "last") {
-      a.check(name.c_str(), 0, {});
-      if (v.t == T::Dict && name == "last")
-        fail("'dict' object is not reversible in this interpreter");
-      std::vector<Value> items = iterate(v);
-      if (items.empty()) return Value::undefined("No " + name + " item, sequence was empty.");
-      return name == "first" ? items.front() : items.back();
-    }
-    if (name == "reverse") {
-      a.check("reverse", 0, {});
-      if (v.t == T::Str) {
-        auto chars = utf8_chars(v.s);
-        std::string out;
-        for (auto it = chars.rbegin(); it != chars.rend(); ++it) out += *it;
-        return Value::str(out);
-      }
-      std::vector<Value> items = iterate(v);
-      std::reverse(items.begin(), items.end());
-      return Value::list(std::move(items));
-    }
-    if (name == "sort") {
-      a.check("sort", 3, {"reverse", "case_sensitive", "attribute"});
-      const Value* rev = a.get(0, "reverse");
-      const Value* cs = a.get(1, "case_sensitive");
-      const Value* attr = a.get(2, "attribute");
-      std::vector<Value> items = iterate(v);
-      std::string path = attr && attr->t != T::None ? to_str(*attr) : "";
-      sort_values(items, cs && truthy(*cs), rev && truthy(*rev),
-                  [&](const Value& x) { return path.empty() ? x : attr_path(x, path); });
-      return Value::list(std::move(items));
-    }
-    if (name == "unique") {
-      a.check("unique", 2, {"case_sensitive", "attribute"});
-      const Value* cs = a.get(0, "case_sensitive");
-      const Value* attr = a.get(1, "attribute");
-      bool case_sensitive = cs && truthy(*cs);
-      List out, keys;
-      for (const auto& x : iterate(v)) {
-        Value key = attr ? attr_path(x, to_str(*attr)) : x;
-        if (!case_sensitive && key.t == T::Str) key = Value::str(ascii_lower(key.s));
-        bool seen = false;
-        for (const auto& k : keys) seen = seen || equal(k, key);
-        if (!seen) {
-          keys.push_back(key);
-          out.push_back(x);
-        }
-      }
-      return Value::list(std::move(out));
-    }
-    if (name == "indent") {
-      a.check("indent", 3, {"width", "first", "blank"});
-      const Value* w = a.get(0, "width");
-      const Value* fi = a.get(1, "first");
-      const Value* bl = a.get(2, "blank");
-      std::string ind = w && w->t == T::Str
-                            ? w->s
-                            : std::string(static_cast<size_t>(std::clamp<int64_t>(
-                                              w ? to_int_arg(*w, "width") : 4, 0, 1000)),
-                                          ' ');
-      std::string s = str_of() + "\n";
-      auto lines = py_splitlines(s, false);
-      std::string rv;
-      if (bl && truthy(*bl)) {
-        for (size_t k = 0; k < lines.size(); ++k) rv += (k ? "\n" + ind : "") + lines[k];
-      } else {
-        rv = lines.empty() ? "" : lines[0];
-        for (size_t k = 1; k < lines.size(); ++k)
-          rv += "\n" + (lines[k].empty() ? "" : ind + lines[k]);
-      }
-      if (fi && truthy(*fi)) rv = ind + rv;
-      return Value::str(rv);
-    }
-    if (name == "map") {
-      std::vector<Value> items = iterate(v);
-      List out;
-      const Value* attr = nullptr;
-      for (const auto& [k, x] : a.kw)
-        if (k == "attribute") attr = &x;
-      if (attr) {
-        const Value* def = nullptr;
-        for (const auto& [k, x] : a.kw)
-          if (k == "default")
-            def = &x;
-          else if (k != "attribute")
-            fail("map filter: unexpected keyword argument '" + k + "'");
-        for (const auto& x : items) {
-          Value r = attr_path(x, to_str(*attr));
-          out.push_back(r.is_undefined() && def ? *def : r);
-        }
-        return Value::list(std::move(out));
-      }
-      if (a.pos.empty()) fail("map filter needs a filter name or attribute=");
-      std::string fname = to_str_arg(a.pos[0], "map filter name");
-      if (!is_known_filter(fname) || fname == "map")
-        fail("unsupported Jinja filter '" + fname + "'");
-      CallArgs rest;
-      rest.pos.assign(a.pos.begin() + 1, a.pos.end());
-      rest.kw = a.kw;
-      for (const auto& x : items) {
-        CallArgs copy = rest;
-        out.push_back(apply_filter(fname, x, copy, sc));
-      }
-      return Value::list(std::move(out));
-    }
-    if (name == "select" || name == "reject" || name == "selectattr" || name == "rejectattr") {
-      bool by_attr = name == "selectattr" || name == "rejectattr";
-      bool keep_if = name == "select" || name == "selectattr";
-      if (!a.kw.empty()) fail(name + " filter takes no keyword arguments");
-      size_t k = 0;
-      std::string attr;
-      if (by_attr) {
-        if (a.pos.empty()) fail(name + " filter needs an attribute name");
-        attr = to_str_arg(a.pos[k++], "attribute");
-      }
-      std::string test;
-      if (k < a.pos.size()) {
-        test = to_str_arg(a.pos[k++], "test name");
-        if (!is_known_test(test)) fail("unsupported Jinja test '" + test + "'");
-      }
-      std::vector<Value> targs(a.pos.begin() + static_cast<long>(k), a.pos.end());
-      List out;
-      for (const auto& x : iterate(v)) {
-        Value subject = by_attr ? attr_path(x, attr) : x;
-        bool ok = test.empty() ? truthy(subject) : run_test(test, subject, targs);
-        if (ok == keep_if) out.push_back(x);
-      }
-      return Value::list(std::move(out));
-    }
-    fail("unsupported Jinja filter '" + name + "'");
+    auto it = filters().find(name);
+    if (it == filters().end()) fail("unsupported Jinja filter '" + name + "'");
+    return it->second(*this, name, v, a, sc);
   }
 
   template <class Key>
   void sort_values(std::vector<Value>& items, bool case_sensitive, bool reverse, Key key) {
     auto norm = [&](const Value& x) {
       Value k = key(x);
-      if (!case_sensitive && k.t == T::Str) return Value::str(ascii_lower(k.s));
+      if (!case_sensitive && k.t == T::Str) return Value::str(text::lower(k.s));
       return k;
     };
     std::vector<std::pair<Value, size_t>> keyed;
@@ -1260,7 +1376,7 @@ class Interp {
         auto idx = slice_indices(length(obj), e.a[1] ? &parts[0] : nullptr,
                                  e.a[2] ? &parts[1] : nullptr, e.a[3] ? &parts[2] : nullptr);
         if (obj.t == T::Str) {
-          auto chars = utf8_chars(obj.s);
+          auto chars = text::chars(obj.s);
           std::string out;
           for (size_t k : idx) out += chars[k];
           return Value::str(out);
@@ -1416,6 +1532,18 @@ void add_globals(Scope& g, const RenderOptions& ro) {
 }
 
 }  // namespace
+
+namespace detail {
+
+bool is_known_filter(const std::string& n) {
+  return Interp::filters().count(n) > 0;
+}
+
+bool is_known_test(const std::string& n) {
+  return tests().count(n) > 0;
+}
+
+}  // namespace detail
 
 Template::Template(std::string_view source, std::string name, const Options& opts)
     : name_(std::move(name)) {

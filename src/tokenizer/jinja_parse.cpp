@@ -6,6 +6,8 @@
 
 #include "tokenizer/jinja_parse.h"
 
+#include "common/text.h"
+
 namespace rv::jinja::detail {
 
 namespace {
@@ -35,15 +37,9 @@ bool is_ascii_space(char c) {
 
 // Length of the Python whitespace code point at s[pos], or 0.
 size_t py_space_at(std::string_view s, size_t pos) {
-  auto c = static_cast<unsigned char>(s[pos]);
-  if (c < 0x80) return py_isspace(c) ? 1 : 0;
-  auto chars = utf8_chars(s.substr(pos, std::min<size_t>(4, s.size() - pos)));
-  std::string_view ch = chars[0];
-  if (ch.size() < 2) return 0;
-  uint32_t cp = ch.size() == 2   ? ((ch[0] & 0x1F) << 6) | (ch[1] & 0x3F)
-                : ch.size() == 3 ? ((ch[0] & 0x0F) << 12) | ((ch[1] & 0x3F) << 6) | (ch[2] & 0x3F)
-                                 : 0;
-  return py_isspace(cp) ? ch.size() : 0;
+  size_t len = 0;
+  int32_t cp = text::decode_utf8(s, pos, len);
+  return cp >= 0 && text::is_space(static_cast<uint32_t>(cp)) ? len : 0;
 }
 
 class Lexer {
@@ -240,24 +236,6 @@ class Lexer {
     tokens_.push_back(std::move(t));
   }
 
-  static void append_utf8(std::string& out, uint32_t cp) {
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-  }
-
   // Python string-literal escapes (Jinja2 decodes literals with unicode-escape).
   void lex_string(char quote) {
     size_t at = pos_++;
@@ -321,15 +299,15 @@ class Lexer {
           out += '\v';
           break;
         case 'x':
-          append_utf8(out, hex(2));
+          text::append_utf8(out, hex(2));
           break;
         case 'u':
-          append_utf8(out, hex(4));
+          text::append_utf8(out, hex(4));
           break;
         case 'U': {
           uint32_t cp = hex(8);
           if (cp > 0x10FFFF) throw SyntaxError{line_at(at), "bad \\U escape in string literal"};
-          append_utf8(out, cp);
+          text::append_utf8(out, cp);
           break;
         }
         default:
@@ -338,7 +316,7 @@ class Lexer {
             for (int k = 0; k < 2 && pos_ < src_.size() && src_[pos_] >= '0' && src_[pos_] <= '7';
                  ++k)
               v = v * 8 + static_cast<uint32_t>(src_[pos_++] - '0');
-            append_utf8(out, v);
+            text::append_utf8(out, v);
           } else {
             out += '\\';  // unknown escapes stay as written
             out += e;

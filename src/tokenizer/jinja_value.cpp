@@ -7,6 +7,8 @@
 
 #include "tokenizer/jinja_value.h"
 
+#include "common/text.h"
+
 namespace rv::jinja::detail {
 
 void fail(std::string msg) {
@@ -241,46 +243,6 @@ std::string py_float_repr(double d) {
 
 namespace {
 
-// Decodes one UTF-8 sequence at s[pos]; returns its length (1 for an
-// invalid byte, reported as cp 0xFFFFFFFF).
-size_t utf8_next(std::string_view s, size_t pos, uint32_t* cp) {
-  auto c = static_cast<unsigned char>(s[pos]);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-  if (n == 0 || pos + n > s.size()) {
-    *cp = 0xFFFFFFFF;
-    return 1;
-  }
-  uint32_t v = n == 1 ? c : n == 2 ? (c & 0x1F) : n == 3 ? (c & 0x0F) : (c & 0x07);
-  for (size_t k = 1; k < n; ++k) {
-    auto cc = static_cast<unsigned char>(s[pos + k]);
-    if ((cc & 0xC0) != 0x80) {
-      *cp = 0xFFFFFFFF;
-      return 1;
-    }
-    v = (v << 6) | (cc & 0x3F);
-  }
-  *cp = v;
-  return n;
-}
-
-void utf8_append(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 std::string repr_str(const std::string& s) {
   bool has_sq = s.find('\'') != std::string::npos, has_dq = s.find('"') != std::string::npos;
   char q = has_sq && !has_dq ? '"' : '\'';
@@ -330,9 +292,9 @@ void json_str(std::string& out, const std::string& s, bool ensure_ascii) {
       snprintf(b, sizeof b, "\\u%04x", c);
       out += b;
     } else if (c >= 0x80 && ensure_ascii) {
-      uint32_t cp;
-      size_t n = utf8_next(s, k, &cp);
-      if (cp == 0xFFFFFFFF) cp = 0xFFFD;
+      size_t n = 0;
+      int32_t dec = text::decode_utf8(s, k, n);
+      uint32_t cp = dec < 0 ? 0xFFFD : static_cast<uint32_t>(dec);
       char b[16];
       if (cp >= 0x10000) {
         uint32_t v = cp - 0x10000;
@@ -422,53 +384,7 @@ void json_rec(std::string& out, const Value& v, int indent, int depth, bool ensu
   }
 }
 
-// Simple one-to-one case pairs beyond ASCII: Latin-1, Latin Extended-A,
-// Greek and Cyrillic basics. Returns cp unchanged when it has no pair.
-uint32_t case_map(uint32_t cp, bool upper) {
-  if (cp < 0x80) {
-    if (upper && cp >= 'a' && cp <= 'z') return cp - 32;
-    if (!upper && cp >= 'A' && cp <= 'Z') return cp + 32;
-    return cp;
-  }
-  if (upper) {
-    if (cp >= 0xE0 && cp <= 0xFE && cp != 0xF7) return cp - 0x20;
-    if (cp >= 0x100 && cp <= 0x137 && (cp & 1)) return cp - 1;
-    if (cp >= 0x3B1 && cp <= 0x3C9 && cp != 0x3C2) return cp - 0x20;
-    if (cp >= 0x430 && cp <= 0x44F) return cp - 0x20;
-    if (cp >= 0x450 && cp <= 0x45F) return cp - 0x50;
-  } else {
-    if (cp >= 0xC0 && cp <= 0xDE && cp != 0xD7) return cp + 0x20;
-    if (cp >= 0x100 && cp <= 0x137 && !(cp & 1)) return cp + 1;
-    if (cp >= 0x391 && cp <= 0x3A9 && cp != 0x3A2) return cp + 0x20;
-    if (cp >= 0x410 && cp <= 0x42F) return cp + 0x20;
-    if (cp >= 0x400 && cp <= 0x40F) return cp + 0x50;
-  }
-  return cp;
-}
-
-std::string map_case(std::string_view s, bool upper) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t k = 0; k < s.size();) {
-    uint32_t cp;
-    size_t n = utf8_next(s, k, &cp);
-    if (cp == 0xFFFFFFFF)
-      out += s[k];
-    else
-      utf8_append(out, case_map(cp, upper));
-    k += n;
-  }
-  return out;
-}
-
 }  // namespace
-
-std::string ascii_upper(std::string_view s) {
-  return map_case(s, true);
-}
-std::string ascii_lower(std::string_view s) {
-  return map_case(s, false);
-}
 
 std::string to_str(const Value& v) {
   switch (v.t) {
@@ -567,97 +483,12 @@ std::string to_json(const Value& v, int indent, bool ensure_ascii, bool sort_key
   return out;
 }
 
-size_t utf8_len(std::string_view s) {
-  size_t n = 0;
-  for (size_t k = 0; k < s.size(); ++n) {
-    uint32_t cp;
-    k += utf8_next(s, k, &cp);
-  }
-  return n;
-}
-
-std::vector<std::string_view> utf8_chars(std::string_view s) {
-  std::vector<std::string_view> out;
-  for (size_t k = 0; k < s.size();) {
-    uint32_t cp;
-    size_t n = utf8_next(s, k, &cp);
-    out.push_back(s.substr(k, n));
-    k += n;
-  }
-  return out;
-}
-
-// Python's str.isspace() set.
-bool py_isspace(uint32_t cp) {
-  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
-         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
-         cp == 0x202F || cp == 0x205F || cp == 0x3000;
-}
-
-std::string py_strip(std::string_view s, const std::string* chars, bool left, bool right) {
-  auto chars_v = utf8_chars(s);
-  std::vector<std::string_view> set;
-  if (chars) set = utf8_chars(*chars);
-  auto strip_it = [&](std::string_view c) {
-    if (chars) return std::find(set.begin(), set.end(), c) != set.end();
-    uint32_t cp;
-    utf8_next(c, 0, &cp);
-    return py_isspace(cp);
-  };
-  size_t b = 0, e = chars_v.size();
-  if (left)
-    while (b < e && strip_it(chars_v[b])) ++b;
-  if (right)
-    while (e > b && strip_it(chars_v[e - 1])) --e;
-  if (b == e) return "";
-  const char* start = chars_v[b].data();
-  const char* end = chars_v[e - 1].data() + chars_v[e - 1].size();
-  return std::string(start, end);
-}
-
-std::vector<std::string> py_split(std::string_view s, const std::string* sep, int64_t maxsplit) {
-  std::vector<std::string> out;
-  if (sep) {
-    if (sep->empty()) fail("empty separator");
-    size_t start = 0;
-    while (maxsplit < 0 || static_cast<int64_t>(out.size()) < maxsplit) {
-      size_t k = s.find(*sep, start);
-      if (k == std::string_view::npos) break;
-      out.emplace_back(s.substr(start, k - start));
-      start = k + sep->size();
-    }
-    out.emplace_back(s.substr(start));
-    return out;
-  }
-  // Runs of whitespace separate; no empty strings at either end.
-  auto chars = utf8_chars(s);
-  auto ws = [](std::string_view c) {
-    uint32_t cp;
-    utf8_next(c, 0, &cp);
-    return py_isspace(cp);
-  };
-  size_t k = 0;
-  while (k < chars.size()) {
-    while (k < chars.size() && ws(chars[k])) ++k;
-    if (k == chars.size()) break;
-    if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
-      // The rest, with trailing whitespace kept (Python does the same).
-      out.emplace_back(chars[k].data(), s.data() + s.size() - chars[k].data());
-      return out;
-    }
-    size_t b = k;
-    while (k < chars.size() && !ws(chars[k])) ++k;
-    out.emplace_back(chars[b].data(), chars[k - 1].data() + chars[k - 1].size() - chars[b].data());
-  }
-  return out;
-}
-
 std::string py_replace(std::string_view s, std::string_view from, std::string_view to,
                        int64_t count) {
   std::string out;
   if (from.empty()) {
     // Python inserts `to` around every character.
-    auto chars = utf8_chars(s);
+    auto chars = text::chars(s);
     int64_t done = 0;
     for (size_t k = 0; k <= chars.size(); ++k) {
       if (count < 0 || done < count) {

@@ -103,16 +103,8 @@ Value from_json(const nlohmann::ordered_json& j);
 std::string to_json(const Value& v, int indent, bool ensure_ascii, bool sort_keys,
                     const std::string* item_sep = nullptr, const std::string* key_sep = nullptr);
 
-// UTF-8 code point helpers. Invalid bytes count as one character each.
-size_t utf8_len(std::string_view s);
-std::vector<std::string_view> utf8_chars(std::string_view s);
-bool py_isspace(uint32_t cp);
-// Python str.strip/lstrip/rstrip; chars == nullptr strips whitespace.
-std::string py_strip(std::string_view s, const std::string* chars, bool left, bool right);
-std::vector<std::string> py_split(std::string_view s, const std::string* sep, int64_t maxsplit);
+// Python str.replace (the other str methods come from common/text.h).
 std::string py_replace(std::string_view s, std::string_view from, std::string_view to,
                        int64_t count);
-std::string ascii_upper(std::string_view s);
-std::string ascii_lower(std::string_view s);
 
 }  // namespace rv::jinja::detail

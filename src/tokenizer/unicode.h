@@ -1,6 +1,6 @@
-// Unicode pieces the tokenizer needs: UTF-8 validation and decoding, the
-// GPT-2 byte <-> character table of byte-level BPE, NFC normalization (ICU)
-// and a few character classes. All functions are pure and thread-safe.
+// Unicode pieces the tokenizer needs on top of common/text.h: the GPT-2
+// byte <-> character table of byte-level BPE, NFC normalization (ICU) and a
+// few character classes. All functions are pure and thread-safe.
 #pragma once
 
 #include <array>
@@ -9,19 +9,16 @@
 #include <string>
 #include <string_view>
 
+#include "common/text.h"
+
 namespace rv::unicode {
 
-// Decodes one code point at s[i]. On a well-formed sequence returns its code
-// point and sets `len` to its byte length; otherwise returns -1 and sets `len`
-// to the length of the maximal ill-formed subpart (>= 1), which is what one
-// U+FFFD replaces under WHATWG / Python errors="replace" semantics.
-int32_t decode_utf8(std::string_view s, size_t i, size_t& len);
-
-void append_utf8(std::string& out, uint32_t cp);
-
-// Length of a trailing run of bytes that is a proper prefix of a well-formed
-// UTF-8 sequence (0..3): bytes that may still become a character.
-size_t incomplete_utf8_tail(std::string_view s);
+// The UTF-8 codec is common/text.h's (decode_utf8 splits ill-formed input
+// into maximal subparts: one U+FFFD each under WHATWG / Python
+// errors="replace" semantics).
+using text::append_utf8;
+using text::decode_utf8;
+using text::incomplete_utf8_tail;
 
 // GPT-2 bytes_to_unicode(): printable bytes map to themselves, the others to
 // U+0100 upwards, so every byte becomes one visible character.

@@ -146,3 +146,46 @@ TEST(Jinja, NonObjectContextIsAnError) {
 }
 
 }  // namespace
+
+// str methods and filters use common/text.h, so non-ASCII case mapping and
+// whitespace follow Python 3 (Jinja2 calls Python's str methods).
+TEST(Jinja, StrMethodsFollowPythonUnicode) {
+  ordered_json ctx = {{"s",
+                       "\xC5\x81\xC3\x93"
+                       "D\xC5\xBA stra\xC3\x9F"
+                       "e \xCE\x9F\xCE\xA3"}};
+  // 'ŁÓDź straße ΟΣ'.lower() / .upper() / .title()
+  EXPECT_EQ(render("{{ s.lower() }}", ctx),
+            "\xC5\x82\xC3\xB3"
+            "d\xC5\xBA stra\xC3\x9F"
+            "e \xCE\xBF\xCF\x82");
+  EXPECT_EQ(render("{{ s | lower }}", ctx),
+            "\xC5\x82\xC3\xB3"
+            "d\xC5\xBA stra\xC3\x9F"
+            "e \xCE\xBF\xCF\x82");
+  EXPECT_EQ(render("{{ s.upper() }}", ctx),
+            "\xC5\x81\xC3\x93"
+            "D\xC5\xB9 STRASSE \xCE\x9F\xCE\xA3");
+  EXPECT_EQ(render("{{ s.title() }}", ctx),
+            "\xC5\x81\xC3\xB3"
+            "d\xC5\xBA Stra\xC3\x9F"
+            "e \xCE\x9F\xCF\x82");
+  // Jinja2's filter lowers word[1:] on its own: 'ΟΣ' -> 'Οσ'.
+  EXPECT_EQ(render("{{ s | title }}", ctx),
+            "\xC5\x81\xC3\xB3"
+            "d\xC5\xBA Stra\xC3\x9F"
+            "e \xCE\x9F\xCF\x83");
+  EXPECT_EQ(render("{{ s.capitalize() }}", ctx),
+            "\xC5\x81\xC3\xB3"
+            "d\xC5\xBA stra\xC3\x9F"
+            "e \xCE\xBF\xCF\x82");
+  // U+3000 and U+2003 are str.isspace() characters.
+  ordered_json ws = {{"s",
+                      "\xE3\x80\x80"
+                      "a\xE2\x80\x83"
+                      "b\xE3\x80\x80"}};
+  EXPECT_EQ(render("{{ s.strip() }}|{{ s.split() | join(',') }}|{{ s.isspace() }}", ws),
+            "a\xE2\x80\x83"
+            "b|a,b|False");
+  EXPECT_EQ(render("{{ '\\u3000\\u2003'.isspace() }}"), "True");
+}

@@ -4,85 +4,17 @@
 #include <unordered_map>
 
 #include "common/error.h"
+#include "common/text.h"
 #include "eval/tasks/extract.h"
 
 namespace rv::eval {
 
-namespace {
-
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xc0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xe0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (cp & 0x3f));
-  }
-}
-
-// Length of a valid UTF-8 sequence starting at s[i], or 0 if invalid.
-size_t utf8_seq(std::string_view s, size_t i) {
-  unsigned char c = static_cast<unsigned char>(s[i]);
-  size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-  if (len == 0 || i + len > s.size()) return 0;
-  for (size_t k = 1; k < len; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return 0;
-  return len;
-}
-
-uint32_t lower_cp(uint32_t cp) {
-  if (cp >= 'A' && cp <= 'Z') return cp + 32;
-  if ((cp >= 0xc0 && cp <= 0xde && cp != 0xd7)) return cp + 32;  // Latin-1
-  if (cp >= 0x100 && cp <= 0x17f) {                              // Latin Extended-A
-    if (cp == 0x130 || cp == 0x131 || cp == 0x138 || cp == 0x149 || cp == 0x17f) return cp;
-    bool odd_upper = (cp >= 0x139 && cp <= 0x148) || (cp >= 0x179 && cp <= 0x17e);
-    if (odd_upper) return (cp & 1) ? cp + 1 : cp;
-    if (cp == 0x178) return 0xff;
-    return (cp & 1) ? cp : cp + 1;
-  }
-  if (cp >= 0x391 && cp <= 0x3ab && cp != 0x3a2) return cp + 32;  // Greek
-  if (cp >= 0x410 && cp <= 0x42f) return cp + 32;                 // Cyrillic
-  if (cp >= 0x400 && cp <= 0x40f) return cp + 80;
-  return cp;
-}
-
-}  // namespace
-
 size_t utf8_length(std::string_view s) {
-  size_t n = 0;
-  for (size_t i = 0; i < s.size();) {
-    size_t len = utf8_seq(s, i);
-    i += len ? len : 1;
-    ++n;
-  }
-  return n;
+  return text::length(s);
 }
 
 std::string py_lower(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size();) {
-    size_t len = utf8_seq(s, i);
-    if (len <= 1) {
-      unsigned char c = static_cast<unsigned char>(s[i]);
-      out += (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : static_cast<char>(c);
-      ++i;
-      continue;
-    }
-    uint32_t cp = static_cast<unsigned char>(s[i]) & (0x7f >> len);
-    for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
-    append_utf8(out, lower_cp(cp));
-    i += len;
-  }
-  return out;
+  return text::lower(s);
 }
 
 std::string exact_match_normalize(std::string_view s, const ExactMatchOptions& opts) {

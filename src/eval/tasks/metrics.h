@@ -26,8 +26,7 @@ std::string exact_match_normalize(std::string_view s, const ExactMatchOptions& o
 double exact_match(std::string_view prediction, std::string_view reference,
                    const ExactMatchOptions& opts);
 
-// Python's str.lower() for the characters whose lowercase is one code point
-// (ASCII, Latin-1, Latin Extended-A, Greek, Cyrillic); others pass unchanged.
+// Python's str.lower() (rv::text::lower: full Unicode case mapping).
 std::string py_lower(std::string_view s);
 
 // Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k), computed as a
@@ -41,7 +40,8 @@ double pass_at_k(int n, int c, int k);
 // the leading target delimiter).
 size_t argmax_first(const std::vector<double>& v);
 size_t acc_norm_choice(const std::vector<double>& loglik, const std::vector<std::string>& choices);
-// Python len() of a UTF-8 string (code points; invalid bytes count one each).
+// Python len() of a UTF-8 string (rv::text::length: code points; each maximal
+// ill-formed subpart counts one).
 size_t utf8_length(std::string_view s);
 
 // Mean of v; 0 for empty input.
