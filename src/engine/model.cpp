@@ -10,14 +10,14 @@
 #include "common/error.h"
 #include "engine/tensor_source.h"
 #include "engine/thread_pool.h"
+#include "formats/arch.h"
 #include "formats/gguf.h"
-#include "formats/gguf_export.h"
 
 namespace rv::engine {
 namespace {
 
 std::string arch_name(Arch a) {
-  return a == Arch::kQwen2 ? "qwen2" : a == Arch::kQwen3 ? "qwen3" : "llama";
+  return std::string(arch_info(a).gguf);
 }
 
 double json_number(const nlohmann::json& j, const char* key, const std::string& where) {
@@ -30,20 +30,15 @@ double json_number(const nlohmann::json& j, const char* key, const std::string& 
 
 ModelSpec make_model_spec(const ModelConfig& c, const std::string& where) {
   ModelSpec s;
-  if (c.architecture == "Qwen2ForCausalLM") {
-    s.arch = Arch::kQwen2;
-    s.qkv_bias = true;
-  } else if (c.architecture == "Qwen3ForCausalLM") {
-    s.arch = Arch::kQwen3;
-    s.qk_norm = true;
-  } else if (c.architecture == "LlamaForCausalLM") {
-    s.arch = Arch::kLlama;
-  } else {
+  const ArchInfo* info = arch_by_hf_class(c.architecture);
+  if (!info)
     throw Error(where, "unsupported architecture '" + c.architecture +
-                           "' (supported: Qwen2ForCausalLM, Qwen3ForCausalLM, LlamaForCausalLM)");
-  }
+                           "' (supported: " + hf_class_names() + ")");
+  s.arch = info->id;
+  s.qkv_bias = info->qkv_bias_always;
+  s.qk_norm = info->qk_norm;
   const auto& raw = c.raw;
-  if (s.arch != Arch::kQwen2 && raw.contains("attention_bias") &&
+  if (!info->qkv_bias_always && raw.contains("attention_bias") &&
       raw["attention_bias"].is_boolean())
     s.qkv_bias = raw["attention_bias"].get<bool>();
   if (raw.contains("mlp_bias") && raw["mlp_bias"].is_boolean() && raw["mlp_bias"].get<bool>())

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "engine/kernels.h"
+#include "formats/arch.h"
 #include "formats/model_dir.h"
 
 namespace rv::engine {
@@ -34,7 +35,8 @@ namespace rv::engine {
 class ThreadPool;
 struct TensorSource;
 
-enum class Arch { kQwen2, kQwen3, kLlama };
+// The architecture table's id (formats/arch.h).
+using Arch = ArchId;
 
 // Hyper-parameters the forward pass uses, validated from config.json (or
 // from a GGUF file's metadata, via an equivalent ModelConfig).

@@ -18,7 +18,7 @@
 #include "engine/model.h"
 #include "engine_test_util.h"
 #include "formats/gguf.h"
-#include "formats/gguf_export.h"
+#include "convert/gguf_export.h"
 #include "support/llamacpp_oracle.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
