@@ -277,6 +277,18 @@ std::string config_token(const json& cfg, const char* key) {
   return "";
 }
 
+// A JSON file that must hold an object (tokenizer_config.json).
+json read_json_object(const std::filesystem::path& p) {
+  json j;
+  try {
+    j = json::parse(read_file(p));
+  } catch (const json::exception& e) {
+    throw Error(describe(p), std::string("malformed JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw Error(describe(p), "expected a JSON object");
+  return j;
+}
+
 bool json_bool(const json& j, const char* key, bool dflt) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return dflt;
@@ -523,13 +535,7 @@ static AddedToken parse_added(const json& j, int32_t id, const std::string& file
 void Tokenizer::Impl::apply_config(const std::filesystem::path& dir) {
   auto cfg_path = dir / "tokenizer_config.json";
   if (std::filesystem::exists(cfg_path)) {
-    json cfg;
-    try {
-      cfg = json::parse(read_file(cfg_path));
-    } catch (const json::exception& e) {
-      throw Error(describe(cfg_path), std::string("malformed JSON: ") + e.what());
-    }
-    if (!cfg.is_object()) throw Error(describe(cfg_path), "expected a JSON object");
+    const json cfg = read_json_object(cfg_path);
     bos_token = config_token(cfg, "bos_token");
     eos_token = config_token(cfg, "eos_token");
     pad_token = config_token(cfg, "pad_token");
@@ -793,12 +799,7 @@ static void load_vocab_merges(Tokenizer::Impl& t, const std::filesystem::path& d
   std::vector<AddedToken> added;
   auto cfg_path = dir / "tokenizer_config.json";
   if (std::filesystem::exists(cfg_path)) {
-    json cfg;
-    try {
-      cfg = json::parse(read_file(cfg_path));
-    } catch (const json::exception& e) {
-      throw Error(describe(cfg_path), std::string("malformed JSON: ") + e.what());
-    }
+    const json cfg = read_json_object(cfg_path);
     cls = cfg.value("tokenizer_class", "");
     if (cfg.contains("added_tokens_decoder") && cfg["added_tokens_decoder"].is_object()) {
       for (const auto& [k, v] : cfg["added_tokens_decoder"].items()) {
