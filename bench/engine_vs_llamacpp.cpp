@@ -31,7 +31,7 @@
 
 #include "common/parallel.h"
 #include "engine/model.h"
-#include "formats/gguf_export.h"
+#include "convert/gguf_export.h"
 #include "formats/model_dir.h"
 #include "formats/synth.h"
 

@@ -3,7 +3,7 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
-#include "formats/gguf_export.h"
+#include "convert/gguf_export.h"
 
 namespace rv::cli {
 

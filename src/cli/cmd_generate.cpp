@@ -11,10 +11,7 @@
 #include "tokenizer/tokenizer.h"
 // The chat template renderer is a separate piece of the tokenizer layer;
 // without it --chat reports that it is unavailable.
-#if __has_include("tokenizer/chat_template.h")
 #include "tokenizer/chat_template.h"
-#define RV_HAVE_CHAT_TEMPLATE 1
-#endif
 
 namespace rv::cli {
 
@@ -47,7 +44,6 @@ void run_generate(GenerateArgs& a) {
     if (msgs.is_object() && msgs.contains("messages")) msgs = msgs["messages"];
     if (!msgs.is_array())
       throw Error(a.chat, "expected a JSON array of {\"role\", \"content\"} messages");
-#ifdef RV_HAVE_CHAT_TEMPLATE
     ChatTemplateSource src = load_chat_template(a.model);
     ChatTemplateInputs in;
     in.messages = msgs;
@@ -55,9 +51,6 @@ void run_generate(GenerateArgs& a) {
     in.bos_token = src.bos_token;
     in.eos_token = src.eos_token;
     ids = tok.encode(render_chat_template(src.tmpl, in), true);
-#else
-    throw Error("--chat: this build has no chat template renderer");
-#endif
   } else {
     ids = tok.encode(a.prompt, true);
     if (tok.adds_bos() && tok.bos_id()) ids.insert(ids.begin(), *tok.bos_id());

@@ -10,14 +10,14 @@
 #include "common/error.h"
 #include "engine/tensor_source.h"
 #include "engine/thread_pool.h"
+#include "formats/arch.h"
 #include "formats/gguf.h"
-#include "formats/gguf_export.h"
 
 namespace rv::engine {
 namespace {
 
 std::string arch_name(Arch a) {
-  return a == Arch::kQwen2 ? "qwen2" : a == Arch::kQwen3 ? "qwen3" : "llama";
+  return std::string(arch_info(a).gguf);
 }
 
 double json_number(const nlohmann::json& j, const char* key, const std::string& where) {
@@ -30,20 +30,15 @@ double json_number(const nlohmann::json& j, const char* key, const std::string& 
 
 ModelSpec make_model_spec(const ModelConfig& c, const std::string& where) {
   ModelSpec s;
-  if (c.architecture == "Qwen2ForCausalLM") {
-    s.arch = Arch::kQwen2;
-    s.qkv_bias = true;
-  } else if (c.architecture == "Qwen3ForCausalLM") {
-    s.arch = Arch::kQwen3;
-    s.qk_norm = true;
-  } else if (c.architecture == "LlamaForCausalLM") {
-    s.arch = Arch::kLlama;
-  } else {
+  const ArchInfo* info = arch_by_hf_class(c.architecture);
+  if (!info)
     throw Error(where, "unsupported architecture '" + c.architecture +
-                           "' (supported: Qwen2ForCausalLM, Qwen3ForCausalLM, LlamaForCausalLM)");
-  }
+                           "' (supported: " + hf_class_names() + ")");
+  s.arch = info->id;
+  s.qkv_bias = info->qkv_bias_always;
+  s.qk_norm = info->qk_norm;
   const auto& raw = c.raw;
-  if (s.arch != Arch::kQwen2 && raw.contains("attention_bias") &&
+  if (!info->qkv_bias_always && raw.contains("attention_bias") &&
       raw["attention_bias"].is_boolean())
     s.qkv_bias = raw["attention_bias"].get<bool>();
   if (raw.contains("mlp_bias") && raw["mlp_bias"].is_boolean() && raw["mlp_bias"].get<bool>())
@@ -275,19 +270,22 @@ void Model::matmul(const float* X, int T, const Linear& L, float* Y) {
       for (int64_t n = 0; n < N; ++n) Y[t * N + n] += L.bias[n];
 }
 
-void Model::rmsnorm_rows(const float* x, int T, const std::vector<float>& w, float* y) {
-  const int n = static_cast<int>(w.size());
-  for (int t = 0; t < T; ++t) {
-    const float* xr = x + static_cast<size_t>(t) * n;
-    float* yr = y + static_cast<size_t>(t) * n;
-    double ss = 0;
-    for (int i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
-    const float r = static_cast<float>(1.0 / std::sqrt(ss / n + spec_.rms_eps));
-    for (int i = 0; i < n; ++i) yr[i] = xr[i] * r * w[i];
-  }
+namespace {
+
+// y[n] = x[n] / rms(x) * w[n], the sum of squares in double. y may be x.
+void rmsnorm(const float* x, int n, const float* w, double eps, float* y) {
+  double ss = 0;
+  for (int i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float r = static_cast<float>(1.0 / std::sqrt(ss / n + eps));
+  for (int i = 0; i < n; ++i) y[i] = x[i] * r * w[i];
 }
 
-namespace {
+// rmsnorm of each of the T rows of x[T][w.size()] into y (may be x).
+void rmsnorm_rows(const float* x, int T, const std::vector<float>& w, double eps, float* y) {
+  const int n = static_cast<int>(w.size());
+  for (int t = 0; t < T; ++t)
+    rmsnorm(x + static_cast<size_t>(t) * n, n, w.data(), eps, y + static_cast<size_t>(t) * n);
+}
 
 // HF "rotate_half" (NeoX) RoPE on one head: pairs (i, i + d/2).
 void rope_head(float* x, int d, const float* cs, const float* sn) {
@@ -299,25 +297,67 @@ void rope_head(float* x, int d, const float* cs, const float* sn) {
   }
 }
 
-void rmsnorm_inplace(float* x, int n, const float* w, double eps) {
-  double ss = 0;
-  for (int i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
-  const float r = static_cast<float>(1.0 / std::sqrt(ss / n + eps));
-  for (int i = 0; i < n; ++i) x[i] = x[i] * r * w[i];
-}
-
 template <class V>
 void grow(V& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
+// q . k and y += a * v over one cached row, for either cache element type:
+// f32 rows, or bf16 bits widened to f32 exactly.
+float kv_dot(const float* q, const float* k, int n) {
+  return kern::dot(q, k, n);
+}
+float kv_dot(const float* q, const uint16_t* k, int n) {
+  return kern::dot_bf16(q, k, n);
+}
+void kv_axpy(float a, const float* v, float* y, int n) {
+  kern::axpy(a, v, y, n);
+}
+void kv_axpy(float a, const uint16_t* v, float* y, int n) {
+  kern::axpy_bf16(a, v, y, n);
+}
+
 }  // namespace
+
+template <class KV>
+void Model::attention(const std::vector<BatchToken>& batch, KVCache& kv, int layer) {
+  const ModelSpec& s = spec_;
+  const int T = static_cast<int>(batch.size());
+  const int QD = s.q_dim(), KVD = s.kv_dim(), HD = s.head_dim, group = s.heads / s.kv_heads;
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
+  pool_->for_range(int64_t(T) * s.heads, 1, [&](int64_t b, int64_t e) {
+    thread_local std::vector<float> sc;  // [n] attention weights of one head
+    for (int64_t task = b; task < e; ++task) {
+      const int t = static_cast<int>(task / s.heads), h = static_cast<int>(task % s.heads);
+      const int kvh = h / group, n = batch[t].pos + 1;
+      const float* qh = &q_[size_t(t) * QD + size_t(h) * HD];
+      // Cached row j of head kvh: K[j * KVD .. + HD), likewise V.
+      const KV* K = static_cast<const KV*>(kv.k(layer, batch[t].slot)) + size_t(kvh) * HD;
+      const KV* V = static_cast<const KV*>(kv.v(layer, batch[t].slot)) + size_t(kvh) * HD;
+      grow(sc, size_t(n));
+      float mx = -INFINITY;
+      for (int j = 0; j < n; ++j) {
+        sc[j] = kv_dot(qh, K + size_t(j) * KVD, HD) * scale;
+        mx = std::max(mx, sc[j]);
+      }
+      double sum = 0;
+      for (int j = 0; j < n; ++j) {
+        sc[j] = std::exp(sc[j] - mx);
+        sum += sc[j];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      float* out = &att_[size_t(t) * QD + size_t(h) * HD];
+      std::fill(out, out + HD, 0.0f);
+      for (int j = 0; j < n; ++j) kv_axpy(sc[j] * inv, V + size_t(j) * KVD, out, HD);
+    }
+  });
+}
 
 void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vector<float>& logits) {
   const ModelSpec& s = spec_;
   const int T = static_cast<int>(batch.size());
   const int H = s.hidden, QD = s.q_dim(), KVD = s.kv_dim(), HD = s.head_dim, I = s.intermediate;
-  const int half = HD / 2, group = s.heads / s.kv_heads;
+  const int half = HD / 2;
   int n_out = 0;
   for (const auto& b : batch) {
     if (b.token < 0 || b.token >= s.vocab)
@@ -332,18 +372,21 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
   if (T == 0) return;
 
   grow(x_, size_t(T) * H);
-  grow(xn_, size_t(T) * std::max(H, QD));
+  grow(xn_, size_t(T) * H);
   grow(q_, size_t(T) * QD);
   grow(k_, size_t(T) * KVD);
   grow(v_, size_t(T) * KVD);
   grow(att_, size_t(T) * QD);
-  grow(g_, size_t(T) * I);
-  grow(u_, size_t(T) * I);
+  grow(attn_out_, size_t(T) * H);
+  grow(gate_, size_t(T) * I);
+  grow(up_, size_t(T) * I);
+  grow(act_, size_t(T) * I);
+  grow(mlp_out_, size_t(T) * H);
 
   // Embedding rows.
   for (int t = 0; t < T; ++t) kern::row_to_f32(embed_, batch[t].token, &x_[size_t(t) * H]);
 
-  // RoPE tables per token: angle = pos * inv_freq, computed in double.
+  // RoPE tables per token, [T][half]: angle = pos * inv_freq, computed in double.
   std::vector<float> rc(size_t(T) * half), rsn(size_t(T) * half);
   for (int t = 0; t < T; ++t)
     for (int i = 0; i < half; ++i) {
@@ -352,13 +395,11 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
       rsn[size_t(t) * half + i] = static_cast<float>(std::sin(a));
     }
 
-  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
-  const bool kv_bf16 = kv.bf16();
-  const DType kv_type = kv_bf16 ? DType::BF16 : DType::F32;
+  const DType kv_type = kv.bf16() ? DType::BF16 : DType::F32;
   for (int l = 0; l < s.layers; ++l) {
     Layer& L = layers_[l];
     // Attention block: x += o_proj(attn(rope(q), rope(k), v)).
-    rmsnorm_rows(x_.data(), T, L.attn_norm, xn_.data());
+    rmsnorm_rows(x_.data(), T, L.attn_norm, s.rms_eps, xn_.data());
     matmul(xn_.data(), T, L.q, q_.data());
     matmul(xn_.data(), T, L.k, k_.data());
     matmul(xn_.data(), T, L.v, v_.data());
@@ -367,12 +408,12 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
       const float* sn = &rsn[size_t(t) * half];
       for (int h = 0; h < s.heads; ++h) {
         float* qh = &q_[size_t(t) * QD + size_t(h) * HD];
-        if (s.qk_norm) rmsnorm_inplace(qh, HD, L.q_norm.data(), s.rms_eps);
+        if (s.qk_norm) rmsnorm(qh, HD, L.q_norm.data(), s.rms_eps, qh);
         rope_head(qh, HD, cs, sn);
       }
       for (int h = 0; h < s.kv_heads; ++h) {
         float* kh = &k_[size_t(t) * KVD + size_t(h) * HD];
-        if (s.qk_norm) rmsnorm_inplace(kh, HD, L.k_norm.data(), s.rms_eps);
+        if (s.qk_norm) rmsnorm(kh, HD, L.k_norm.data(), s.rms_eps, kh);
         rope_head(kh, HD, cs, sn);
       }
       // Append this token's K/V to its sequence (rounded to bf16 for a bf16 cache).
@@ -382,56 +423,23 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
       from_f32(kv_type, &v_[size_t(t) * KVD], static_cast<uint8_t*>(kv.v(l, batch[t].slot)) + at,
                KVD);
     }
-    // Causal attention of every (token, head) over its own sequence.
-    pool_->for_range(int64_t(T) * s.heads, 1, [&](int64_t b, int64_t e) {
-      thread_local std::vector<float> sc;
-      for (int64_t task = b; task < e; ++task) {
-        const int t = static_cast<int>(task / s.heads), h = static_cast<int>(task % s.heads);
-        const int kvh = h / group, n = batch[t].pos + 1;
-        const float* qh = &q_[size_t(t) * QD + size_t(h) * HD];
-        // Row j of head kvh starts at element j * KVD + kvh * HD of either cache type.
-        const size_t off = size_t(kvh) * HD;
-        const float* K = static_cast<const float*>(kv.k(l, batch[t].slot)) + off;
-        const float* V = static_cast<const float*>(kv.v(l, batch[t].slot)) + off;
-        const uint16_t* Kb = static_cast<const uint16_t*>(kv.k(l, batch[t].slot)) + off;
-        const uint16_t* Vb = static_cast<const uint16_t*>(kv.v(l, batch[t].slot)) + off;
-        grow(sc, size_t(n));
-        float mx = -INFINITY;
-        for (int j = 0; j < n; ++j) {
-          sc[j] = (kv_bf16 ? kern::dot_bf16(qh, Kb + size_t(j) * KVD, HD)
-                           : kern::dot(qh, K + size_t(j) * KVD, HD)) *
-                  scale;
-          mx = std::max(mx, sc[j]);
-        }
-        double sum = 0;
-        for (int j = 0; j < n; ++j) {
-          sc[j] = std::exp(sc[j] - mx);
-          sum += sc[j];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        float* out = &att_[size_t(t) * QD + size_t(h) * HD];
-        std::fill(out, out + HD, 0.0f);
-        for (int j = 0; j < n; ++j) {
-          if (kv_bf16)
-            kern::axpy_bf16(sc[j] * inv, Vb + size_t(j) * KVD, out, HD);
-          else
-            kern::axpy(sc[j] * inv, V + size_t(j) * KVD, out, HD);
-        }
-      }
-    });
-    matmul(att_.data(), T, L.o, xn_.data());
-    for (size_t i = 0; i < size_t(T) * H; ++i) x_[i] += xn_[i];
+    if (kv.bf16())
+      attention<uint16_t>(batch, kv, l);
+    else
+      attention<float>(batch, kv, l);
+    matmul(att_.data(), T, L.o, attn_out_.data());
+    for (size_t i = 0; i < size_t(T) * H; ++i) x_[i] += attn_out_[i];
 
     // MLP block: x += down(silu(gate(x)) * up(x)).
-    rmsnorm_rows(x_.data(), T, L.mlp_norm, xn_.data());
-    matmul(xn_.data(), T, L.gate, g_.data());
-    matmul(xn_.data(), T, L.up, u_.data());
+    rmsnorm_rows(x_.data(), T, L.mlp_norm, s.rms_eps, xn_.data());
+    matmul(xn_.data(), T, L.gate, gate_.data());
+    matmul(xn_.data(), T, L.up, up_.data());
     for (size_t i = 0; i < size_t(T) * I; ++i) {
-      const float gv = g_[i];
-      g_[i] = gv / (1.0f + std::exp(-gv)) * u_[i];
+      const float gv = gate_[i];
+      act_[i] = gv / (1.0f + std::exp(-gv)) * up_[i];
     }
-    matmul(g_.data(), T, L.down, xn_.data());
-    for (size_t i = 0; i < size_t(T) * H; ++i) x_[i] += xn_[i];
+    matmul(act_.data(), T, L.down, mlp_out_.data());
+    for (size_t i = 0; i < size_t(T) * H; ++i) x_[i] += mlp_out_[i];
   }
 
   // Final norm and LM head for the requested rows only.
@@ -442,7 +450,7 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
       std::memcpy(&rows[size_t(o) * H], &x_[size_t(t) * H], sizeof(float) * H);
       ++o;
     }
-  rmsnorm_rows(rows.data(), n_out, final_norm_, rows.data());
+  rmsnorm_rows(rows.data(), n_out, final_norm_, s.rms_eps, rows.data());
   Linear head{lm_head_, {}};
   matmul(rows.data(), n_out, head, logits.data());
 }

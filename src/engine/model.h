@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "engine/kernels.h"
+#include "formats/arch.h"
 #include "formats/model_dir.h"
 
 namespace rv::engine {
@@ -34,7 +35,8 @@ namespace rv::engine {
 class ThreadPool;
 struct TensorSource;
 
-enum class Arch { kQwen2, kQwen3, kLlama };
+// The architecture table's id (formats/arch.h).
+using Arch = ArchId;
 
 // Hyper-parameters the forward pass uses, validated from config.json (or
 // from a GGUF file's metadata, via an equivalent ModelConfig).
@@ -181,8 +183,13 @@ class Model {
                                           const ModelOptions& opt);
   // Fills the weights from `src` for spec_ (set first).
   void load_weights(TensorSource& src);
+  // Y[T][L.w.rows] = X[T][L.w.cols] * L.w^T + L.bias, rows split over the pool.
   void matmul(const float* X, int T, const Linear& L, float* Y);
-  void rmsnorm_rows(const float* x, int T, const std::vector<float>& w, float* y);
+  // Causal attention of every (token, query head) of `batch` over its
+  // sequence's cached K/V rows of `layer` (KV: float or uint16_t bf16 bits):
+  // att_[t] from q_[t].
+  template <class KV>
+  void attention(const std::vector<BatchToken>& batch, KVCache& kv, int layer);
 
   ModelConfig config_;
   ModelSpec spec_;
@@ -196,8 +203,16 @@ class Model {
   std::vector<float> final_norm_;
   std::vector<Layer> layers_;
   std::unique_ptr<ThreadPool> pool_;
-  // Scratch, grown on demand.
-  std::vector<float> x_, xn_, q_, k_, v_, att_, h_, g_, u_;
+  // Scratch of forward(), grown on demand; T = tokens in the batch.
+  std::vector<float> x_;          // [T][hidden] residual stream
+  std::vector<float> xn_;         // [T][hidden] RMS-normed input of the current block
+  std::vector<float> q_;          // [T][q_dim] queries (after qk-norm and RoPE)
+  std::vector<float> k_, v_;      // [T][kv_dim] this batch's keys (qk-norm, RoPE) and values
+  std::vector<float> att_;        // [T][q_dim] attention output, heads concatenated
+  std::vector<float> attn_out_;   // [T][hidden] o_proj(att_), added to x_
+  std::vector<float> gate_, up_;  // [T][intermediate] gate_proj(xn_), up_proj(xn_)
+  std::vector<float> act_;        // [T][intermediate] silu(gate_) * up_
+  std::vector<float> mlp_out_;    // [T][hidden] down_proj(act_), added to x_
 };
 
 }  // namespace rv::engine

@@ -1,5 +1,6 @@
 // Model::load for GGUF files written by `reasonvec export-gguf`: the inverse
-// of src/formats/gguf_export.cpp.
+// of src/convert/gguf_export.cpp. Names, keys and the q/k permutation come
+// from the architecture table (formats/arch.h).
 //
 //   metadata                                   -> config.json equivalent
 //   general.architecture qwen2|qwen3|llama     -> architectures, model_type
@@ -29,8 +30,8 @@
 #include "engine/model.h"
 #include "engine/tensor_source.h"
 #include "engine/thread_pool.h"
+#include "formats/arch.h"
 #include "formats/gguf.h"
-#include "formats/gguf_export.h"
 
 namespace rv::engine {
 namespace {
@@ -41,7 +42,7 @@ using json = nlohmann::json;
 // names llama.cpp does not know are looked up as they are (and reported
 // missing).
 std::string gguf_name(const std::string& hf) {
-  std::string name = llama_cpp_tensor_name(hf);
+  std::string name = gguf_tensor_name(hf);
   return name.empty() ? hf : name;
 }
 
@@ -119,14 +120,12 @@ json config_from_metadata(const Meta& meta,
                           const std::map<std::string, const gguf::TensorInfo*>& ts,
                           const std::string& where) {
   const std::string& arch = meta.string("general.architecture");
-  const char* hf_arch = arch == "qwen2"   ? "Qwen2ForCausalLM"
-                        : arch == "qwen3" ? "Qwen3ForCausalLM"
-                        : arch == "llama" ? "LlamaForCausalLM"
-                                          : nullptr;
-  if (!hf_arch)
+  const ArchInfo* info = arch_by_gguf(arch);
+  if (!info)
     throw Error(where, "general.architecture '" + arch +
-                           "' is not supported (supported: qwen2, qwen3, llama)");
+                           "' is not supported (supported: " + gguf_arch_names() + ")");
   const std::string a = arch + ".";
+  namespace k = gguf_key;
   auto emb = ts.find("token_embd.weight");
   if (emb == ts.end()) throw Error(where, "missing tensor 'token_embd.weight'");
   if (emb->second->ne.size() != 2)
@@ -135,11 +134,11 @@ json config_from_metadata(const Meta& meta,
   const uint64_t vocab = emb->second->ne[1];
   if (vocab == 0 || vocab > INT_MAX)
     throw Error(where, "tensor 'token_embd.weight' has " + std::to_string(vocab) + " rows");
-  if (meta.find(a + "vocab_size") && static_cast<uint64_t>(meta.count(a + "vocab_size")) != vocab)
-    throw Error(where, "key '" + a +
-                           "vocab_size' = " + std::to_string(meta.count(a + "vocab_size")) +
+  if (meta.find(a + k::kVocabSize) && static_cast<uint64_t>(meta.count(a + k::kVocabSize)) != vocab)
+    throw Error(where, "key '" + a + k::kVocabSize +
+                           "' = " + std::to_string(meta.count(a + k::kVocabSize)) +
                            " but token_embd.weight has " + std::to_string(vocab) + " rows");
-  if (const gguf::Value* st = meta.find(a + "rope.scaling.type")) {
+  if (const gguf::Value* st = meta.find(a + k::kRopeScalingType)) {
     const std::string type = st->type() == gguf::ValueType::STRING ? st->as_string() : "?";
     if (type != "none")
       throw Error(where, "key '" + a + "rope.scaling.type' = '" + type +
@@ -147,35 +146,35 @@ json config_from_metadata(const Meta& meta,
   }
 
   json c;
-  c["architectures"] = {hf_arch};
+  c["architectures"] = {std::string(info->hf_class)};
   c["model_type"] = arch;
   c["hidden_act"] = "silu";
-  c["hidden_size"] = meta.count(a + "embedding_length");
-  c["num_hidden_layers"] = meta.count(a + "block_count");
-  c["intermediate_size"] = meta.count(a + "feed_forward_length");
-  c["max_position_embeddings"] = meta.count(a + "context_length");
-  const int heads = meta.count(a + "attention.head_count");
+  c["hidden_size"] = meta.count(a + k::kEmbeddingLength);
+  c["num_hidden_layers"] = meta.count(a + k::kBlockCount);
+  c["intermediate_size"] = meta.count(a + k::kFeedForwardLength);
+  c["max_position_embeddings"] = meta.count(a + k::kContextLength);
+  const int heads = meta.count(a + k::kHeadCount);
   c["num_attention_heads"] = heads;
   c["num_key_value_heads"] =
-      meta.find(a + "attention.head_count_kv") ? meta.count(a + "attention.head_count_kv") : heads;
-  if (meta.find(a + "attention.key_length")) {
-    const int k = meta.count(a + "attention.key_length");
-    if (meta.find(a + "attention.value_length") && meta.count(a + "attention.value_length") != k)
+      meta.find(a + k::kHeadCountKv) ? meta.count(a + k::kHeadCountKv) : heads;
+  if (meta.find(a + k::kKeyLength)) {
+    const int k = meta.count(a + k::kKeyLength);
+    if (meta.find(a + k::kValueLength) && meta.count(a + k::kValueLength) != k)
       throw Error(where, "attention.key_length and value_length differ (not supported)");
     c["head_dim"] = k;
   }
   const int head_dim =
       c.contains("head_dim") ? c["head_dim"].get<int>() : c["hidden_size"].get<int>() / heads;
-  if (meta.find(a + "rope.dimension_count") && meta.count(a + "rope.dimension_count") != head_dim)
+  if (meta.find(a + k::kRopeDimensionCount) && meta.count(a + k::kRopeDimensionCount) != head_dim)
     throw Error(where, "key '" + a + "rope.dimension_count' = " +
-                           std::to_string(meta.count(a + "rope.dimension_count")) +
+                           std::to_string(meta.count(a + k::kRopeDimensionCount)) +
                            " differs from the head size " + std::to_string(head_dim) +
                            " (partial RoPE is not supported)");
   c["vocab_size"] = vocab;
-  c["rms_norm_eps"] = meta.real(a + "attention.layer_norm_rms_epsilon");
-  c["rope_theta"] = meta.real(a + "rope.freq_base");
+  c["rms_norm_eps"] = meta.real(a + k::kRmsEpsilon);
+  c["rope_theta"] = meta.real(a + k::kRopeFreqBase);
   c["tie_word_embeddings"] = ts.count("output.weight") == 0;
-  if (arch != "qwen2") c["attention_bias"] = ts.count("blk.0.attn_q.bias") != 0;
+  if (!info->qkv_bias_always) c["attention_bias"] = ts.count("blk.0.attn_q.bias") != 0;
   const DType dt = dtype_of(emb->second->type);
   c["torch_dtype"] = dt == DType::F32 ? "float32" : dt == DType::F16 ? "float16" : "bfloat16";
   return c;
@@ -199,23 +198,21 @@ class GgufSource final : public TensorSource {
     const gguf::TensorInfo& t = *ts_.at(name);
     used_.insert(name);
     Tensor out{file_.data() + h_.data_start + t.offset, dtype_of(t.type), hf_shape(t)};
-    // Llama: export-gguf interleaved the two rotated halves of every q/k
-    // head (llama.cpp's RoPE layout); put the rows back in Hugging Face's
-    // rotate-half order: GGUF row h*hd + j holds HF row h*hd + (j%2)*hd/2 + j/2.
+    // export-gguf interleaved the two rotated halves of every q/k head
+    // (llama.cpp's RoPE layout); put the rows back in Hugging Face's
+    // rotate-half order.
     const bool q = name.find(".attn_q.") != std::string::npos;
     const bool k = name.find(".attn_k.") != std::string::npos;
-    if (spec_.arch == Arch::kLlama && (q || k)) {
+    if (arch_info(spec_.arch).permute_qk && (q || k)) {
       const int64_t hd = spec_.head_dim, heads = q ? spec_.heads : spec_.kv_heads;
       if (out.shape.empty() || out.shape[0] != heads * hd || hd % 2)
         return out;  // the caller's shape check reports it
       const int64_t rows = out.shape[0];
       const size_t row_bytes = static_cast<size_t>(t.nbytes() / rows);
       std::vector<uint8_t> buf(t.nbytes());
-      for (int64_t r = 0; r < rows; ++r) {
-        const int64_t h = r / hd, j = r % hd;
-        const int64_t hf_row = h * hd + (j % 2) * (hd / 2) + j / 2;
-        std::memcpy(buf.data() + hf_row * row_bytes, out.data + r * row_bytes, row_bytes);
-      }
+      for (int64_t r = 0; r < rows; ++r)
+        std::memcpy(buf.data() + gguf_qk_source_row(r, hd) * row_bytes, out.data + r * row_bytes,
+                    row_bytes);
       owned_.push_back(std::move(buf));
       out.data = owned_.back().data();
     }
@@ -258,7 +255,7 @@ std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path,
 
   // Llama-3 rope scaling: per-frequency divisors of the angle (llama.cpp's
   // convention, written by export-gguf from rope_scaling).
-  if (auto it = ts.find("rope_freqs.weight"); it != ts.end()) {
+  if (auto it = ts.find(kRopeFreqsTensor); it != ts.end()) {
     const gguf::TensorInfo& t = *it->second;
     if (t.type != gguf::TensorType::F32 || t.ne.size() != 1 || t.ne[0] != s.inv_freq.size())
       throw Error(where, "tensor 'rope_freqs.weight' must be F32 with " +
@@ -274,7 +271,7 @@ std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path,
 
   GgufSource src(*m->gguf_, h, ts, s, m->owned_);
   m->load_weights(src);
-  const std::string extra = src.unused({"rope_freqs.weight"});
+  const std::string extra = src.unused({kRopeFreqsTensor});
   if (!extra.empty())
     throw Error(where,
                 "tensor '" + extra + "' is not used by the engine (unsupported model layout)");

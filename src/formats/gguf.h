@@ -59,6 +59,16 @@ size_t tensor_type_size(TensorType t);  // bytes per element
 // llama.cpp's general.file_type (llama_ftype) for all-float files.
 enum class FileType : uint32_t { ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_BF16 = 32 };
 
+// tokenizer.ggml.token_type values (llama_token_type) the exporter writes and
+// the tokenizer reads back: vocabulary tokens, special added tokens, other
+// added tokens, and padding rows that name no token.
+enum TokenType : int32_t {
+  kTokenNormal = 1,
+  kTokenControl = 3,
+  kTokenUserDefined = 4,
+  kTokenUnused = 5,
+};
+
 // One metadata value: a scalar, a string, or an array of values of one type.
 // Accessors throw rv::Error when the stored type does not fit.
 class Value {

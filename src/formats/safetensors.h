@@ -114,7 +114,6 @@ class SafetensorsWriter {
   SafetensorsWriter(const SafetensorsWriter&) = delete;
   SafetensorsWriter& operator=(const SafetensorsWriter&) = delete;
 
-  size_t num_tensors() const { return specs_.size(); }
   const TensorSpec& spec(size_t i) const { return specs_[i]; }
   // Writes bytes [offset, offset+n) of tensor i. Thread-safe.
   void write(size_t tensor, uint64_t offset, const void* data, size_t n);

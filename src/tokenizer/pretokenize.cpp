@@ -8,15 +8,11 @@
 #include <mutex>
 
 #include "common/error.h"
+#include "formats/arch.h"
 #include "tokenizer/unicode.h"
 
 namespace rv::pretok {
 namespace {
-
-constexpr std::string_view kQwen2Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-constexpr std::string_view kLlama3Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // The classes the patterns distinguish. They partition the code points:
 // \r and \n are white space the patterns also name on their own.
@@ -137,8 +133,8 @@ struct Scan {
 }  // namespace
 
 Pattern recognise(std::string_view regex) {
-  if (regex == kQwen2Regex) return Pattern::kQwen2;
-  if (regex == kLlama3Regex) return Pattern::kLlama3;
+  if (regex == kQwen2PreTokenizer.regex) return Pattern::kQwen2;
+  if (regex == kLlama3PreTokenizer.regex) return Pattern::kLlama3;
   return Pattern::kNone;
 }
 

@@ -1,11 +1,12 @@
-// A hand-written matcher for the two pre-tokenizer regexes our models ship:
+// A hand-written matcher for the two pre-tokenizer regexes our models ship,
+// kQwen2PreTokenizer and kLlama3PreTokenizer (formats/arch.h):
 //
 //   Qwen2 / Qwen2.5 / Qwen3:
 //     (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|
 //     \s*[\r\n]+|\s+(?!\S)|\s+
 //   Llama-3: the same with \p{N}{1,3} in place of \p{N}.
 //
-// Why: running the regex through PCRE2's JIT was the largest single cost of
+// Why: running the regex through PCRE2's JIT is the largest single cost of
 // encoding. This matcher returns exactly the piece PCRE2 (UTF + UCP) returns
 // at each position: its character classes (\p{L}, \p{N}, \s) are read from
 // PCRE2 itself, one 256-code-point block at a time on first use, and the

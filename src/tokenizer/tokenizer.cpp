@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/file.h"
+#include "formats/arch.h"
 #include "formats/gguf.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer_json.h"
@@ -24,17 +25,6 @@ namespace rv {
 namespace {
 
 using json = nlohmann::json;
-
-// The GPT-2 pattern ByteLevel uses when its own use_regex is true. Kept as
-// Hugging Face writes it (tokenizers/src/pre_tokenizers/byte_level.rs).
-constexpr const char* kGpt2Pattern =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-// Qwen2Tokenizer's PRETOKENIZE_REGEX, for the vocab.json + merges.txt form.
-constexpr const char* kQwen2Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-// Llama-3's Split regex (tokenizer.json), for GGUF files with pre "llama-bpe".
-constexpr const char* kLlama3Pattern =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 struct SvHash {
   using is_transparent = void;
@@ -287,6 +277,18 @@ std::string config_token(const json& cfg, const char* key) {
   return "";
 }
 
+// A JSON file that must hold an object (tokenizer_config.json).
+json read_json_object(const std::filesystem::path& p) {
+  json j;
+  try {
+    j = json::parse(read_file(p));
+  } catch (const json::exception& e) {
+    throw Error(describe(p), std::string("malformed JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw Error(describe(p), "expected a JSON object");
+  return j;
+}
+
 bool json_bool(const json& j, const char* key, bool dflt) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return dflt;
@@ -337,9 +339,10 @@ struct Tokenizer::Impl {
   pretok::Pattern fast_split = pretok::Pattern::kNone;  // hand-written matcher for `regex`
   bool add_prefix_space = false;
 
-  std::string chat_template, bos_token, eos_token, pad_token;
+  std::string chat_template, bos_token, eos_token, pad_token, unk_token;
   bool clean_up = false;
   bool adds_bos = false;
+  std::optional<bool> configured_add_bos, configured_add_eos;  // as tokenizer_config.json sets them
 
   mutable BpeCache cache;
 
@@ -532,16 +535,14 @@ static AddedToken parse_added(const json& j, int32_t id, const std::string& file
 void Tokenizer::Impl::apply_config(const std::filesystem::path& dir) {
   auto cfg_path = dir / "tokenizer_config.json";
   if (std::filesystem::exists(cfg_path)) {
-    json cfg;
-    try {
-      cfg = json::parse(read_file(cfg_path));
-    } catch (const json::exception& e) {
-      throw Error(describe(cfg_path), std::string("malformed JSON: ") + e.what());
-    }
-    if (!cfg.is_object()) throw Error(describe(cfg_path), "expected a JSON object");
+    const json cfg = read_json_object(cfg_path);
     bos_token = config_token(cfg, "bos_token");
     eos_token = config_token(cfg, "eos_token");
     pad_token = config_token(cfg, "pad_token");
+    unk_token = config_token(cfg, "unk_token");
+    for (auto [key, flag] : {std::pair{"add_bos_token", &configured_add_bos},
+                             std::pair{"add_eos_token", &configured_add_eos}})
+      if (auto it = cfg.find(key); it != cfg.end() && it->is_boolean()) *flag = it->get<bool>();
     clean_up = json_bool(cfg, "clean_up_tokenization_spaces", false);
     if (json_bool(cfg, "add_bos_token", false)) adds_bos = true;
     auto ct = cfg.find("chat_template");
@@ -714,7 +715,7 @@ static void load_tokenizer_json(Tokenizer::Impl& t, const std::filesystem::path&
       if (s.value("use_regex", true)) {
         if (have_split)
           throw Error(file, "Split followed by ByteLevel(use_regex=true) is not supported yet");
-        t.set_regex(kGpt2Pattern, false, file);
+        t.set_regex(std::string(kGpt2Regex), false, file);
       }
     } else {
       throw Error(file, "pre-tokenizer '" + type + "' is not supported yet");
@@ -798,12 +799,7 @@ static void load_vocab_merges(Tokenizer::Impl& t, const std::filesystem::path& d
   std::vector<AddedToken> added;
   auto cfg_path = dir / "tokenizer_config.json";
   if (std::filesystem::exists(cfg_path)) {
-    json cfg;
-    try {
-      cfg = json::parse(read_file(cfg_path));
-    } catch (const json::exception& e) {
-      throw Error(describe(cfg_path), std::string("malformed JSON: ") + e.what());
-    }
+    const json cfg = read_json_object(cfg_path);
     cls = cfg.value("tokenizer_class", "");
     if (cfg.contains("added_tokens_decoder") && cfg["added_tokens_decoder"].is_object()) {
       for (const auto& [k, v] : cfg["added_tokens_decoder"].items()) {
@@ -819,9 +815,9 @@ static void load_vocab_merges(Tokenizer::Impl& t, const std::filesystem::path& d
   }
   if (cls == "Qwen2Tokenizer" || cls == "Qwen2TokenizerFast" || cls.empty()) {
     t.normalizer = "NFC";
-    t.set_regex(kQwen2Pattern, false, vfile);
+    t.set_regex(std::string(kQwen2PreTokenizer.regex), false, vfile);
   } else {
-    t.set_regex(kGpt2Pattern, false, vfile);
+    t.set_regex(std::string(kGpt2Regex), false, vfile);
   }
   t.set_added(std::move(added), describe(cfg_path));
 }
@@ -847,8 +843,6 @@ Tokenizer Tokenizer::load(const std::filesystem::path& dir) {
 Tokenizer Tokenizer::load_gguf(const std::filesystem::path& path) {
   const std::string file = describe(path);
   const gguf::File f(path);
-  // Token types as llama.cpp numbers them (llama_token_type).
-  enum : int64_t { kNormal = 1, kControl = 3, kUserDefined = 4, kUnused = 5 };
   auto array_of = [&](const std::string& key,
                       gguf::ValueType elem) -> const std::vector<gguf::Value>& {
     const gguf::Value& v = f.get(key);
@@ -867,10 +861,11 @@ Tokenizer Tokenizer::load_gguf(const std::filesystem::path& path) {
   if (model != "gpt2")
     throw Error(
         file, "tokenizer.ggml.model '" + model + "' is not supported (only gpt2: byte-level BPE)");
-  const std::string& pre = f.get_string("tokenizer.ggml.pre");
-  if (pre != "qwen2" && pre != "llama-bpe")
-    throw Error(file,
-                "tokenizer.ggml.pre '" + pre + "' is not supported (supported: qwen2, llama-bpe)");
+  const std::string& pre_name = f.get_string("tokenizer.ggml.pre");
+  const PreTokenizer* pre = pre_tokenizer_by_name(pre_name);
+  if (!pre)
+    throw Error(file, "tokenizer.ggml.pre '" + pre_name +
+                          "' is not supported (supported: " + pre_tokenizer_names() + ")");
   const auto& tokens = array_of("tokenizer.ggml.tokens", gguf::ValueType::STRING);
   const auto& types = array_of("tokenizer.ggml.token_type", gguf::ValueType::I32);
   const auto& merges = array_of("tokenizer.ggml.merges", gguf::ValueType::STRING);
@@ -884,15 +879,15 @@ Tokenizer Tokenizer::load_gguf(const std::filesystem::path& path) {
   for (size_t id = 0; id < tokens.size(); ++id) {
     const int64_t type = types[id].as_int();
     const std::string& tok = tokens[id].as_string();
-    if (type == kNormal) {
+    if (type == gguf::kTokenNormal) {
       add_vocab_entry(*t, tok, static_cast<int64_t>(id), file);
-    } else if (type == kControl || type == kUserDefined) {
+    } else if (type == gguf::kTokenControl || type == gguf::kTokenUserDefined) {
       AddedToken a;
       a.id = static_cast<int32_t>(id);
       a.content = tok;
-      a.special = type == kControl;
+      a.special = type == gguf::kTokenControl;
       added.push_back(std::move(a));
-    } else if (type != kUnused) {
+    } else if (type != gguf::kTokenUnused) {
       throw Error(file, "token " + std::to_string(id) + " has type " + std::to_string(type) +
                             " (supported: 1 normal, 3 control, 4 user-defined, 5 unused)");
     }
@@ -909,18 +904,13 @@ Tokenizer Tokenizer::load_gguf(const std::filesystem::path& path) {
   }
   t->where = file;
   t->finish_vocab(file);
-  // What the Hugging Face tokenizers of these families declare: Qwen2/Qwen3
-  // normalize with NFC; Llama-3 sets ignore_merges and
-  // clean_up_tokenization_spaces. Both: Split(regex, Isolated) +
-  // ByteLevel(add_prefix_space=false, use_regex=false), ByteLevel decoder.
-  if (pre == "qwen2") {
-    t->normalizer = "NFC";
-    t->set_regex(kQwen2Pattern, false, file);
-  } else {
-    t->ignore_merges = true;
-    t->clean_up = true;
-    t->set_regex(kLlama3Pattern, false, file);
-  }
+  // The Hugging Face tokenizer of the family: Split(regex, Isolated) +
+  // ByteLevel(add_prefix_space=false, use_regex=false), ByteLevel decoder,
+  // with the family's normalizer and flags (formats/arch.h).
+  if (pre->nfc) t->normalizer = "NFC";
+  t->ignore_merges = pre->ignore_merges;
+  t->clean_up = pre->clean_up_spaces;
+  t->set_regex(std::string(pre->regex), false, file);
   t->set_added(std::move(added), file);
 
   auto token_string = [&](const char* key) -> std::string {
@@ -1305,6 +1295,15 @@ std::optional<int32_t> Tokenizer::eos_id() const {
 }
 std::optional<int32_t> Tokenizer::pad_id() const {
   return lookup(*impl_, impl_->pad_token);
+}
+std::optional<int32_t> Tokenizer::unk_id() const {
+  return lookup(*impl_, impl_->unk_token);
+}
+std::optional<bool> Tokenizer::configured_add_bos() const {
+  return impl_->configured_add_bos;
+}
+std::optional<bool> Tokenizer::configured_add_eos() const {
+  return impl_->configured_add_eos;
 }
 
 std::vector<int32_t> Tokenizer::stop_ids() const {

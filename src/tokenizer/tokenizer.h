@@ -99,6 +99,8 @@ class Tokenizer {
   std::optional<int32_t> bos_id() const;
   std::optional<int32_t> eos_id() const;
   std::optional<int32_t> pad_id() const;
+  // tokenizer_config.json's unk_token (byte-level BPE never emits it).
+  std::optional<int32_t> unk_id() const;
   // Ids that end a generation: eos plus the chat end tokens present in the
   // vocabulary (<|im_end|>, <|eot_id|>, <|endoftext|>, <|eom_id|>,
   // <|end_of_text|>). Sorted, unique.
@@ -107,6 +109,10 @@ class Tokenizer {
   // (Llama-3: yes; Qwen: no). encode() never adds it; callers that want HF's
   // add_special_tokens=True behaviour prepend bos_id() themselves.
   bool adds_bos() const;
+  // tokenizer_config.json's add_bos_token / add_eos_token when it sets them
+  // (true or false), for exporters that must write the flags as configured.
+  std::optional<bool> configured_add_bos() const;
+  std::optional<bool> configured_add_eos() const;
 
   // tokenizer_config.json "chat_template" (a string, or the "default" entry of
   // a list of named templates), else chat_template.jinja; empty if none.

@@ -16,7 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/model.h"
-#include "formats/gguf_export.h"
+#include "convert/gguf_export.h"
 #include "formats/synth.h"
 #include "support/llamacpp_oracle.h"
 #include "support/temp_dir.h"

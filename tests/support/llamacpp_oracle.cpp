@@ -5,7 +5,7 @@
 #include <fstream>
 #include <stdexcept>
 
-#include "formats/gguf_export.h"
+#include "convert/gguf_export.h"
 #include "formats/synth.h"
 
 namespace rv_test {

@@ -17,7 +17,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "formats/gguf_export.h"
+#include "convert/gguf_export.h"
 #include "formats/model_dir.h"
 #include "formats/synth.h"
 #include "support/llamacpp_oracle.h"

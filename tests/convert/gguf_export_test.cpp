@@ -1,7 +1,7 @@
 // export-gguf: synthesized Hugging Face models with real tokenizers are
 // exported and read back with an independent GGUF parser; every key, token,
 // merge and tensor is checked against the source files parsed here.
-#include "formats/gguf_export.h"
+#include "convert/gguf_export.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -14,7 +14,7 @@
 #include "common/error.h"
 #include "formats/model_dir.h"
 #include "formats/synth.h"
-#include "gguf_mini_parser.h"
+#include "formats/gguf_mini_parser.h"
 #include "support/llamacpp_oracle.h"
 #include "support/temp_dir.h"
 

@@ -1,8 +1,10 @@
 // Hugging Face model directory -> GGUF file that llama.cpp (and Ollama) load.
 //
-// Supports Qwen2ForCausalLM, Qwen3ForCausalLM and LlamaForCausalLM with a
-// byte-level BPE tokenizer (tokenizer.json, or vocab.json + merges.txt). The
-// tokenizer files are read as JSON here: this layer sits below tokenizer/.
+// Supports the architectures of formats/arch.h (Qwen2ForCausalLM,
+// Qwen3ForCausalLM, LlamaForCausalLM) with a byte-level BPE tokenizer
+// (tokenizer.json, or vocab.json + merges.txt) as rv::Tokenizer loads it;
+// names, keys, the q/k permutation and the pre-tokenizer come from the
+// architecture table.
 //
 // What is written, following llama.cpp's conventions:
 // - general.architecture = qwen2 | qwen3 | llama and the <arch>.* hyper-
@@ -13,8 +15,8 @@
 // - tokenizer.ggml.* (model "gpt2", pre "qwen2" or "llama-bpe", tokens padded
 //   to the embedding rows with "[PAD<i>]", token types 1 normal / 3 control
 //   (special added tokens) / 4 user-defined (other added tokens) / 5 unused
-//   (padding), merges as "a b", bos/eos/padding ids, add_bos_token) and
-//   tokenizer.chat_template.
+//   (padding), merges as "a b", bos/eos/unk/padding ids, add_bos_token and
+//   add_eos_token) and tokenizer.chat_template (Tokenizer::chat_template()).
 // - tensors under llama.cpp names (token_embd, blk.N.attn_q, ..., output_norm,
 //   output — omitted for tied embeddings) with ggml (reversed) dims. Matrices
 //   take the requested dtype; 1-D tensors (norms, biases) are always F32 as
@@ -54,19 +56,6 @@ struct GgufExportResult {
 // output write under rv::AtomicOutput (as export_gguf_atomic does).
 GgufExportResult write_gguf(const std::filesystem::path& model_dir,
                             const std::filesystem::path& out_file, const GgufExportOptions& opt);
-
-// The llama.cpp name of a Hugging Face tensor ("model.layers.3.mlp.up_proj.weight"
-// -> "blk.3.ffn_up.weight"); "" when llama.cpp has no counterpart. The
-// exporter writes under these names and the engine reads GGUFs through them.
-std::string llama_cpp_tensor_name(const std::string& hf);
-
-// Llama-3 ("llama3") RoPE scaling as llama.cpp applies it: one f32 divisor
-// of the rotation angle per frequency (head_dim / 2 of them), written to GGUF
-// as rope_freqs.weight. The engine divides its frequencies by these same f32
-// values for a model directory, so both paths give bit-identical logits.
-std::vector<float> llama3_rope_divisors(double theta, int head_dim, double factor,
-                                        double low_freq_factor, double high_freq_factor,
-                                        double original_max_position_embeddings);
 
 // write_gguf into a temporary sibling renamed to `out_file` on success.
 // Throws if `out_file` exists and !force.
