@@ -24,12 +24,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string fmt_alpha(double a) {
-  char b[32];
-  snprintf(b, sizeof b, "%+g", a);
-  return b;
-}
-
 std::string subst(std::string s, const std::string& key, const std::string& val) {
   for (size_t p = 0; (p = s.find(key, p)) != std::string::npos; p += val.size())
     s.replace(p, key.size(), val);
@@ -249,9 +243,9 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
         x.target = ti;
         x.vec = vname;
         x.alpha = a;
-        x.label = t.name + " " + vname + " α=" + fmt_alpha(a);
-        x.dirname = safe_name(t.name) + "__" + vname + "_a" + fmt_alpha(a);
-        x.model_fp = sha256_hex("apply|" + b.model_fp + "|" + fp + "|" + fmt_alpha(a));
+        x.label = t.name + " " + vname + " α=" + format_alpha(a);
+        x.dirname = safe_name(t.name) + "__" + vname + "_a" + format_alpha(a);
+        x.model_fp = sha256_hex("apply|" + b.model_fp + "|" + fp + "|" + format_alpha(a));
         x.model_dir = out / "models" / (x.dirname + "-" + x.model_fp.substr(0, 12));
         variants.push_back(x);
       }

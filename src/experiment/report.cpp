@@ -12,13 +12,13 @@ namespace rv::experiment {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace {
-
-std::string fmt_alpha(double a) {
+std::string format_alpha(double a) {
   char b[32];
   snprintf(b, sizeof b, "%+g", a);
   return b;
 }
+
+namespace {
 
 std::string pct(std::optional<double> x) {
   if (!x) return "–";
@@ -277,7 +277,7 @@ std::string accuracy_svg(const Report& rep, const std::string& task) {
   for (const auto& r : rep.rows) ticks.insert(r.alpha);
   for (double a : ticks)
     s << "<text x=\"" << X(a) << "\" y=\"" << T + ph + 18 << "\" text-anchor=\"middle\">"
-      << fmt_alpha(a) << "</text>\n";
+      << format_alpha(a) << "</text>\n";
   s << "<text x=\"" << L + pw / 2 << "\" y=\"" << H - 10 << "\" text-anchor=\"middle\">α</text>\n";
   s << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << pw << "\" height=\"" << ph
     << "\" fill=\"none\" stroke=\"#444\"/>\n";
@@ -291,7 +291,7 @@ std::string accuracy_svg(const Report& rep, const std::string& task) {
     s << "\"/>\n";
     for (const auto& [a, v] : pts)
       s << "<circle cx=\"" << X(a) << "\" cy=\"" << Y(v) << "\" r=\"3.5\" fill=\"" << col
-        << "\"><title>" << xml(name) << " α=" << fmt_alpha(a) << ": " << pct(v)
+        << "\"><title>" << xml(name) << " α=" << format_alpha(a) << ": " << pct(v)
         << "%</title></circle>\n";
     double ly = T + 10 + 18 * k;
     s << "<line x1=\"" << L + pw + 12 << "\" x2=\"" << L + pw + 36 << "\" y1=\"" << ly << "\" y2=\""

@@ -82,6 +82,9 @@ void add_task_cells(const std::vector<Row*>& rows,
                     const eval::ReportOptions& stats);
 
 nlohmann::json to_json(const Report& r);
+// α as labels and step names show it: "%+g" ("+1", "-0.5", "+0").
+std::string format_alpha(double a);
+
 std::string to_markdown(const Report& r);
 // Accuracy vs α for one task column: one line per (target, vector), the
 // target at α=0 shared.
