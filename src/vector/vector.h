@@ -11,6 +11,11 @@
 // than RAM work. Outputs appear atomically (AtomicOutput). All functions
 // throw rv::Error with a one-line "file: problem" message; they print
 // nothing except through `Log` (warnings the CLI shows to the user).
+//
+// Thread-safety: each call is internally parallel on the process-wide pool
+// (common/parallel.h, sized by set_num_threads). Calls from several threads
+// are safe but are serialised on that pool; two calls must not write the
+// same output path. `Log` is invoked from the calling thread only.
 #pragma once
 
 #include <cstdint>
