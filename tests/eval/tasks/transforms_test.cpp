@@ -30,7 +30,9 @@ TEST(Transforms, ParseAndCanonical) {
 }
 
 TEST(Transforms, SeedsAreStableAndDistinct) {
-  EXPECT_EQ(transform_seed(1234, "7", "typos"), transform_seed(1234, "7", "typos"));
+  // FNV-1a (64-bit) over "1234\xff" "7\xff" "typos\xff", top bit cleared, as
+  // computed by a few lines of Python.
+  EXPECT_EQ(transform_seed(1234, "7", "typos"), 8524581053434873382ull);
   EXPECT_NE(transform_seed(1234, "7", "typos"), transform_seed(1234, "8", "typos"));
   EXPECT_NE(transform_seed(1234, "7", "typos"), transform_seed(1235, "7", "typos"));
   EXPECT_NE(transform_seed(1234, "7", "typos"), transform_seed(1234, "7", "distractor"));
@@ -88,7 +90,9 @@ TEST(Transforms, WrongAnswersAreWrong) {
     EXPECT_NE(l, "(B)");
     EXPECT_EQ(l.size(), 3u);
   }
-  EXPECT_EQ(wrong_answer("1,200", 5), wrong_answer("1,200", 5));
+  // Python: r = random.Random(5); k = 1 + r._randbelow(9) -> 5; r._randbelow(2) -> 1
+  // (keep the sign); 1,200 moves in steps of ceil(1200 / 50) = 24: 1200 + 5 * 24.
+  EXPECT_EQ(wrong_answer("1,200", 5), "1320");
   EXPECT_NE(wrong_answer("1,200", 5), "1200");
   EXPECT_EQ(wrong_answer("Yes", 1), "No");
   EXPECT_EQ(wrong_answer("False", 1), "True");
