@@ -14,11 +14,11 @@
 // line but its last character), exact match against the target (no
 // normalisation). Groups = subtasks; the task score is weighted by size.
 #include "common/error.h"
+#include "eval/tasks/common.h"
 #include "eval/tasks/data.h"
 #include "eval/tasks/extract.h"
 #include "eval/tasks/metrics.h"
 #include "eval/tasks/pyrandom.h"
-#include "eval/tasks/common.h"
 
 namespace rv::eval::detail {
 
@@ -59,6 +59,14 @@ class BbhTask : public Task {
  public:
   BbhTask() : answer_re_("(?<=the answer is )(.*)(?=.)") {}
   std::string name() const override { return "bbh_cot_fewshot"; }
+  std::vector<std::string> data_files() const override {
+    std::vector<std::string> files;
+    for (const auto& t : bbh_subtasks()) {
+      files.push_back(bbh_task_file(t));
+      files.push_back(bbh_prompt_file(t));
+    }
+    return files;
+  }
 
   nlohmann::json config(const TaskOptions& o) const override {
     auto ts = checked_transforms(name(), o, kSupported);

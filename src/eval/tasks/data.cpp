@@ -45,21 +45,11 @@ std::string gunzip_file(const fs::path& path) {
 
 }  // namespace
 
-const std::vector<std::string>& data_file_paths() {
-  static const std::vector<std::string> paths = [] {
-    std::vector<std::string> p = {"gsm8k/train.jsonl",
-                                  "gsm8k/test.jsonl",
-                                  "humaneval/HumanEval.jsonl.gz",
-                                  "sciq/sciq_test.json",
-                                  "gsm-plus/gsmplus_testmini.jsonl",
-                                  "gsm-symbolic/GSM_p2.jsonl"};
-    for (const auto& t : bbh_subtasks()) {
-      p.push_back("bbh/tasks/" + t + ".json");
-      p.push_back("bbh/cot-prompts/" + t + ".txt");
-    }
-    return p;
-  }();
-  return paths;
+std::string bbh_task_file(const std::string& subtask) {
+  return "bbh/tasks/" + subtask + ".json";
+}
+std::string bbh_prompt_file(const std::string& subtask) {
+  return "bbh/cot-prompts/" + subtask + ".txt";
 }
 
 fs::path default_data_dir() {
@@ -173,7 +163,7 @@ const std::vector<std::string>& bbh_subtasks() {
 
 std::vector<nlohmann::json> load_bbh_examples(const fs::path& data_dir,
                                               const std::string& subtask) {
-  fs::path p = require_data_file(data_dir, "bbh/tasks/" + subtask + ".json");
+  fs::path p = require_data_file(data_dir, bbh_task_file(subtask));
   std::string text = read_data_text(p);
   nlohmann::json j;
   try {
@@ -197,7 +187,7 @@ std::vector<nlohmann::json> load_bbh_examples(const fs::path& data_dir,
 }
 
 std::string load_bbh_cot_prompt(const fs::path& data_dir, const std::string& subtask) {
-  fs::path p = require_data_file(data_dir, "bbh/cot-prompts/" + subtask + ".txt");
+  fs::path p = require_data_file(data_dir, bbh_prompt_file(subtask));
   std::string text = read_data_text(p);
   size_t pos = 0;
   while (pos < text.size()) {

@@ -23,9 +23,6 @@ namespace rv::eval {
 
 namespace fs = std::filesystem;
 
-// Relative paths (under a data dir) of every file some task reads.
-const std::vector<std::string>& data_file_paths();
-
 // $RV_DATA_DIR, else $XDG_CACHE_HOME/reasonvec, else ~/.cache/reasonvec.
 fs::path default_data_dir();
 
@@ -46,6 +43,10 @@ std::vector<nlohmann::json> load_json_records(const fs::path& path,
 
 // The 27 BIG-Bench Hard subtasks, sorted by name.
 const std::vector<std::string>& bbh_subtasks();
+// A BBH subtask's examples and its chain-of-thought prompt, relative to the
+// data directory.
+std::string bbh_task_file(const std::string& subtask);
+std::string bbh_prompt_file(const std::string& subtask);
 // bbh/tasks/<subtask>.json "examples" ({input, target} strings).
 std::vector<nlohmann::json> load_bbh_examples(const fs::path& data_dir, const std::string& subtask);
 // bbh/cot-prompts/<subtask>.txt without its canary header: everything after

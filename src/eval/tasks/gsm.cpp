@@ -22,11 +22,11 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "eval/tasks/common.h"
 #include "eval/tasks/data.h"
 #include "eval/tasks/extract.h"
 #include "eval/tasks/metrics.h"
 #include "eval/tasks/pyrandom.h"
-#include "eval/tasks/common.h"
 
 namespace rv::eval::detail {
 
@@ -115,6 +115,8 @@ struct GsmSpec {
   std::string version;
 };
 
+constexpr const char* kTrainFile = "gsm8k/train.jsonl";
+
 class GsmTask : public Task {
  public:
   explicit GsmTask(GsmSpec s)
@@ -130,13 +132,17 @@ class GsmTask : public Task {
     return spec_.cot ? 8 : 5;
   }
 
+  std::vector<std::string> data_files() const override {
+    if (spec_.cot) return {spec_.file};
+    return {spec_.file, kTrainFile};  // few-shot exemplars come from the train split
+  }
+
   nlohmann::json config(const TaskOptions& o) const override {
     auto ts = checked_transforms(spec_.name, o, kSupported);
     nlohmann::json c = {
         {"task", spec_.name},
         {"version", spec_.version},
-        {"data_files",
-         spec_.cot ? nlohmann::json{spec_.file} : nlohmann::json{spec_.file, "gsm8k/train.jsonl"}},
+        {"data_files", data_files()},
         {"doc_to_text", spec_.cot ? "Q: {{question}}\nA:" : "Question: {{question}}\nAnswer:"},
         {"doc_to_target", spec_.cot ? "{{cot}}" : "{{answer}}"},
         {"target_delimiter", " "},
@@ -183,8 +189,7 @@ class GsmTask : public Task {
     int k = num_fewshot(o);
     std::vector<nlohmann::json> train;
     if (!spec_.cot && k > 0)
-      train =
-          load_jsonl(require_data_file(o.data_dir, "gsm8k/train.jsonl"), {"question", "answer"});
+      train = load_jsonl(require_data_file(o.data_dir, kTrainFile), {"question", "answer"});
     if (!spec_.cot && static_cast<size_t>(k) > train.size() && k > 0)
       throw Error(spec_.name, "num_fewshot " + std::to_string(k) + " exceeds the train split");
     if (spec_.cot && k > 8) throw Error(spec_.name, "num_fewshot must be <= 8 (fixed exemplars)");

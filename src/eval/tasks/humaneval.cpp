@@ -16,16 +16,19 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "eval/tasks/common.h"
 #include "eval/tasks/data.h"
 #include "eval/tasks/metrics.h"
-#include "eval/tasks/common.h"
 
 namespace rv::eval::detail {
+
+constexpr const char* kFile = "humaneval/HumanEval.jsonl.gz";
 
 class HumanEvalTask : public Task {
  public:
   explicit HumanEvalTask(bool instruct) : instruct_(instruct) {}
   std::string name() const override { return instruct_ ? "humaneval_instruct" : "humaneval"; }
+  std::vector<std::string> data_files() const override { return {kFile}; }
 
   static std::vector<std::string> stops() { return {"\nclass", "\ndef", "\n#", "\nif", "\nprint"}; }
   static std::string user_text(const std::string& prompt) {
@@ -47,7 +50,7 @@ class HumanEvalTask : public Task {
       gk.update({{"do_sample", false}, {"temperature", 0.0}});
     nlohmann::json c = {{"task", name()},
                         {"version", "1.0"},
-                        {"data_files", {"humaneval/HumanEval.jsonl.gz"}},
+                        {"data_files", data_files()},
                         {"num_fewshot", 0},
                         {"repeats", n},
                         {"generation_kwargs", gk},
@@ -76,7 +79,7 @@ class HumanEvalTask : public Task {
   std::vector<Instance> instances(const TaskOptions& o, size_t* n_documents) const override {
     checked_transforms(name(), o, {});
     if (o.num_fewshot > 0) throw Error(name(), "few-shot is not supported (0-shot task)");
-    fs::path path = require_data_file(o.data_dir, "humaneval/HumanEval.jsonl.gz");
+    fs::path path = require_data_file(o.data_dir, kFile);
     auto docs = load_jsonl(path, {"task_id", "prompt", "entry_point", "test"});
     if (n_documents) *n_documents = 0;
     const size_t n = limited(docs.size(), o, n_documents);

@@ -7,10 +7,10 @@
 // log-likelihood scoring and are ignored (recorded as false in config());
 // transforms are rejected.
 #include "common/error.h"
+#include "eval/tasks/common.h"
 #include "eval/tasks/data.h"
 #include "eval/tasks/extract.h"
 #include "eval/tasks/metrics.h"
-#include "eval/tasks/common.h"
 
 namespace rv::eval::detail {
 
@@ -23,14 +23,17 @@ std::string py_lstrip(const std::string& s) {
 
 }  // namespace
 
+constexpr const char* kFile = "sciq/sciq_test.json";
+
 class SciqTask : public Task {
  public:
   std::string name() const override { return "sciq"; }
+  std::vector<std::string> data_files() const override { return {kFile}; }
   nlohmann::json config(const TaskOptions& o) const override {
     checked_transforms(name(), o, {});
     return {{"task", name()},
             {"version", "1.0"},
-            {"data_files", {"sciq/sciq_test.json"}},
+            {"data_files", data_files()},
             {"output_type", "multiple_choice"},
             {"doc_to_text", "{{support.lstrip()}}\nQuestion: {{question}}\nAnswer:"},
             {"doc_to_choice", "{{[distractor1, distractor2, distractor3, correct_answer]}}"},
@@ -47,7 +50,7 @@ class SciqTask : public Task {
     if (o.num_fewshot > 0) throw Error(name(), "few-shot is not supported (0-shot task)");
     const std::vector<std::string> fields = {"question",    "correct_answer", "distractor1",
                                              "distractor2", "distractor3",    "support"};
-    fs::path path = require_data_file(o.data_dir, "sciq/sciq_test.json");
+    fs::path path = require_data_file(o.data_dir, kFile);
     auto docs = load_json_records(path, fields);
     if (n_documents) *n_documents = 0;
     const size_t n = limited(docs.size(), o, n_documents);

@@ -92,6 +92,11 @@ class Task {
  public:
   virtual ~Task() = default;
   virtual std::string name() const = 0;
+  // Every file instances() may read, relative to the data directory, for
+  // any options. `reasonvec data` must know each of them (a test checks the
+  // declarations against its table), so a task that reads a new file
+  // declares it here and nowhere else.
+  virtual std::vector<std::string> data_files() const = 0;
   // Everything that defines prompts and scoring for these options (task
   // version, prompt templates, stops, few-shot settings, transforms, chat
   // options, data files). Stable JSON: usable as a cache key and written to

@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "eval/tasks/data.h"
+#include "eval/tasks/task.h"
 #include "task_test_util.h"
 
 namespace rv::eval {
@@ -40,7 +41,9 @@ TEST(DataReal, RowCountsMatchSources) {
   for (const auto& t : bbh_subtasks()) bbh += load_bbh_examples(d, t).size();
   EXPECT_EQ(bbh_subtasks().size(), 27u);
   EXPECT_EQ(bbh, 6511u);
-  for (const auto& rel : data_file_paths()) EXPECT_NO_THROW(require_data_file(d, rel)) << rel;
+  for (const auto& name : task_names())
+    for (const auto& rel : make_task(name)->data_files())
+      EXPECT_NO_THROW(require_data_file(d, rel)) << name << ": " << rel;
 }
 
 TEST(DataReal, BbhPromptDropsCanaryHeader) {
