@@ -34,7 +34,7 @@ using namespace rv::eval;
 
 namespace {
 
-class Instant : public StreamingBackend {
+class Instant : public Backend {
  public:
   std::string fingerprint() const override { return "instant"; }
   std::string describe() const override { return "instant"; }

@@ -76,7 +76,7 @@ void run_eval_command(const EvalArgs& a) {
     ro.config["max_context"] = a.max_context;
     if (a.kv_bf16) ro.config["kv_bf16"] = true;
   }
-  std::unique_ptr<StreamingBackend> backend = make_backend(spec);
+  std::unique_ptr<Backend> backend = make_backend(spec);
   RunResult r = run_eval(*backend, ro);
   write_results(a.out, r);
   nlohmann::json j = results_json(r);

@@ -55,7 +55,7 @@ class VariantBackend {
       : x_(x), bs_(bs), out_(out), log_(log) {}
   ~VariantBackend() { stop(); }
 
-  eval::StreamingBackend& get() {
+  eval::Backend& get() {
     if (!backend_) start();
     return *backend_;
   }
@@ -111,7 +111,7 @@ class VariantBackend {
   fs::path out_;
   Log log_;
   std::unique_ptr<ServerProcess> proc_;
-  std::unique_ptr<eval::StreamingBackend> backend_;
+  std::unique_ptr<eval::Backend> backend_;
   std::string desc_;
 };
 
@@ -290,7 +290,7 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
              ro.cache_path = cache;
              ro.config["model"] = x.label;
              ro.config["model_dir"] = x.model_dir.string();
-             eval::StreamingBackend& sb = backend.get();
+             eval::Backend& sb = backend.get();
              ro.config["backend"] = backend.describe();
              ro.config["experiment"] = {{"target", t.name},
                                         {"vector", x.vec},

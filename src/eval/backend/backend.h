@@ -1,6 +1,11 @@
 // What the evaluation harness needs from a model: text generation and
-// log-likelihood scoring, in batches. Implemented by the built-in engine
-// (EngineBackend) and by any OpenAI-compatible server (HttpBackend).
+// log-likelihood scoring, in batches whose results are handed over one by one
+// as they complete. Implemented by the built-in engine (EngineBackend) and by
+// any OpenAI-compatible server (HttpBackend); eval::make_backend builds them.
+//
+// Results are streamed because the runner stores every response in its
+// SQLite cache the moment it arrives, so a run killed half-way (kill -9)
+// loses nothing that finished.
 //
 // Thread-safety: a Backend is used from one thread at a time; it does its
 // own internal parallelism (engine batching, HTTP concurrency).
@@ -56,19 +61,32 @@ struct LoglikResponse {
 // Called after each finished request with (done, total) for progress bars.
 using ProgressFn = std::function<void(size_t done, size_t total)>;
 
+// Called once per request with its index in the request vector. Calls are
+// serialised (never concurrent) but may come from any thread, in completion
+// order. An exception thrown from the callback aborts the batch and is
+// rethrown by the *_stream call.
+using GenResultFn = std::function<void(size_t index, const GenResponse& resp)>;
+using LoglikResultFn = std::function<void(size_t index, const LoglikResponse& resp)>;
+
 class Backend {
  public:
   virtual ~Backend() = default;
   // Stable identity of the model behind the backend (used as a cache key):
-  // e.g. a hash of config + weights' headers, or "url|model-name".
+  // e.g. the model's content fingerprint, or "url|model-name".
   virtual std::string fingerprint() const = 0;
   virtual std::string describe() const = 0;  // human-readable, for results.json
-  // Results are in request order. Throws rv::Error on failures that retrying
-  // cannot fix (4xx, missing echo support, ...).
-  virtual std::vector<GenResponse> generate(const std::vector<GenRequest>& reqs,
-                                            const ProgressFn& progress) = 0;
-  virtual std::vector<LoglikResponse> loglikelihood(const std::vector<LoglikRequest>& reqs,
-                                                    const ProgressFn& progress) = 0;
+  // Return when every request is answered. Throw rv::Error on failures that
+  // retrying cannot fix (4xx, missing echo support, ...).
+  virtual void generate_stream(const std::vector<GenRequest>& reqs,
+                               const GenResultFn& on_result) = 0;
+  virtual void loglikelihood_stream(const std::vector<LoglikRequest>& reqs,
+                                    const LoglikResultFn& on_result) = 0;
+
+  // Batch forms: results in request order, `progress` after each one.
+  std::vector<GenResponse> generate(const std::vector<GenRequest>& reqs,
+                                    const ProgressFn& progress);
+  std::vector<LoglikResponse> loglikelihood(const std::vector<LoglikRequest>& reqs,
+                                            const ProgressFn& progress);
 };
 
 }  // namespace rv::eval

@@ -28,12 +28,12 @@
 #include <vector>
 
 #include "engine/engine.h"
-#include "eval/backend/stream.h"
+#include "eval/backend/backend.h"
 #include "tokenizer/chat_template.h"
 
 namespace rv::eval {
 
-class EngineBackend : public StreamingBackend {
+class EngineBackend : public Backend {
  public:
   // Opens the model with engine::Engine::open. `identity`: see fingerprint().
   static std::unique_ptr<EngineBackend> open(const std::filesystem::path& model_dir,

@@ -23,7 +23,7 @@
 #include <atomic>
 #include <string>
 
-#include "eval/backend/stream.h"
+#include "eval/backend/backend.h"
 
 namespace rv::eval {
 
@@ -40,7 +40,7 @@ struct HttpOptions {
   std::string identity;
 };
 
-class HttpBackend : public StreamingBackend {
+class HttpBackend : public Backend {
  public:
   // Throws rv::Error for a malformed base URL or empty model name. Does not
   // contact the server.

@@ -4,7 +4,7 @@
 
 namespace rv::eval {
 
-std::unique_ptr<StreamingBackend> make_backend(const BackendSpec& spec) {
+std::unique_ptr<Backend> make_backend(const BackendSpec& spec) {
   if (spec.kind == BackendSpec::Kind::kHttp) {
     HttpOptions h = spec.http;
     h.identity = spec.identity;

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "eval/backend/http.h"
-#include "eval/backend/stream.h"
+#include "eval/backend/backend.h"
 
 namespace rv::eval {
 
@@ -38,6 +38,6 @@ struct BackendSpec {
 
 // Opens the backend. Throws rv::Error for a missing model, a malformed URL or
 // an empty server model name; never contacts a server.
-std::unique_ptr<StreamingBackend> make_backend(const BackendSpec& spec);
+std::unique_ptr<Backend> make_backend(const BackendSpec& spec);
 
 }  // namespace rv::eval

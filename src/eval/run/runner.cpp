@@ -8,8 +8,8 @@
 #include "common/file.h"
 #include "common/hash.h"
 #include "common/progress.h"
+#include "eval/backend/backend.h"
 #include "eval/backend/cache.h"
-#include "eval/backend/stream.h"
 
 namespace rv::eval {
 
@@ -26,33 +26,17 @@ double now_s() {
 template <typename Req, typename Resp, typename Encode>
 void send(Backend& backend, const std::vector<Req>& reqs, const std::vector<Resp*>& out,
           const std::vector<std::string>& hashes, ResultCache* cache, const std::string& fp,
-          const std::string& task_hash, Progress& bar, size_t chunk, const Encode& encode) {
+          const std::string& task_hash, Progress& bar, const Encode& encode) {
   if (reqs.empty()) return;
   auto store = [&](size_t i, const Resp& r) {
     *out[i] = r;
     if (cache) cache->put(fp, task_hash, hashes[i], encode(r));
     bar.add(1);
   };
-  if (auto* sb = dynamic_cast<StreamingBackend*>(&backend)) {
-    if constexpr (std::is_same_v<Req, GenRequest>)
-      sb->generate_stream(reqs, store);
-    else
-      sb->loglikelihood_stream(reqs, store);
-    return;
-  }
-  for (size_t b = 0; b < reqs.size(); b += chunk) {
-    check_interrupted();
-    size_t e = std::min(reqs.size(), b + chunk);
-    std::vector<Req> part(reqs.begin() + b, reqs.begin() + e);
-    std::vector<Resp> got;
-    if constexpr (std::is_same_v<Req, GenRequest>)
-      got = backend.generate(part, nullptr);
-    else
-      got = backend.loglikelihood(part, nullptr);
-    if (got.size() != part.size())
-      throw Error(backend.describe(), "backend returned a wrong number of responses");
-    for (size_t i = 0; i < got.size(); ++i) store(b + i, got[i]);
-  }
+  if constexpr (std::is_same_v<Req, GenRequest>)
+    backend.generate_stream(reqs, store);
+  else
+    backend.loglikelihood_stream(reqs, store);
 }
 
 }  // namespace
@@ -167,9 +151,9 @@ RunResult run_eval(Backend& backend, const RunOptions& opt,
     {
       Progress bar(run.name, gen_missing.size() + ll_missing.size(), Progress::Unit::kItems, "req");
       send(backend, gen_missing, gen_slots, gen_hashes, cache.get(), fp, run.config_hash, bar,
-           opt.chunk, [](const GenResponse& r) { return encode_response(r); });
+           [](const GenResponse& r) { return encode_response(r); });
       send(backend, ll_missing, ll_slots, ll_hashes, cache.get(), fp, run.config_hash, bar,
-           opt.chunk, [](const LoglikResponse& r) { return encode_response(r); });
+           [](const LoglikResponse& r) { return encode_response(r); });
       bar.finish();
     }
     run.seconds_backend = now_s() - tb;

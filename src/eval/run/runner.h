@@ -28,9 +28,6 @@ struct RunOptions {
   std::filesystem::path cache_path;  // SQLite result cache; empty: no cache
   // Merged into results.json "config" (model, backend, concurrency, ...).
   nlohmann::json config = nlohmann::json::object();
-  // Requests per backend call for backends that do not stream results
-  // (each chunk is cached when it returns).
-  size_t chunk = 64;
 };
 
 struct TaskRun {

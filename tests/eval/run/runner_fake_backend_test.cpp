@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
-#include "eval/backend/stream.h"
+#include "eval/backend/backend.h"
 #include "eval/run/results.h"
 #include "eval/run/runner.h"
 
@@ -75,7 +75,7 @@ struct ScriptedLL {
   }
 };
 
-class Streaming : public StreamingBackend {
+class Streaming : public Backend {
  public:
   std::atomic<int> calls{0};
   ScriptedGen gen;
@@ -94,27 +94,6 @@ class Streaming : public StreamingBackend {
       ++calls;
       f(i, ll.answer(reqs[i]));
     }
-  }
-};
-
-class Plain : public Backend {
- public:
-  int calls = 0;
-  ScriptedGen gen;
-  ScriptedLL ll;
-  std::string fingerprint() const override { return "scripted-plain"; }
-  std::string describe() const override { return "scripted plain"; }
-  std::vector<GenResponse> generate(const std::vector<GenRequest>& reqs,
-                                    const ProgressFn&) override {
-    std::vector<GenResponse> out;
-    for (const auto& r : reqs) out.push_back(gen.answer(r)), ++calls;
-    return out;
-  }
-  std::vector<LoglikResponse> loglikelihood(const std::vector<LoglikRequest>& reqs,
-                                            const ProgressFn&) override {
-    std::vector<LoglikResponse> out;
-    for (const auto& r : reqs) out.push_back(ll.answer(r)), ++calls;
-    return out;
   }
 };
 
@@ -173,23 +152,6 @@ TEST(Runner, ScoresExactlyTheScriptedPatternAndResumesFromCache) {
   EXPECT_DOUBLE_EQ(j["results"]["sciq"]["acc,none"].get<double>(), 4.0 / 12);
   EXPECT_EQ(j["cache"]["hits"], 60);
   fs::remove_all(d);
-}
-
-TEST(Runner, PlainAndStreamingBackendsAgree) {
-  RunOptions o;
-  o.tasks = {"gsm8k", "sciq"};
-  o.task.data_dir = kData;
-  o.task.limit = 7;
-  o.chunk = 3;  // several chunks
-  Plain p;
-  Streaming s;
-  RunResult a = run_eval(p, o), b = run_eval(s, o);
-  EXPECT_EQ(p.calls, 7 + 28);
-  for (size_t t = 0; t < 2; ++t) {
-    EXPECT_EQ(a.tasks[t].summary.dump(), b.tasks[t].summary.dump());
-    for (size_t i = 0; i < a.tasks[t].scores.size(); ++i)
-      EXPECT_EQ(a.tasks[t].scores[i].correct, b.tasks[t].scores[i].correct);
-  }
 }
 
 TEST(Runner, UnknownTaskFailsBeforeAnyRequest) {
