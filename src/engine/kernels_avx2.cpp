@@ -61,10 +61,9 @@ constexpr int64_t elem_bytes() {
 // With PF, the tile also prefetches the next NR rows, spread evenly over its
 // K steps. Decode (MR = 1) reads each weight once, so it is bound by memory
 // bandwidth. Left to the hardware prefetcher, NR interleaved row streams
-// read at ~70 % of a plain sequential read on the 2-core EPYC dev VM; with
-// this one linear stream ahead, ~100 %; bench_engine_kernels --quick single-
-// stream decode went from 16-19 to 20-27 tok/s. Prefetching leaves the arithmetic,
-// and so the results, unchanged.
+// read well below a plain sequential read; one linear stream ahead closes
+// the gap (bench/kernel_isa_check measures both). Prefetching leaves the
+// arithmetic, and so the results, unchanged.
 template <int MR, int NR, int DT, bool PF = false>
 inline void tile(const float* X, int64_t ldx, const void* w, int64_t K, int64_t n, float* Y,
                  int64_t ldy) {

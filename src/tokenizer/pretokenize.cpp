@@ -23,7 +23,7 @@ constexpr uint32_t kBlockBits = 8;
 
 // Character classes as PCRE2 (UTF + UCP) sees them, filled a block at a
 // time on first use: asking PCRE2 for all 1.1M code points up front would
-// cost ~100 ms of load time, and real text touches a handful of blocks.
+// add noticeably to every load, and real text touches a handful of blocks.
 class ClassTable {
  public:
   uint8_t of(uint32_t cp) {
