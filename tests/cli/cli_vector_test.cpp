@@ -193,7 +193,7 @@ TEST(Cli, FullDiskLeavesNoPartialOutput) {
 
 TEST(Cli, InterruptLeavesNoPartialOutput) {
   std::string d = rvtest::temp_dir("sigint");
-  // Big enough that extraction takes well over the 300 ms we wait.
+  // Big enough that extraction is still running when it is interrupted.
   const bool asan = getenv("RV_SANITIZER_RUN") != nullptr;
   std::vector<std::string> shape = {
       "synth",      "--layers", asan ? "2" : "8", "--hidden", "1024",    "--heads", "8",
@@ -211,10 +211,17 @@ TEST(Cli, InterruptLeavesNoPartialOutput) {
           (d + "/b").c_str(), "-o", (d + "/v.safetensors").c_str(), (char*)nullptr);
     _exit(127);
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  kill(pid, SIGINT);
+  // Interrupt only once the output's temporary exists: the handler is
+  // installed before any output is opened, so the signal always meets it
+  // however slowly a loaded machine starts the process.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  while (no_temporaries(d) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const bool started = !no_temporaries(d);
+  kill(pid, started ? SIGINT : SIGKILL);
   int st = 0;
   waitpid(pid, &st, 0);
+  ASSERT_TRUE(started) << "extract never started writing";
   ASSERT_TRUE(WIFEXITED(st));
   EXPECT_EQ(WEXITSTATUS(st), 1);
   EXPECT_FALSE(fs::exists(d + "/v.safetensors"));
