@@ -341,7 +341,11 @@ class EngineImpl final : public Engine {
       }
       if (r->n_past == T) r->prefilled = true;
     }
-    model_->forward(batch_, *kv_, logits_);
+    // Grown, never shrunk: regrowing a vector zero-fills it, which cost
+    // more than the LM head when steps alternate between many and few rows.
+    if (logits_.size() < static_cast<size_t>(rows) * vocab_)
+      logits_.resize(static_cast<size_t>(rows) * vocab_);
+    model_->forward(batch_, *kv_, logits_.data());
 
     // Parallel part: per logits row, what the request needs from it.
     std::vector<std::pair<Request*, int>> work;  // (request, row offset within it)
@@ -355,15 +359,21 @@ class EngineImpl final : public Engine {
         const float* row = logits_.data() + static_cast<size_t>(r.row_begin + i) * vocab_;
         RowOut& o = outs_[r.row_begin + i];
         try {
+          // One argmax and one exp pass per row serve the logprob, the
+          // greedy flag and the alternatives.
           if (r.kind == Kind::kGenerate) {
             o.sampled = sample_token(row, sample_vocab_, r.params, *r.rng);
-            o.logprob = log_softmax_at(row, vocab_, o.sampled);
-            if (r.params.logprobs > 0) o.top = top_logprobs(row, vocab_, r.params.logprobs);
+            const double lse = log_sum_exp(row, vocab_);
+            o.logprob = row[o.sampled] - lse;
+            if (r.params.logprobs > 0) o.top = top_logprobs(row, vocab_, r.params.logprobs, lse);
           } else {
             const int32_t target = r.tokens[r.row_pos + i + 1];
-            o.logprob = log_softmax_at(row, vocab_, target);
-            o.greedy = argmax(row, vocab_) == target;
-            if (r.kind == Kind::kScore && r.top_k > 0) o.top = top_logprobs(row, vocab_, r.top_k);
+            const int32_t best = argmax(row, vocab_);
+            const double lse = log_sum_exp(row, vocab_, best);
+            o.logprob = row[target] - lse;
+            o.greedy = best == target;
+            if (r.kind == Kind::kScore && r.top_k > 0)
+              o.top = top_logprobs(row, vocab_, r.top_k, lse);
           }
         } catch (...) {
           o.error = std::current_exception();

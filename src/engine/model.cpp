@@ -354,6 +354,13 @@ void Model::attention(const std::vector<BatchToken>& batch, KVCache& kv, int lay
 }
 
 void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vector<float>& logits) {
+  size_t n_out = 0;
+  for (const auto& b : batch) n_out += b.logits;
+  logits.resize(n_out * spec_.vocab);
+  forward(batch, kv, logits.data());
+}
+
+void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, float* logits) {
   const ModelSpec& s = spec_;
   const int T = static_cast<int>(batch.size());
   const int H = s.hidden, QD = s.q_dim(), KVD = s.kv_dim(), HD = s.head_dim, I = s.intermediate;
@@ -368,7 +375,6 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
                   std::to_string(kv.max_context()));
     n_out += b.logits;
   }
-  logits.resize(static_cast<size_t>(n_out) * s.vocab);
   if (T == 0) return;
 
   grow(x_, size_t(T) * H);
@@ -452,7 +458,7 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vect
     }
   rmsnorm_rows(rows.data(), n_out, final_norm_, s.rms_eps, rows.data());
   Linear head{lm_head_, {}};
-  matmul(rows.data(), n_out, head, logits.data());
+  matmul(rows.data(), n_out, head, logits);
 }
 
 std::vector<float> Model::forward_all(const std::vector<int32_t>& tokens, int chunk) {

@@ -154,6 +154,10 @@ class Model {
   // `kv`, and writes one row of `spec().vocab` f32 logits per token with
   // logits=true, in batch order, to `logits` (resized).
   void forward(const std::vector<BatchToken>& batch, KVCache& kv, std::vector<float>& logits);
+  // The same into caller-owned memory with room for every logits row: the
+  // engine reuses one buffer, since growing a vector zero-fills and a
+  // 256-row buffer of a 150k vocabulary is 150 MB.
+  void forward(const std::vector<BatchToken>& batch, KVCache& kv, float* logits);
 
   // Convenience for tests and oracles: runs `tokens` as one fresh sequence
   // (positions 0..T-1) and returns logits at every position, [T][vocab].

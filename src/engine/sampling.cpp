@@ -25,7 +25,11 @@ int32_t argmax(const float* x, int n) {
 }
 
 double log_sum_exp(const float* x, int n) {
-  const double mx = x[argmax(x, n)];
+  return log_sum_exp(x, n, argmax(x, n));
+}
+
+double log_sum_exp(const float* x, int n, int32_t argmax_id) {
+  const double mx = x[argmax_id];
   double s = 0;
   for (int i = 0; i < n; ++i) s += std::exp(static_cast<double>(x[i]) - mx);
   return mx + std::log(s);
@@ -38,20 +42,39 @@ double log_softmax_at(const float* x, int n, int32_t id) {
 namespace {
 
 // Ids of the `k` largest logits, most likely first (ties -> lower id).
+// Logprob requests ask for a handful of alternatives over a vocabulary of
+// ~150k: one pass with a small sorted window beats sorting an index array
+// of the whole row (and its allocation, a fresh mmap per row at that size).
 std::vector<int32_t> top_ids(const float* x, int n, int k) {
   k = std::min(k, n);
-  std::vector<int32_t> ids(n);
-  std::iota(ids.begin(), ids.end(), 0);
-  auto cmp = [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), cmp);
-  ids.resize(k);
-  return ids;
+  auto better = [x](int32_t a, int32_t b) { return x[a] > x[b] || (x[a] == x[b] && a < b); };
+  std::vector<int32_t> best;
+  if (k <= 0) return best;
+  if (k > 64) {
+    std::vector<int32_t> ids(n);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), better);
+    ids.resize(k);
+    return ids;
+  }
+  best.reserve(k + 1);
+  for (int32_t i = 0; i < n; ++i) {
+    if (static_cast<int>(best.size()) == k && !better(i, best.back())) continue;
+    auto pos = std::upper_bound(best.begin(), best.end(), i,
+                                [&](int32_t a, int32_t b) { return better(a, b); });
+    best.insert(pos, i);
+    if (static_cast<int>(best.size()) > k) best.pop_back();
+  }
+  return best;
 }
 
 }  // namespace
 
 std::vector<TopLogprob> top_logprobs(const float* x, int n, int k) {
-  const double lse = log_sum_exp(x, n);
+  return top_logprobs(x, n, k, log_sum_exp(x, n));
+}
+
+std::vector<TopLogprob> top_logprobs(const float* x, int n, int k, double lse) {
   std::vector<TopLogprob> out;
   for (int32_t id : top_ids(x, n, k)) out.push_back({id, x[id] - lse});
   return out;

@@ -31,12 +31,16 @@ int32_t argmax(const float* logits, int n);
 
 // log p(id) under log-softmax(logits), in double.
 double log_softmax_at(const float* logits, int n, int32_t id);
-// log-sum-exp of the row, in double.
+// log-sum-exp of the row, in double; the second form takes the row's
+// argmax when the caller has it (one pass over the vocabulary fewer).
 double log_sum_exp(const float* logits, int n);
+double log_sum_exp(const float* logits, int n, int32_t argmax_id);
 
 // The k most likely ids with their log-probabilities, most likely first
 // (ties -> lower id first).
+// `lse` is log_sum_exp(logits, n) when the caller already has it.
 std::vector<TopLogprob> top_logprobs(const float* logits, int n, int k);
+std::vector<TopLogprob> top_logprobs(const float* logits, int n, int k, double lse);
 
 // The candidates sampling can return for `p` (temperature > 0) and their
 // renormalised probabilities, most likely first. Exposed for tests.

@@ -397,5 +397,27 @@ TEST(Sampling, GreedyTiesPickLowestId) {
               std::log(std::exp(2.0) / (std::exp(0.5) + 2 * std::exp(2.0) + std::exp(-1.0))), 1e-6);
 }
 
+// top_logprobs picks the k best by a one-pass window for small k and by a
+// partial sort for large k: both must equal a full stable sort by (logit
+// descending, id ascending), ties included.
+TEST(Sampling, TopLogprobsEqualAFullSortForSmallAndLargeK) {
+  Rng rng(5);
+  std::vector<float> l(5000);
+  for (auto& x : l) x = static_cast<float>(std::floor(rng.uniform() * 40.0) / 4.0);  // many ties
+  std::vector<int32_t> order(l.size());
+  for (size_t i = 0; i < l.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return l[a] > l[b]; });
+  const double lse = log_sum_exp(l.data(), static_cast<int>(l.size()));
+  for (int k : {1, 2, 7, 64, 65, 300}) {
+    auto top = top_logprobs(l.data(), static_cast<int>(l.size()), k);
+    ASSERT_EQ(top.size(), size_t(k));
+    for (int i = 0; i < k; ++i) {
+      ASSERT_EQ(top[i].id, order[i]) << "k=" << k << " i=" << i;
+      ASSERT_EQ(top[i].logprob, l[order[i]] - lse);
+    }
+  }
+  EXPECT_EQ(top_logprobs(l.data(), 3, 10).size(), 3u);
+}
+
 }  // namespace
 }  // namespace rv::engine
