@@ -7,7 +7,11 @@
 //   controls: {random: true|{seed: N}, reverse: true}
 //   tasks: [gsm8k, {name: sciq, label: sciq_cot, limit: 50, seed: 1234,
 //           transforms: [typos:0.05], cot_hint: true, chat_template: true,
-//           num_fewshot: 5, system_prompt: "..."}]
+//           num_fewshot: 5, system_prompt: "...",
+//           n_samples: 8, temperature: 0.6, top_p: 0.95, top_k: 20, min_p: 0,
+//           max_gen_toks: 32768, think: strip|keep,
+//           chat_template_kwargs: {enable_thinking: false}}]
+//   (sampling keys as `reasonvec eval`'s options, see docs/eval.md)
 //   limit: N, seed: N                   (defaults for every task)
 //   data_dir: DIR                       (default: eval::default_data_dir())
 //   backend: engine | {engine: {max_batch: 64, max_context: 4096, kv_bf16: false}}

@@ -280,6 +280,7 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
                   {"seed", et.options.seed},      {"backend", bs.server ? "server" : "engine"}};
       // Only when set, so runs cached before the key existed stay valid.
       if (!bs.server && bs.kv_bf16) key["kv_bf16"] = true;
+      if (!et.options.strip_think) key["think"] = "keep";  // scoring only: not in the config
       std::string fp = sha256_hex(key.dump());
       fs::path run = out / "runs" / x.dirname / (et.label + "-" + fp.substr(0, 12));
       x.runs.push_back(run);
