@@ -184,7 +184,7 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   sub->add_option("--data-dir", a->data_dir,
                   "Benchmark files (default: $RV_DATA_DIR or ~/.cache/reasonvec)");
-  sub->add_option("--concurrency", a->concurrency, "Requests in flight with --base-url")
+  sub->add_option("--concurrency", a->concurrency, "Requests in flight to each --base-url server")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   sub->add_option("--max-batch", a->max_batch, "Engine: sequences decoded together")
