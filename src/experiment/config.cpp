@@ -101,7 +101,9 @@ struct Parser {
     }
     if (const auto s = n["server"]) {
       const std::string k = key + ".server";
-      only_keys(s, k, {"command", "base_url", "model_name", "startup_timeout", "concurrency"});
+      only_keys(
+          s, k,
+          {"command", "base_url", "model_name", "startup_timeout", "concurrency", "replicas"});
       b.server = true;
       if (!s["command"])
         fail(s, k, "missing 'command' (e.g. \"vllm serve {model} --port {port}\")");
@@ -119,6 +121,10 @@ struct Parser {
       if (s["concurrency"]) {
         b.srv.concurrency = num<int>(s["concurrency"], k + ".concurrency", "a positive integer");
         if (b.srv.concurrency <= 0) fail(s["concurrency"], k + ".concurrency", "must be positive");
+      }
+      if (s["replicas"]) {
+        b.srv.replicas = num<int>(s["replicas"], k + ".replicas", "a positive integer");
+        if (b.srv.replicas <= 0) fail(s["replicas"], k + ".replicas", "must be positive");
       }
       try {
         std::string probe = b.srv.base_url;

@@ -17,7 +17,8 @@
 //   backend: engine | {engine: {max_batch: 64, max_context: 4096, kv_bf16: false}}
 //          | {server: {command: "vllm serve {model} --port {port}",
 //                      base_url: "http://127.0.0.1:{port}/v1",
-//                      startup_timeout: 600, concurrency: 8, model_name: NAME}}
+//                      startup_timeout: 600, concurrency: 8, model_name: NAME,
+//                      replicas: 1}}
 //   (a target's own `backend` overrides the top-level one)
 // Relative paths are relative to the config file's directory.
 #pragma once
@@ -39,7 +40,11 @@ struct ServerSpec {
   std::string base_url = "http://127.0.0.1:{port}/v1";
   std::string model_name;        // empty: the first id GET /v1/models returns
   double startup_timeout = 600;  // seconds until /v1/models must answer 200
-  int concurrency = 8;
+  int concurrency = 8;           // requests in flight to each replica
+  // Servers started per variant (e.g. one per GPU), each on its own {port};
+  // `{replica}` (0..replicas-1) is substituted in command too. Requests are
+  // spread over all of them (one queue, one cache).
+  int replicas = 1;
 };
 
 // How a target's variants are evaluated: the built-in engine (settings

@@ -361,6 +361,23 @@ TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
     EXPECT_NE(rv::read_file(l).find("listening on http://"), std::string::npos) << l;
   }
 
+  // Two replicas per variant: requests spread over both, same numbers.
+  auto rep =
+      write_cfg("rep.yaml", std::string("backend:\n  server:\n    command: \"exec ") + RV_CLI_PATH +
+                                " -q serve --model {model} --port {port}\"\n"
+                                "    startup_timeout: 60\n    replicas: 2\n");
+  o.out_dir = f.dir / "out-rep";
+  auto c = rv::experiment::run_experiment(rep, o);
+  ASSERT_EQ(c.report["rows"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_EQ(a.report["rows"][i]["cells"]["sciq"]["accuracy"],
+              c.report["rows"][i]["cells"]["sciq"]["accuracy"])
+        << i;
+  for (const char* l : {"instruct-a__base.server.log", "instruct-a__base.server1.log"})
+    EXPECT_NE(rv::read_file(f.dir / "out-rep/logs" / l).find("listening on http://"),
+              std::string::npos)
+        << l;
+
   // A server that dies at start is reported with its log tail.
   auto bad = write_cfg("bad.yaml",
                        "backend:\n  server:\n    command: \"echo boom {model} >&2; exit 3\"\n");
