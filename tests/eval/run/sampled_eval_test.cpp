@@ -23,6 +23,7 @@
 #include <thread>
 
 #include "engine/engine.h"
+#include "eval/backend/cache.h"
 #include "eval/backend/engine.h"
 #include "eval/backend/http.h"
 #include "eval/run/results.h"
@@ -529,4 +530,33 @@ TEST(SampledEval, HttpDropsRefusedParametersAndFallsBackFromN) {
   EXPECT_EQ(unsent[1].rfind("n ", 0), 0u);
   srv.stop();
   th.join();
+}
+
+TEST(SampledEval, CacheKeepsTokenCountsAndReadsOldEntries) {
+  GenResponse g;
+  g.text = "x";
+  g.finish_reason = "length";
+  g.completion_tokens = 42;
+  EXPECT_EQ(decode_gen_response(encode_response(g)).completion_tokens, 42);
+  // Written before the field existed: unknown, not 0.
+  GenResponse old = decode_gen_response(R"({"text": "y", "finish_reason": "stop"})");
+  EXPECT_EQ(old.text, "y");
+  EXPECT_EQ(old.completion_tokens, -1);
+  // New sampling fields key the cache only when set.
+  GenRequest a;
+  a.prompt = "p";
+  a.temperature = 0.5f;
+  const std::string h = request_hash(a);
+  GenRequest b = a;
+  b.top_k = 20;
+  EXPECT_NE(request_hash(b), h);
+  b = a;
+  b.min_p = 0.1f;
+  EXPECT_NE(request_hash(b), h);
+  b = a;
+  b.seed = 1;
+  EXPECT_NE(request_hash(b), h);
+  b = a;
+  b.chat_template_kwargs = R"({"enable_thinking":false})";  // raw prompt: no template
+  EXPECT_EQ(request_hash(b), h);
 }
