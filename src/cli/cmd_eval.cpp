@@ -25,9 +25,26 @@ std::vector<std::string> split_commas(const std::string& s) {
   return out;
 }
 
+// --chat-template-kwargs: a JSON object, stored in canonical form.
+std::string canonical_template_kwargs(const std::string& text) {
+  if (text.empty()) return "";
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("--chat-template-kwargs", std::string("not JSON: ") + e.what());
+  }
+  if (!j.is_object()) throw Error("--chat-template-kwargs", "must be a JSON object");
+  return j.empty() ? "" : j.dump();
+}
+
 struct EvalArgs {
-  std::string model, base_url, api_key, tasks, out, data_dir, cache, system_prompt;
-  std::vector<std::string> adversarial;
+  std::string model, api_key, tasks, out, data_dir, cache, system_prompt;
+  std::string think = "strip", chat_template_kwargs;
+  std::vector<std::string> base_urls, adversarial;
+  float temperature = -1, top_p = -1, min_p = 0;
+  int top_k = 0;
+  bool no_n = false;
   int limit = 0, concurrency = 8, max_batch = 64, max_context = 4096, num_fewshot = -1,
       n_samples = 1, max_gen_toks = 0;
   uint64_t seed = 1234;
@@ -52,6 +69,12 @@ void run_eval_command(const EvalArgs& a) {
   ro.task.num_fewshot = a.num_fewshot;
   ro.task.n_samples = a.n_samples;
   ro.task.max_gen_toks = a.max_gen_toks;
+  ro.task.temperature = a.temperature;
+  ro.task.top_p = a.top_p;
+  ro.task.top_k = a.top_k;
+  ro.task.min_p = a.min_p;
+  ro.task.strip_think = a.think == "strip";
+  ro.task.chat_template_kwargs = canonical_template_kwargs(a.chat_template_kwargs);
   ro.task.sandbox.timeout_s = a.exec_timeout;
   ro.task.sandbox.allow_unisolated = a.allow_network_exec;
   if (!a.no_cache)
@@ -60,9 +83,11 @@ void run_eval_command(const EvalArgs& a) {
   ro.config["data_dir"] = ro.task.data_dir.string();
 
   BackendSpec spec;
-  if (!a.base_url.empty()) {
+  if (!a.base_urls.empty()) {
     spec.kind = BackendSpec::Kind::kHttp;
-    spec.http.base_url = a.base_url;
+    spec.http.base_url = a.base_urls.front();
+    spec.http.base_urls = a.base_urls;
+    spec.http.use_n = !a.no_n;
     spec.http.model = a.model;
     spec.http.api_key = a.api_key;
     spec.http.concurrency = a.concurrency;
@@ -97,8 +122,10 @@ void add_eval_command(CLI::App& app) {
          "Model directory or .gguf from export-gguf (built-in engine), or the server's model "
          "name with --base-url")
       ->required();
-  sub->add_option("--base-url", a->base_url,
-                  "OpenAI-compatible server, e.g. http://localhost:8000/v1");
+  sub->add_option("--base-url", a->base_urls,
+                  "OpenAI-compatible server, e.g. http://localhost:8000/v1; give it several times "
+                  "(or comma-separated) to spread requests over several servers of one model")
+      ->delimiter(',');
   sub->add_option("--api-key", a->api_key, "Bearer token for --base-url (default: $OPENAI_API_KEY)")
       ->envname("OPENAI_API_KEY");
   std::string names;
@@ -107,7 +134,9 @@ void add_eval_command(CLI::App& app) {
   sub->add_option("--limit", a->limit,
                   "Only the first N documents of each task (per subtask for BBH)")
       ->check(CLI::NonNegativeNumber);
-  sub->add_option("--seed", a->seed, "Seed for few-shot sampling and transforms")
+  sub->add_option("--seed", a->seed,
+                  "Seed for few-shot sampling, transforms and sampled generation (sample k of "
+                  "document d uses sha256(seed|d) + k)")
       ->capture_default_str();
   sub->add_option("--adversarial", a->adversarial,
                   "Transform(s) applied to prompts: distractor, misleading-hint, shuffled-fewshot, "
@@ -120,15 +149,42 @@ void add_eval_command(CLI::App& app) {
   sub->add_option("--system-prompt", a->system_prompt, "System prompt");
   sub->add_flag("--cot-hint", a->cot_hint, "Append \"Let's think step by step.\" to each question");
   sub->add_option("--num-fewshot", a->num_fewshot, "Override the number of few-shot exemplars");
-  sub->add_option("--n-samples", a->n_samples, "Generations per document (HumanEval pass@k)")
+  sub->add_option("--n-samples", a->n_samples,
+                  "Generations per document K: HumanEval reports pass@k, every other generative "
+                  "task avg@K, pass@K and maj@K beside the first sample's metrics")
       ->check(CLI::PositiveNumber);
+  sub->add_option("--temperature", a->temperature,
+                  "Sampling temperature for generative tasks (default: the task's own; 1.0 "
+                  "when --n-samples > 1 and the task is greedy)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--top-p", a->top_p, "Nucleus sampling: smallest set with this much mass")
+      ->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--top-k", a->top_k, "Sample only among the K most likely tokens (0: off)")
+      ->check(CLI::NonNegativeNumber);
+  sub->add_option("--min-p", a->min_p,
+                  "Keep tokens with p >= MIN_P * p(most likely token) (0: off)")
+      ->check(CLI::Range(0.0, 1.0));
+  sub->add_option("--think", a->think,
+                  "Reasoning models: strip = score only what follows </think> (a <think> never "
+                  "closed scores as no answer, counted as think_unterminated); keep = score "
+                  "the whole response")
+      ->check(CLI::IsMember({"strip", "keep"}))
+      ->capture_default_str();
+  sub->add_option("--chat-template-kwargs", a->chat_template_kwargs,
+                  "JSON object of extra chat template variables, e.g. "
+                  "'{\"enable_thinking\":false}' (engine: passed to the template; server: "
+                  "sent as chat_template_kwargs)");
+  sub->add_flag("--no-n", a->no_n,
+                "With --base-url: one request per sample instead of one request with n = K "
+                "per document");
   sub->add_option("--max-gen-toks", a->max_gen_toks,
                   "Token budget for every generative task, instead of each task's own "
-                  "(smoke runs)")
+                  "(smoke runs; reasoning models need more: the length report in results.json "
+                  "says how many answers the budget cut)")
       ->check(CLI::PositiveNumber);
   sub->add_option("--data-dir", a->data_dir,
                   "Benchmark files (default: $RV_DATA_DIR or ~/.cache/reasonvec)");
-  sub->add_option("--concurrency", a->concurrency, "Requests in flight with --base-url")
+  sub->add_option("--concurrency", a->concurrency, "Requests in flight to each --base-url server")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   sub->add_option("--max-batch", a->max_batch, "Engine: sequences decoded together")

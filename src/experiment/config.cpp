@@ -101,7 +101,9 @@ struct Parser {
     }
     if (const auto s = n["server"]) {
       const std::string k = key + ".server";
-      only_keys(s, k, {"command", "base_url", "model_name", "startup_timeout", "concurrency"});
+      only_keys(
+          s, k,
+          {"command", "base_url", "model_name", "startup_timeout", "concurrency", "replicas"});
       b.server = true;
       if (!s["command"])
         fail(s, k, "missing 'command' (e.g. \"vllm serve {model} --port {port}\")");
@@ -119,6 +121,10 @@ struct Parser {
       if (s["concurrency"]) {
         b.srv.concurrency = num<int>(s["concurrency"], k + ".concurrency", "a positive integer");
         if (b.srv.concurrency <= 0) fail(s["concurrency"], k + ".concurrency", "must be positive");
+      }
+      if (s["replicas"]) {
+        b.srv.replicas = num<int>(s["replicas"], k + ".replicas", "a positive integer");
+        if (b.srv.replicas <= 0) fail(s["replicas"], k + ".replicas", "must be positive");
       }
       try {
         std::string probe = b.srv.base_url;
@@ -140,6 +146,72 @@ std::string safe_name(const std::string& s) {
     o += (isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
   return o.empty() ? "_" : o;
 }
+
+namespace {
+
+// A YAML scalar as JSON: true/false, an integer, a number, else a string.
+nlohmann::json scalar_json(const YAML::Node& n) {
+  const std::string& v = n.Scalar();
+  if (n.Tag() != "!") {  // unquoted
+    if (v == "true" || v == "True") return true;
+    if (v == "false" || v == "False") return false;
+    if (v == "null" || v == "~") return nullptr;
+    try {
+      size_t used = 0;
+      long long i = std::stoll(v, &used);
+      if (used == v.size()) return i;
+      double d = std::stod(v, &used);
+      if (used == v.size()) return d;
+    } catch (const std::exception&) {
+    }
+  }
+  return v;
+}
+
+// The sampling / reasoning keys of a tasks[] entry.
+void parse_sampling(const Parser& P, const YAML::Node& n, eval::TaskOptions& o) {
+  if (n["n_samples"]) {
+    o.n_samples = P.num<int>(n["n_samples"], "tasks[].n_samples", "a positive integer");
+    if (o.n_samples < 1) P.fail(n["n_samples"], "tasks[].n_samples", "must be >= 1");
+  }
+  if (n["temperature"]) {
+    o.temperature = P.num<float>(n["temperature"], "tasks[].temperature", "a number");
+    if (!(o.temperature >= 0)) P.fail(n["temperature"], "tasks[].temperature", "must be >= 0");
+  }
+  if (n["top_p"]) {
+    o.top_p = P.num<float>(n["top_p"], "tasks[].top_p", "a number");
+    if (!(o.top_p > 0 && o.top_p <= 1)) P.fail(n["top_p"], "tasks[].top_p", "must be in (0, 1]");
+  }
+  if (n["top_k"]) {
+    o.top_k = P.num<int>(n["top_k"], "tasks[].top_k", "a non-negative integer");
+    if (o.top_k < 0) P.fail(n["top_k"], "tasks[].top_k", "must be >= 0");
+  }
+  if (n["min_p"]) {
+    o.min_p = P.num<float>(n["min_p"], "tasks[].min_p", "a number");
+    if (!(o.min_p >= 0 && o.min_p <= 1)) P.fail(n["min_p"], "tasks[].min_p", "must be in [0, 1]");
+  }
+  if (n["max_gen_toks"]) {
+    o.max_gen_toks = P.num<int>(n["max_gen_toks"], "tasks[].max_gen_toks", "a positive integer");
+    if (o.max_gen_toks < 1) P.fail(n["max_gen_toks"], "tasks[].max_gen_toks", "must be >= 1");
+  }
+  if (n["think"]) {
+    std::string t = P.str(n["think"], "tasks[].think");
+    if (t != "strip" && t != "keep") P.fail(n["think"], "tasks[].think", "expected strip or keep");
+    o.strip_think = t == "strip";
+  }
+  if (const YAML::Node k = n["chat_template_kwargs"]) {
+    if (!k.IsMap()) P.fail(k, "tasks[].chat_template_kwargs", "expected a mapping");
+    nlohmann::json j = nlohmann::json::object();
+    for (const auto& kv : k) {
+      if (!kv.second.IsScalar())
+        P.fail(kv.second, "tasks[].chat_template_kwargs", "values must be scalars");
+      j[kv.first.as<std::string>()] = scalar_json(kv.second);
+    }
+    o.chat_template_kwargs = j.empty() ? "" : j.dump();
+  }
+}
+
+}  // namespace
 
 ExperimentConfig parse_experiment_config(const std::string& text, const fs::path& source) {
   Parser P{source.string(), source.has_parent_path() ? source.parent_path() : fs::path(".")};
@@ -246,9 +318,11 @@ ExperimentConfig parse_experiment_config(const std::string& text, const fs::path
     et.options.limit = default_limit;
     et.options.seed = default_seed;
     if (!n.IsScalar()) {
-      P.only_keys(n, "tasks[]",
-                  {"name", "label", "limit", "seed", "transforms", "cot_hint", "chat_template",
-                   "num_fewshot", "system_prompt", "fewshot_as_multiturn"});
+      P.only_keys(
+          n, "tasks[]",
+          {"name", "label", "limit", "seed", "transforms", "cot_hint", "chat_template",
+           "num_fewshot", "system_prompt", "fewshot_as_multiturn", "n_samples", "temperature",
+           "top_p", "top_k", "min_p", "max_gen_toks", "think", "chat_template_kwargs"});
       if (!n["name"]) P.fail(n, "tasks[].name", "missing");
       if (n["label"]) et.label = P.str(n["label"], "tasks[].label");
       if (n["limit"])
@@ -268,6 +342,7 @@ ExperimentConfig parse_experiment_config(const std::string& text, const fs::path
         et.options.num_fewshot = P.num<int>(n["num_fewshot"], "tasks[].num_fewshot", "an integer");
       if (n["system_prompt"])
         et.options.system_prompt = P.str(n["system_prompt"], "tasks[].system_prompt");
+      parse_sampling(P, n, et.options);
     }
     // (yaml-cpp's Node::operator= writes through to the referenced node, so
     // this is a fresh handle, never an assignment.)

@@ -7,13 +7,18 @@
 //   controls: {random: true|{seed: N}, reverse: true}
 //   tasks: [gsm8k, {name: sciq, label: sciq_cot, limit: 50, seed: 1234,
 //           transforms: [typos:0.05], cot_hint: true, chat_template: true,
-//           num_fewshot: 5, system_prompt: "..."}]
+//           num_fewshot: 5, system_prompt: "...",
+//           n_samples: 8, temperature: 0.6, top_p: 0.95, top_k: 20, min_p: 0,
+//           max_gen_toks: 32768, think: strip|keep,
+//           chat_template_kwargs: {enable_thinking: false}}]
+//   (sampling keys as `reasonvec eval`'s options, see docs/eval.md)
 //   limit: N, seed: N                   (defaults for every task)
 //   data_dir: DIR                       (default: eval::default_data_dir())
 //   backend: engine | {engine: {max_batch: 64, max_context: 4096, kv_bf16: false}}
 //          | {server: {command: "vllm serve {model} --port {port}",
 //                      base_url: "http://127.0.0.1:{port}/v1",
-//                      startup_timeout: 600, concurrency: 8, model_name: NAME}}
+//                      startup_timeout: 600, concurrency: 8, model_name: NAME,
+//                      replicas: 1}}
 //   (a target's own `backend` overrides the top-level one)
 // Relative paths are relative to the config file's directory.
 #pragma once
@@ -35,7 +40,11 @@ struct ServerSpec {
   std::string base_url = "http://127.0.0.1:{port}/v1";
   std::string model_name;        // empty: the first id GET /v1/models returns
   double startup_timeout = 600;  // seconds until /v1/models must answer 200
-  int concurrency = 8;
+  int concurrency = 8;           // requests in flight to each replica
+  // Servers started per variant (e.g. one per GPU), each on its own {port};
+  // `{replica}` (0..replicas-1) is substituted in command too. Requests are
+  // spread over all of them (one queue, one cache).
+  int replicas = 1;
 };
 
 // How a target's variants are evaluated: the built-in engine (settings

@@ -60,13 +60,17 @@ class VariantBackend {
     return *backend_;
   }
   const std::string& describe() const { return desc_; }
-  ServerProcess* process() { return proc_.get(); }
+  // The server process to blame for a failure: the first one that died,
+  // else the first one; null for the engine.
+  ServerProcess* process() {
+    for (auto& p : procs_)
+      if (!p->alive()) return p.get();
+    return procs_.empty() ? nullptr : procs_.front().get();
+  }
   void stop() {
-    if (proc_) {
-      if (log_) log_("[stop  ] server for " + x_.label);
-      proc_->stop();
-      proc_.reset();
-    }
+    if (!procs_.empty() && log_) log_("[stop  ] server for " + x_.label);
+    for (auto& p : procs_) p->stop();
+    procs_.clear();
   }
 
  private:
@@ -76,26 +80,47 @@ class VariantBackend {
     // URL changes with its port between runs.
     spec.identity = "experiment|" + std::string(bs_.server ? "server|" : "engine|") + x_.model_fp;
     if (bs_.server) {
-      const std::string port = std::to_string(free_local_port());
       const std::string model_abs = fs::absolute(x_.model_dir).string();
-      auto fill = [&](const std::string& s) {
-        return subst(subst(s, "{model}", model_abs), "{port}", port);
+      std::vector<std::string> urls, cmds;
+      auto fill_for = [&](const std::string& s, const std::string& port, int r) {
+        return subst(subst(subst(s, "{model}", model_abs), "{port}", port), "{replica}",
+                     std::to_string(r));
       };
-      const std::string cmd = fill(bs_.srv.command), url = fill(bs_.srv.base_url);
-      if (log_) log_("[start ] server for " + x_.label + ": " + cmd);
-      proc_ = std::make_unique<ServerProcess>(cmd, out_ / "logs" / (x_.dirname + ".server.log"));
+      std::string first_port;
+      std::vector<std::string> ports;
+      for (int r = 0; r < bs_.srv.replicas; ++r) {
+        std::string port = std::to_string(free_local_port());
+        for (int tries = 0;
+             tries < 20 && std::find(ports.begin(), ports.end(), port) != ports.end(); ++tries)
+          port = std::to_string(free_local_port());  // the servers are not listening yet
+        ports.push_back(port);
+        if (r == 0) first_port = port;
+        auto fill = [&](const std::string& s) { return fill_for(s, port, r); };
+        cmds.push_back(fill(bs_.srv.command));
+        urls.push_back(fill(bs_.srv.base_url));
+        if (log_) log_("[start ] server for " + x_.label + ": " + cmds.back());
+        const std::string log_name = x_.dirname + (r == 0 ? std::string(".server.log")
+                                                          : ".server" + std::to_string(r) + ".log");
+        procs_.push_back(std::make_unique<ServerProcess>(cmds.back(), out_ / "logs" / log_name));
+      }
       std::string served;
-      try {
-        served = proc_->wait_ready(url, bs_.srv.startup_timeout);
-      } catch (const Error& e) {
-        throw Error(x_.label, e.what());
+      for (size_t r = 0; r < procs_.size(); ++r) {
+        try {
+          std::string s = procs_[r]->wait_ready(urls[r], bs_.srv.startup_timeout);
+          if (r == 0) served = s;
+        } catch (const Error& e) {
+          throw Error(x_.label, e.what());
+        }
       }
       spec.kind = eval::BackendSpec::Kind::kHttp;
-      spec.http.base_url = url;
-      spec.http.model = bs_.srv.model_name.empty() ? served : fill(bs_.srv.model_name);
+      spec.http.base_url = urls.front();
+      spec.http.base_urls = urls;
+      spec.http.model =
+          bs_.srv.model_name.empty() ? served : fill_for(bs_.srv.model_name, first_port, 0);
       spec.http.concurrency = bs_.srv.concurrency;
       spec.http.max_retries = 2;
-      desc_ = "server: " + cmd;
+      desc_ = "server: " + cmds.front();
+      if (cmds.size() > 1) desc_ += " (+" + std::to_string(cmds.size() - 1) + " replicas)";
     } else {
       spec.model_dir = x_.model_dir;
       spec.max_batch = bs_.max_batch;
@@ -110,7 +135,7 @@ class VariantBackend {
   const TargetBackend& bs_;
   fs::path out_;
   Log log_;
-  std::unique_ptr<ServerProcess> proc_;
+  std::vector<std::unique_ptr<ServerProcess>> procs_;
   std::unique_ptr<eval::Backend> backend_;
   std::string desc_;
 };
@@ -280,6 +305,7 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
                   {"seed", et.options.seed},      {"backend", bs.server ? "server" : "engine"}};
       // Only when set, so runs cached before the key existed stay valid.
       if (!bs.server && bs.kv_bf16) key["kv_bf16"] = true;
+      if (!et.options.strip_think) key["think"] = "keep";  // scoring only: not in the config
       std::string fp = sha256_hex(key.dump());
       fs::path run = out / "runs" / x.dirname / (et.label + "-" + fp.substr(0, 12));
       x.runs.push_back(run);

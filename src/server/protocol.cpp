@@ -78,8 +78,7 @@ void parse_common(const json& body, CommonRequest& r, const char* max_tokens_nam
                   int64_t min_tokens) {
   r.model = get_string(body, "model");
   auto& s = r.sampling;
-  if (auto n = get_int(body, "n", 1, 1 << 20); n && *n != 1)
-    throw ApiError(400, "'n' must be 1: this server returns one choice per prompt", "n");
+  if (auto n = get_int(body, "n", 1, kMaxChoices)) r.n = int(*n);
   if (auto n = get_int(body, "best_of", 1, 1 << 20); n && *n != 1)
     throw ApiError(400, "'best_of' must be 1", "best_of");
   if (auto t = get_int(body, max_tokens_name, min_tokens, INT32_MAX)) {

@@ -5,8 +5,10 @@
 //
 // Parsing follows the OpenAI API and vLLM's extensions (top_k, min_p,
 // ignore_eos, stop_token_ids). `null` means "not given" everywhere, unknown
-// fields are ignored, and features we do not implement (n > 1, penalties,
-// logit_bias, tools) are rejected with 400 rather than silently ignored.
+// fields are ignored, and features we do not implement (best_of > 1,
+// penalties, logit_bias, tools) are rejected with 400 rather than silently
+// ignored. n > 1 asks for n choices per prompt; choice j samples with
+// seed + j, so each choice is reproducible from (seed, j) alone.
 //
 // All functions are pure and thread-safe.
 #pragma once
@@ -59,6 +61,7 @@ struct Prompt {
 struct CommonRequest {
   std::string model;  // empty: not given
   engine::SamplingParams sampling;
+  int n = 1;                      // choices per prompt (1..kMaxChoices); choice j uses seed + j
   bool max_tokens_given = false;  // else the endpoint's default applies
   bool seed_given = false;        // else the server draws a random seed
   bool stream = false;
@@ -87,6 +90,7 @@ struct ChatRequest : CommonRequest {
   json template_kwargs = json::object();  // vLLM's chat_template_kwargs (e.g. enable_thinking)
 };
 
+inline constexpr int kMaxChoices = 128;
 inline constexpr int kMaxLogprobs = 20;              // as vLLM's default max_logprobs
 inline constexpr int kDefaultCompletionTokens = 16;  // OpenAI / vLLM default for completions
 

@@ -305,6 +305,7 @@ struct StreamJob {
   int k = 0;
   bool include_usage = false;
   int max_tokens = 0;
+  size_t n_choices = 1;  // choices per prompt (work holds prompts x n_choices)
 
   json chunk(json choice) const {
     return {{"id", id},
@@ -328,7 +329,7 @@ struct StreamJob {
     size_t prompt_tokens = 0, completion_tokens = 0;
     try {
       for (size_t i = 0; i < work.size(); ++i) {
-        prompt_tokens += work[i].ids.size();
+        if (i % n_choices == 0) prompt_tokens += work[i].ids.size();  // once per prompt
         if (chat) {
           json delta = {{"role", "assistant"}, {"content", ""}};
           if (!emit({{"index", i},
@@ -479,12 +480,18 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
   const int k = r.logprobs.value_or(0);
   finish_sampling(r, k, want_lp);
 
-  std::vector<PromptWork> work(r.prompts.size());
-  for (size_t i = 0; i < work.size(); ++i) {
-    work[i].ids = tokenize_prompt(r.prompts[i]);
-    fit_context(r, work[i].ids.size(), "prompt");
-    if (r.echo)
-      work[i].echo_text = r.prompts[i].is_tokens ? tok.decode(work[i].ids) : r.prompts[i].text;
+  // n choices per prompt: choice index p * n + j, sampled with seed + j.
+  const size_t n_choices = size_t(r.n);
+  std::vector<PromptWork> work(r.prompts.size() * n_choices);
+  for (size_t p = 0; p < r.prompts.size(); ++p) {
+    PromptWork& w = work[p * n_choices];
+    w.ids = tokenize_prompt(r.prompts[p]);
+    fit_context(r, w.ids.size(), "prompt");
+    if (r.echo) w.echo_text = r.prompts[p].is_tokens ? tok.decode(w.ids) : r.prompts[p].text;
+    for (size_t j = 1; j < n_choices; ++j) {
+      work[p * n_choices + j].ids = w.ids;
+      work[p * n_choices + j].echo_text = w.echo_text;
+    }
   }
 
   auto buf = std::make_shared<StreamBuffers>();
@@ -495,7 +502,9 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
     if (r.sampling.max_tokens > 0) {
       engine::TextCallback cb;
       if (r.stream && !want_lp) cb = append_to(buf, i);
-      work[i].gen = eng.submit_generate(work[i].ids, r.sampling, std::move(cb));
+      engine::SamplingParams sp = r.sampling;
+      sp.seed += uint64_t(i % n_choices);
+      work[i].gen = eng.submit_generate(work[i].ids, std::move(sp), std::move(cb));
     }
   }
 
@@ -507,6 +516,7 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
     job->id = id;
     job->created = now;
     job->work = std::move(work);
+    job->n_choices = n_choices;
     job->buf = buf;
     job->stops = r.sampling.stop_strings;
     job->echo = r.echo;
@@ -521,7 +531,7 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
   json choices = json::array();
   size_t prompt_tokens = 0, completion_tokens = 0;
   for (size_t i = 0; i < work.size(); ++i) {
-    prompt_tokens += work[i].ids.size();
+    if (i % n_choices == 0) prompt_tokens += work[i].ids.size();  // once per prompt
     GenerationResult g;
     if (work[i].gen.valid()) {
       g = work[i].gen.get();
@@ -577,11 +587,19 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
   if (w.ids.empty()) throw ApiError(400, "the rendered chat prompt is empty", "messages");
   fit_context(r, w.ids.size(), "messages");
 
+  // n choices: choice j samples with seed + j.
+  const size_t n_choices = size_t(r.n);
   auto buf = std::make_shared<StreamBuffers>();
-  buf->text.resize(1);
-  engine::TextCallback cb;
-  if (r.stream && !r.logprobs) cb = append_to(buf, 0);
-  w.gen = eng.submit_generate(w.ids, r.sampling, std::move(cb));
+  buf->text.resize(n_choices);
+  std::vector<PromptWork> work(n_choices);
+  for (size_t j = 0; j < n_choices; ++j) {
+    work[j].ids = w.ids;
+    engine::TextCallback cb;
+    if (r.stream && !r.logprobs) cb = append_to(buf, j);
+    engine::SamplingParams sp = r.sampling;
+    sp.seed += uint64_t(j);
+    work[j].gen = eng.submit_generate(work[j].ids, std::move(sp), std::move(cb));
+  }
 
   const std::string id = new_id("chatcmpl-");
   const int64_t now = int64_t(std::time(nullptr));
@@ -591,7 +609,8 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
     job->chat = true;
     job->id = id;
     job->created = now;
-    job->work.push_back(std::move(w));
+    job->work = std::move(work);
+    job->n_choices = n_choices;
     job->buf = buf;
     job->stops = r.sampling.stop_strings;
     job->want_logprobs = r.logprobs;
@@ -602,25 +621,30 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
     return;
   }
 
-  GenerationResult g = w.gen.get();
-  json lp = nullptr;
-  if (r.logprobs) {
-    json content = json::array();
-    for (size_t j = 0; j < g.tokens.size(); ++j)
-      content.push_back(chat_logprob(g, j, r.top_logprobs));
-    lp = {{"content", content}};
+  json choices = json::array();
+  size_t completion_tokens = 0;
+  for (size_t c = 0; c < n_choices; ++c) {
+    GenerationResult g = work[c].gen.get();
+    completion_tokens += g.tokens.size();
+    json lp = nullptr;
+    if (r.logprobs) {
+      json content = json::array();
+      for (size_t j = 0; j < g.tokens.size(); ++j)
+        content.push_back(chat_logprob(g, j, r.top_logprobs));
+      lp = {{"content", content}};
+    }
+    choices.push_back({{"index", c},
+                       {"message", {{"role", "assistant"}, {"content", g.text}}},
+                       {"logprobs", lp},
+                       {"finish_reason", g.finish_reason}});
   }
-  json choice = {{"index", 0},
-                 {"message", {{"role", "assistant"}, {"content", g.text}}},
-                 {"logprobs", lp},
-                 {"finish_reason", g.finish_reason}};
   send_json(res, 200,
             {{"id", id},
              {"object", "chat.completion"},
              {"created", now},
              {"model", name},
-             {"choices", json::array({choice})},
-             {"usage", usage_json(w.ids.size(), g.tokens.size())}});
+             {"choices", choices},
+             {"usage", usage_json(w.ids.size(), completion_tokens)}});
 }
 
 void Server::Impl::setup_routes() {

@@ -150,6 +150,37 @@ TEST(ExperimentConfig, ErrorsNameLineAndKey) {
   EXPECT_EQ(c.targets[0].name, "t");
 }
 
+TEST(ExperimentConfig, PerTaskSamplingAndReasoningKeys) {
+  const std::string head = "vector: {base: a, tuned: b}\ntargets: [t]\n";
+  auto c = rv::experiment::parse_experiment_config(
+      head +
+          "tasks:\n"
+          "  - {name: gsm8k, n_samples: 8, temperature: 0.6, top_p: 0.95, top_k: 20,\n"
+          "     min_p: 0.05, max_gen_toks: 32768, think: keep,\n"
+          "     chat_template_kwargs: {enable_thinking: false, mode: \"x\", depth: 2}}\n"
+          "  - sciq\n",
+      "e.yaml");
+  const auto& o = c.tasks[0].options;
+  EXPECT_EQ(o.n_samples, 8);
+  EXPECT_FLOAT_EQ(o.temperature, 0.6f);
+  EXPECT_FLOAT_EQ(o.top_p, 0.95f);
+  EXPECT_EQ(o.top_k, 20);
+  EXPECT_FLOAT_EQ(o.min_p, 0.05f);
+  EXPECT_EQ(o.max_gen_toks, 32768);
+  EXPECT_FALSE(o.strip_think);
+  EXPECT_EQ(json::parse(o.chat_template_kwargs),
+            json({{"enable_thinking", false}, {"mode", "x"}, {"depth", 2}}));
+  const auto& d = c.tasks[1].options;  // defaults
+  EXPECT_EQ(d.n_samples, 1);
+  EXPECT_LT(d.temperature, 0);
+  EXPECT_TRUE(d.strip_think);
+  EXPECT_EQ(d.chat_template_kwargs, "");
+  EXPECT_EQ(error_of(head + "tasks: [{name: gsm8k, think: maybe}]\n"),
+            "exp.yaml:3: tasks[].think: expected strip or keep");
+  EXPECT_EQ(error_of(head + "tasks: [{name: gsm8k, n_samples: 0}]\n"),
+            "exp.yaml:3: tasks[].n_samples: must be >= 1");
+}
+
 TEST(Experiment, MissingModelIsReportedBeforeAnyWork) {
   Fixture& f = fx();
   fs::path out = f.dir / "out-missing";
@@ -329,6 +360,23 @@ TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
     ASSERT_TRUE(fs::exists(l)) << l;
     EXPECT_NE(rv::read_file(l).find("listening on http://"), std::string::npos) << l;
   }
+
+  // Two replicas per variant: requests spread over both, same numbers.
+  auto rep =
+      write_cfg("rep.yaml", std::string("backend:\n  server:\n    command: \"exec ") + RV_CLI_PATH +
+                                " -q serve --model {model} --port {port}\"\n"
+                                "    startup_timeout: 60\n    replicas: 2\n");
+  o.out_dir = f.dir / "out-rep";
+  auto c = rv::experiment::run_experiment(rep, o);
+  ASSERT_EQ(c.report["rows"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i)
+    EXPECT_EQ(a.report["rows"][i]["cells"]["sciq"]["accuracy"],
+              c.report["rows"][i]["cells"]["sciq"]["accuracy"])
+        << i;
+  for (const char* l : {"instruct-a__base.server.log", "instruct-a__base.server1.log"})
+    EXPECT_NE(rv::read_file(f.dir / "out-rep/logs" / l).find("listening on http://"),
+              std::string::npos)
+        << l;
 
   // A server that dies at start is reported with its log tail.
   auto bad = write_cfg("bad.yaml",

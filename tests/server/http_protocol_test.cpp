@@ -381,14 +381,14 @@ TEST_F(HttpProtocol, MalformedRequestsAnd400) {
   const Case cases[] = {
       {"/v1/completions", "{not json", 400, nullptr},
       {"/v1/completions", "", 400, nullptr},
-      {"/v1/completions", R"({"prompt": "x", "n": 2})", 400, "n"},
+      {"/v1/completions", R"({"prompt": "x", "n": 0})", 400, "n"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": -5})", 400, "max_tokens"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": "5"})", 400, "max_tokens"},
       {"/v1/completions", R"({"prompt": 42})", 400, "prompt"},
       {"/v1/completions", R"({"prompt": [999999999]})", 400, "prompt"},
       {"/v1/completions", R"({"prompt": "x", "model": "other"})", 404, "model"},
       {"/v1/chat/completions", R"({"messages": {}})", 400, "messages"},
-      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "n": 3})", 400,
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "n": 999})", 400,
        "n"},
   };
   for (const auto& c : cases) {

@@ -93,7 +93,7 @@ TEST(Protocol, CompletionDefects) {
   expect_bad(kComp, R"({"prompt": [1, "a"]})", "prompt");
   expect_bad(kComp, R"({"prompt": [1, -2]})", "prompt");
   expect_bad(kComp, R"({"prompt": [[1], []]})", "prompt");
-  expect_bad(kComp, R"({"prompt": "x", "n": 2})", "n");
+  expect_bad(kComp, R"({"prompt": "x", "n": 0})", "n");
   expect_bad(kComp, R"({"prompt": "x", "best_of": 3})", "best_of");
   expect_bad(kComp, R"({"prompt": "x", "max_tokens": -1})", "max_tokens");
   expect_bad(kComp, R"({"prompt": "x", "max_tokens": "10"})", "max_tokens");
@@ -148,7 +148,7 @@ TEST(Protocol, ChatRequest) {
              "top_logprobs");
   expect_bad(kChat, R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0})",
              "max_tokens");
-  expect_bad(kChat, R"({"messages": [{"role": "user", "content": "x"}], "n": 2})", "n");
+  expect_bad(kChat, R"({"messages": [{"role": "user", "content": "x"}], "n": 129})", "n");
   expect_bad(kChat, R"({"messages": [{"role": "user", "content": "x"}], "tools": [{}]})", "tools");
   // vLLM: continuing the final message excludes a new generation prompt.
   expect_bad(kChat,

@@ -317,7 +317,7 @@ TEST_F(ServeE2E, MalformedRequestsGet400AndServingContinues) {
   const std::pair<const char*, const char*> bad[] = {
       {"/v1/completions", "{\"prompt\": \"x\", "},
       {"/v1/completions", R"({"prompt": ["a", 3]})"},
-      {"/v1/completions", R"({"prompt": "x", "n": 2})"},
+      {"/v1/completions", R"({"prompt": "x", "n": 0})"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": -1})"},
       {"/v1/completions", R"({"prompt": "x", "temperature": "warm"})"},
       {"/v1/completions", R"({"prompt": "x", "stop": 7})"},

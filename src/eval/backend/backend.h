@@ -39,12 +39,22 @@ struct GenRequest {
   int max_tokens = 256;
   float temperature = 0.0f;
   float top_p = 1.0f;
+  int top_k = 0;       // 0: off
+  float min_p = 0.0f;  // 0: off; keeps tokens with p >= min_p * p_max
+  // With temperature > 0 the response is a function of (request, seed): the
+  // runner gives every (document, sample) its own seed, so results do not
+  // depend on batching, order or resumption.
   uint64_t seed = 0;
+  // Extra variables for the chat template (a JSON object's text, e.g.
+  // {"enable_thinking":false}); "" = none. Engine: passed to the template;
+  // HTTP: sent as chat_template_kwargs.
+  std::string chat_template_kwargs;
 };
 
 struct GenResponse {
   std::string text;
-  std::string finish_reason;  // "stop" | "length"
+  std::string finish_reason;   // "stop" | "length"
+  int completion_tokens = -1;  // generated tokens; -1 = unknown (old cache entries)
 };
 
 // lm-evaluation-harness `loglikelihood`: log P(continuation | context).
@@ -81,6 +91,10 @@ class Backend {
                                const GenResultFn& on_result) = 0;
   virtual void loglikelihood_stream(const std::vector<LoglikRequest>& reqs,
                                     const LoglikResultFn& on_result) = 0;
+  // Request parameters the backend had to drop because the server refused
+  // them (e.g. "top_k", "seed"), recorded in results.json; empty for backends
+  // that honour everything.
+  virtual std::vector<std::string> unsent_parameters() const { return {}; }
 
   // Batch forms: results in request order, `progress` after each one.
   std::vector<GenResponse> generate(const std::vector<GenRequest>& reqs,

@@ -142,6 +142,10 @@ std::string request_hash(const GenRequest& r) {
   j["max_tokens"] = r.max_tokens;
   j["temperature"] = r.temperature;
   j["top_p"] = r.top_p;
+  // Only when set, so that keys of requests without them stay as they were.
+  if (r.top_k > 0) j["top_k"] = r.top_k;
+  if (r.min_p > 0) j["min_p"] = r.min_p;
+  if (!r.chat_template_kwargs.empty() && r.chat) j["chat_template_kwargs"] = r.chat_template_kwargs;
   // The seed only matters when sampling; greedy answers are seed-independent.
   j["seed"] = r.temperature > 0 ? r.seed : 0;
   return sha256_hex(j.dump());
@@ -153,7 +157,9 @@ std::string request_hash(const LoglikRequest& r) {
 }
 
 std::string encode_response(const GenResponse& r) {
-  return json{{"text", r.text}, {"finish_reason", r.finish_reason}}.dump();
+  json j{{"text", r.text}, {"finish_reason", r.finish_reason}};
+  if (r.completion_tokens >= 0) j["completion_tokens"] = r.completion_tokens;
+  return j.dump();
 }
 
 std::string encode_response(const LoglikResponse& r) {
@@ -163,7 +169,12 @@ std::string encode_response(const LoglikResponse& r) {
 GenResponse decode_gen_response(const std::string& s) {
   try {
     json j = json::parse(s);
-    return GenResponse{j.at("text").get<std::string>(), j.at("finish_reason").get<std::string>()};
+    GenResponse r;
+    r.text = j.at("text").get<std::string>();
+    r.finish_reason = j.at("finish_reason").get<std::string>();
+    // Entries written before the field existed have no token count.
+    if (j.contains("completion_tokens")) r.completion_tokens = j["completion_tokens"].get<int>();
+    return r;
   } catch (const json::exception& e) {
     throw Error("result cache", std::string("malformed generation entry: ") + e.what());
   }

@@ -66,6 +66,16 @@ std::string EngineBackend::prompt_text(const GenRequest& r) const {
   }
   in.bos_token = chat_->bos_token;
   in.eos_token = chat_->eos_token;
+  if (!r.chat_template_kwargs.empty()) {
+    nlohmann::ordered_json kw;
+    try {
+      kw = nlohmann::ordered_json::parse(r.chat_template_kwargs);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(describe(), std::string("chat_template_kwargs: ") + e.what());
+    }
+    if (!kw.is_object()) throw Error(describe(), "chat_template_kwargs must be a JSON object");
+    for (auto it = kw.begin(); it != kw.end(); ++it) in.extra[it.key()] = it.value();
+  }
   return render_chat_template(chat_->tmpl, in);
 }
 
@@ -139,6 +149,10 @@ void EngineBackend::generate_stream(const std::vector<GenRequest>& reqs,
     p.max_tokens = std::max(1, std::min(r.max_tokens, window - 1));
     p.temperature = r.temperature;
     p.top_p = r.top_p;
+    p.top_k = r.top_k;
+    p.min_p = r.min_p;
+    // The engine seeds a fresh RNG per request from this (see engine.cpp):
+    // a (document, sample) draws the same tokens alone or in any batch.
     p.seed = r.seed;
     p.stop_strings = r.stop;
     // lm-eval keeps the last (window - max_tokens) prompt tokens.
@@ -147,7 +161,10 @@ void EngineBackend::generate_stream(const std::vector<GenRequest>& reqs,
     futs.push_back(eng_->submit_generate(std::move(ids), std::move(p)));
   }
   drain(futs, [&](size_t i, engine::GenerationResult g) {
-    GenResponse out{std::move(g.text), std::move(g.finish_reason)};
+    GenResponse out;
+    out.text = std::move(g.text);
+    out.finish_reason = std::move(g.finish_reason);
+    out.completion_tokens = static_cast<int>(g.tokens.size());
     // The engine cuts at stop strings already; re-cut defensively so both
     // backends apply exactly the same rule.
     size_t best = std::string::npos;

@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <exception>
@@ -89,7 +90,10 @@ HttpBackend::Url HttpBackend::parse_base_url(const std::string& url) {
 }
 
 HttpBackend::HttpBackend(HttpOptions opt) : opt_(std::move(opt)) {
-  url_ = parse_base_url(opt_.base_url);
+  if (opt_.base_urls.empty()) opt_.base_urls.push_back(opt_.base_url);
+  opt_.base_url = opt_.base_urls.front();
+  for (const auto& u : opt_.base_urls) urls_.push_back(parse_base_url(u));
+  url_ = urls_.front();
   if (opt_.model.empty()) throw Error(opt_.base_url, "--model NAME is required with --base-url");
   if (opt_.concurrency < 1) opt_.concurrency = 1;
 }
@@ -100,11 +104,28 @@ std::string HttpBackend::fingerprint() const {
 }
 
 std::string HttpBackend::describe() const {
-  return "openai-compatible server " + url_.scheme_host_port + url_.prefix + " model=" + opt_.model;
+  std::string where;
+  for (const auto& u : urls_) where += (where.empty() ? "" : ", ") + u.scheme_host_port + u.prefix;
+  return std::string(urls_.size() > 1 ? "openai-compatible servers "
+                                      : "openai-compatible server ") +
+         where + " model=" + opt_.model;
+}
+
+std::vector<std::string> HttpBackend::unsent_parameters() const {
+  std::lock_guard<std::mutex> l(drop_mu_);
+  std::vector<std::string> out = dropped_;
+  if (n_refused_.load()) out.push_back("n (sent as separate requests)");
+  return out;
+}
+
+bool HttpBackend::dropped(const std::string& param) const {
+  std::lock_guard<std::mutex> l(drop_mu_);
+  return std::find(dropped_.begin(), dropped_.end(), param) != dropped_.end();
 }
 
 struct HttpBackend::Worker {
-  explicit Worker(const HttpBackend& b) : cli(b.url_.scheme_host_port) {
+  Worker(const HttpBackend& b, size_t server)
+      : url(b.urls_[server % b.urls_.size()]), cli(url.scheme_host_port) {
     cli.set_connection_timeout(30, 0);
     auto t = std::chrono::duration<double>(b.opt_.timeout_s);
     cli.set_read_timeout(std::chrono::duration_cast<std::chrono::microseconds>(t));
@@ -112,6 +133,7 @@ struct HttpBackend::Worker {
     cli.set_keep_alive(true);
     if (!b.opt_.api_key.empty()) cli.set_bearer_token_auth(b.opt_.api_key.c_str());
   }
+  Url url;
   httplib::Client cli;
   std::mt19937_64 rng{std::random_device{}()};
   const std::atomic<bool>* abort = nullptr;
@@ -143,7 +165,7 @@ std::string transport_error(httplib::Error e) {
 std::string HttpBackend::post(Worker& w, const std::string& path, const std::string& body,
                               int* status_out) {
   const std::string full = path;
-  const std::string where = url_.scheme_host_port + full;
+  const std::string where = w.url.scheme_host_port + full;
   std::string last_error;
   for (int attempt = 0;; ++attempt) {
     ++attempts_;
@@ -186,48 +208,155 @@ std::string HttpBackend::post(Worker& w, const std::string& path, const std::str
   }
 }
 
-GenResponse HttpBackend::generate_one(Worker& w, const GenRequest& r) {
-  json body = {{"model", opt_.model},
+namespace {
+
+bool word_at(const std::string& msg, size_t p, size_t len) {
+  auto word = [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; };
+  return (p == 0 || !word(msg[p - 1])) && (p + len >= msg.size() || !word(msg[p + len]));
+}
+
+// Which of `candidates` a 4xx answer blames: the error's "param", else the
+// first one named as a word in its message; "" when none.
+std::string refused_param(const std::string& body, const std::vector<std::string>& candidates) {
+  std::string msg = server_message(body);
+  try {
+    json j = json::parse(body);
+    if (j.contains("error") && j["error"].is_object() && j["error"].contains("param") &&
+        j["error"]["param"].is_string()) {
+      std::string p = j["error"]["param"];
+      for (const auto& c : candidates)
+        if (c == p) return c;
+    }
+    if (j.contains("detail")) msg += " " + j["detail"].dump();  // FastAPI's validation list
+  } catch (const json::exception&) {
+  }
+  for (const auto& c : candidates)
+    for (size_t p = msg.find(c); p != std::string::npos; p = msg.find(c, p + 1))
+      if (word_at(msg, p, c.size())) return c;
+  return "";
+}
+
+bool same_but_seed(const GenRequest& a, const GenRequest& b) {
+  if (a.chat != b.chat || a.prompt != b.prompt || a.messages.size() != b.messages.size() ||
+      a.assistant_prefix != b.assistant_prefix || a.stop != b.stop ||
+      a.max_tokens != b.max_tokens || a.temperature != b.temperature || a.top_p != b.top_p ||
+      a.top_k != b.top_k || a.min_p != b.min_p || a.chat_template_kwargs != b.chat_template_kwargs)
+    return false;
+  for (size_t i = 0; i < a.messages.size(); ++i)
+    if (a.messages[i].role != b.messages[i].role || a.messages[i].content != b.messages[i].content)
+      return false;
+  return true;
+}
+
+}  // namespace
+
+std::vector<GenResponse> HttpBackend::generate_group(Worker& w, const GenGroup& g) {
+  const int n = static_cast<int>(g.indices.size());
+  if (n > 1 && !n_refused_.load()) {
+    std::vector<GenResponse> out = generate_n(w, *g.req, n);
+    if (!out.empty()) return out;  // empty: the server refused n
+  }
+  // One request per sample, seeds seed, seed + 1, ...
+  std::vector<GenResponse> out;
+  for (int k = 0; k < n; ++k) {
+    GenRequest r = *g.req;
+    r.seed += static_cast<uint64_t>(k);
+    out.push_back(generate_n(w, r, 1).at(0));
+  }
+  return out;
+}
+
+std::vector<GenResponse> HttpBackend::generate_n(Worker& w, const GenRequest& r, int n) {
+  std::string path;
+  json base = {{"model", opt_.model},
                {"max_tokens", r.max_tokens},
                {"temperature", r.temperature},
                {"top_p", r.top_p}};
-  if (r.temperature > 0) body["seed"] = r.seed;
-  if (!r.stop.empty()) body["stop"] = r.stop;
-  std::string path;
+  if (!r.stop.empty()) base["stop"] = r.stop;
   if (r.chat) {
     json msgs = json::array();
     for (const auto& m : r.messages) msgs.push_back({{"role", m.role}, {"content", m.content}});
     if (!r.assistant_prefix.empty()) {
       // vLLM's (and our server's) extension for a pre-filled answer.
       msgs.push_back({{"role", "assistant"}, {"content", r.assistant_prefix}});
-      body["add_generation_prompt"] = false;
-      body["continue_final_message"] = true;
+      base["add_generation_prompt"] = false;
+      base["continue_final_message"] = true;
     }
-    body["messages"] = msgs;
-    path = url_.prefix + "/chat/completions";
+    base["messages"] = msgs;
+    path = w.url.prefix + "/chat/completions";
   } else {
-    body["prompt"] = r.prompt + r.assistant_prefix;
-    path = url_.prefix + "/completions";
+    base["prompt"] = r.prompt + r.assistant_prefix;
+    path = w.url.prefix + "/completions";
   }
-  std::string text = post(w, path, body.dump(), nullptr);
-  const std::string where = url_.scheme_host_port + path;
-  GenResponse out;
+  const std::string where = w.url.scheme_host_port + path;
+  std::string text;
+  for (;;) {
+    // Optional fields, each only while the server has not refused it.
+    json body = base;
+    std::vector<std::string> optional;
+    auto add = [&](const char* key, json v) {
+      if (dropped(key)) return;
+      body[key] = std::move(v);
+      optional.push_back(key);
+    };
+    if (r.temperature > 0) add("seed", r.seed);
+    if (r.top_k > 0) add("top_k", r.top_k);
+    if (r.min_p > 0) add("min_p", r.min_p);
+    if (r.chat && !r.chat_template_kwargs.empty())
+      add("chat_template_kwargs", json::parse(r.chat_template_kwargs));
+    if (n > 1) {
+      body["n"] = n;
+      optional.push_back("n");
+    }
+    int status = 0;
+    text = post(w, path, body.dump(), &status);
+    if (status == 200) break;
+    if (status != 400 && status != 422)
+      throw Error(where, "HTTP " + std::to_string(status) + ": " + server_message(text));
+    std::string p = refused_param(text, optional);
+    if (p.empty() && n > 1) p = "n";  // the likeliest culprit (llama.cpp: "one choice")
+    if (p.empty())
+      throw Error(where, "HTTP " + std::to_string(status) + ": " + server_message(text));
+    if (p == "n") {
+      n_refused_.store(true);
+      return {};
+    }
+    std::lock_guard<std::mutex> l(drop_mu_);
+    if (std::find(dropped_.begin(), dropped_.end(), p) == dropped_.end()) dropped_.push_back(p);
+  }
+  std::vector<GenResponse> out(static_cast<size_t>(n));
   try {
     json j = json::parse(text);
-    const json& c = j.at("choices").at(0);
-    if (r.chat) {
-      const json& content = c.at("message").at("content");
-      out.text = content.is_null() ? "" : content.get<std::string>();
-    } else {
-      out.text = c.at("text").get<std::string>();
-    }
-    out.finish_reason = c.contains("finish_reason") && c["finish_reason"].is_string()
+    const json& choices = j.at("choices");
+    if (!choices.is_array() || choices.size() != static_cast<size_t>(n))
+      throw Error(where, "malformed response: expected " + std::to_string(n) + " choice(s), got " +
+                             std::to_string(choices.is_array() ? choices.size() : 0));
+    int total = -1;
+    if (j.contains("usage") && j["usage"].is_object() && j["usage"].contains("completion_tokens") &&
+        j["usage"]["completion_tokens"].is_number())
+      total = j["usage"]["completion_tokens"].get<int>();
+    for (size_t pos = 0; pos < choices.size(); ++pos) {
+      const json& c = choices[pos];
+      size_t idx =
+          c.contains("index") && c["index"].is_number_unsigned() ? c["index"].get<size_t>() : pos;
+      if (idx >= out.size()) throw Error(where, "malformed response: choice index out of range");
+      GenResponse& o = out[idx];
+      if (r.chat) {
+        const json& content = c.at("message").at("content");
+        o.text = content.is_null() ? "" : content.get<std::string>();
+      } else {
+        o.text = c.at("text").get<std::string>();
+      }
+      o.finish_reason = c.contains("finish_reason") && c["finish_reason"].is_string()
                             ? c["finish_reason"].get<std::string>()
                             : "stop";
+      if (total >= 0)  // divided evenly, the remainder to the first choices
+        o.completion_tokens = total / n + (static_cast<int>(idx) < total % n ? 1 : 0);
+      if (cut_at_stop(o.text, r.stop)) o.finish_reason = "stop";
+    }
   } catch (const json::exception& e) {
     throw Error(where, std::string("malformed response: ") + e.what());
   }
-  if (cut_at_stop(out.text, r.stop)) out.finish_reason = "stop";
   return out;
 }
 
@@ -317,8 +446,8 @@ LoglikResponse loglik_from_echo(const std::string& logprobs_json, const std::str
 }
 
 LoglikResponse HttpBackend::loglik_one(Worker& w, const LoglikRequest& r) {
-  const std::string path = url_.prefix + "/completions";
-  const std::string where = url_.scheme_host_port + path;
+  const std::string path = w.url.prefix + "/completions";
+  const std::string where = w.url.scheme_host_port + path;
   const std::string prompt = r.context + r.continuation;
   for (;;) {
     int mt = loglik_max_tokens_.load();
@@ -356,13 +485,16 @@ template <typename Req, typename Resp, typename Fn>
 void HttpBackend::run_all(const std::vector<Req>& reqs, const Fn& on_result,
                           Resp (HttpBackend::*one)(Worker&, const Req&)) {
   if (reqs.empty()) return;
-  const size_t nthreads = std::min<size_t>(static_cast<size_t>(opt_.concurrency), reqs.size());
+  // `concurrency` workers per server, all taking from one queue; worker t
+  // talks to server t % servers.
+  const size_t nthreads =
+      std::min<size_t>(static_cast<size_t>(opt_.concurrency) * urls_.size(), reqs.size());
   std::atomic<size_t> next{0};
   std::atomic<bool> abort{false};
   std::mutex mu;
   std::exception_ptr first_error;
-  auto body = [&] {
-    Worker w(*this);
+  auto body = [&](size_t t) {
+    Worker w(*this, t);
     w.abort = &abort;
     try {
       for (;;) {
@@ -382,15 +514,33 @@ void HttpBackend::run_all(const std::vector<Req>& reqs, const Fn& on_result,
     }
   };
   std::vector<std::thread> threads;
-  for (size_t t = 1; t < nthreads; ++t) threads.emplace_back(body);
-  body();
+  for (size_t t = 1; t < nthreads; ++t) threads.emplace_back(body, t);
+  body(0);
   for (auto& t : threads) t.join();
   if (first_error) std::rethrow_exception(first_error);
 }
 
 void HttpBackend::generate_stream(const std::vector<GenRequest>& reqs,
                                   const GenResultFn& on_result) {
-  run_all<GenRequest, GenResponse>(reqs, on_result, &HttpBackend::generate_one);
+  // A document's samples (same request, consecutive seeds) as one request.
+  std::vector<GenGroup> groups;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    if (opt_.use_n && !groups.empty() && reqs[i].temperature > 0) {
+      GenGroup& g = groups.back();
+      const GenRequest& last = reqs[g.indices.back()];
+      if (same_but_seed(*g.req, reqs[i]) && reqs[i].seed == last.seed + 1) {
+        g.indices.push_back(i);
+        continue;
+      }
+    }
+    groups.push_back({&reqs[i], {i}});
+  }
+  run_all<GenGroup, std::vector<GenResponse>>(
+      groups,
+      [&](size_t gi, const std::vector<GenResponse>& rs) {
+        for (size_t k = 0; k < rs.size(); ++k) on_result(groups[gi].indices[k], rs[k]);
+      },
+      &HttpBackend::generate_group);
 }
 
 void HttpBackend::loglikelihood_stream(const std::vector<LoglikRequest>& reqs,

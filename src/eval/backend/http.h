@@ -15,20 +15,41 @@
 //    Retry-After); any other 4xx throws rv::Error with the server's message.
 //  - Stop strings are sent to the server and also applied to the returned
 //    text, so a server that ignores some of them cannot change the answer.
+//  - Sampling: seed (when temperature > 0), top_k and min_p (when set) and
+//    chat_template_kwargs (chat requests) are sent as the extra body fields
+//    vLLM, SGLang and llama.cpp's server accept. A server answering 400/422
+//    that names one of them (its error's "param" or the message) gets the
+//    request again without it, and from then on never; such parameters are
+//    reported by unsent_parameters() (results.json config).
+//  - Consecutive requests that differ only by consecutive seeds (a
+//    document's K samples) go as one request with n = K and the first seed
+//    (`reasonvec serve` gives choice j the seed + j; `use_n`). A server that
+//    refuses n gets separate requests from then on.
+//  - Several servers (base_urls): `concurrency` requests in flight to each,
+//    all taking work from one queue. The fingerprint names the first server
+//    only, so which server answered never changes the cache key.
+//  - completion_tokens: usage.completion_tokens (with n > 1 divided evenly
+//    among the choices, the remainder to the first ones).
 //
 // Thread-safety: as Backend (one caller at a time); the callbacks of the
 // *_stream methods are serialised.
 #pragma once
 
 #include <atomic>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "eval/backend/backend.h"
 
 namespace rv::eval {
 
 struct HttpOptions {
-  std::string base_url;            // "http://host:port" or "http://host:port/v1" (https too)
+  std::string base_url;  // "http://host:port" or "http://host:port/v1" (https too)
+  // Several servers of the same model; when not empty it replaces base_url
+  // (whose place the first one takes, e.g. in the fingerprint).
+  std::vector<std::string> base_urls;
+  bool use_n = true;               // one request with n = K for a document's K samples
   std::string model;               // the server's model name, sent as "model"
   std::string api_key;             // sent as "Authorization: Bearer KEY" when non-empty
   int concurrency = 8;             // requests in flight
@@ -46,8 +67,9 @@ class HttpBackend : public Backend {
   // contact the server.
   explicit HttpBackend(HttpOptions opt);
 
-  std::string fingerprint() const override;  // identity, or "openai|<base url>|<model>"
+  std::string fingerprint() const override;  // identity, or "openai|<first base url>|<model>"
   std::string describe() const override;
+  std::vector<std::string> unsent_parameters() const override;
 
   void generate_stream(const std::vector<GenRequest>& reqs, const GenResultFn& on_result) override;
   void loglikelihood_stream(const std::vector<LoglikRequest>& reqs,
@@ -66,15 +88,25 @@ class HttpBackend : public Backend {
 
  private:
   struct Worker;
+  struct GenGroup {  // requests sent as one (n = indices.size())
+    const GenRequest* req;
+    std::vector<size_t> indices;
+  };
   template <typename Req, typename Resp, typename Fn>
   void run_all(const std::vector<Req>& reqs, const Fn& on_result,
                Resp (HttpBackend::*one)(Worker&, const Req&));
   std::string post(Worker& w, const std::string& path, const std::string& body, int* status_out);
-  GenResponse generate_one(Worker& w, const GenRequest& r);
+  std::vector<GenResponse> generate_group(Worker& w, const GenGroup& g);
+  std::vector<GenResponse> generate_n(Worker& w, const GenRequest& r, int n);
   LoglikResponse loglik_one(Worker& w, const LoglikRequest& r);
+  bool dropped(const std::string& param) const;
 
   HttpOptions opt_;
-  Url url_;
+  std::vector<Url> urls_;
+  Url url_;  // urls_[0]
+  mutable std::mutex drop_mu_;
+  std::vector<std::string> dropped_;  // parameters the server refused
+  std::atomic<bool> n_refused_{false};
   std::atomic<int> loglik_max_tokens_{0};  // becomes 1 once a server refuses max_tokens=0
   std::atomic<uint64_t> attempts_{0}, retries_{0};
 };

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <ctime>
+#include <map>
 #include <sstream>
 
 #include "common/error.h"
@@ -115,6 +116,10 @@ json results_json(const RunResult& r) {
                            {"backend_s", t.seconds_backend},
                            {"scoring_s", t.seconds_scoring},
                            {"harness_overhead_s_per_sample", overhead / static_cast<double>(n)}};
+    if (!t.generation.is_null()) {
+      if (!j.contains("generation")) j["generation"] = json::object();
+      j["generation"][t.name] = t.generation;
+    }
     cache["tasks"][t.name] = {
         {"requests", t.requests}, {"hits", t.cache_hits}, {"misses", t.cache_misses}};
   }
@@ -146,10 +151,72 @@ json sample_json(const TaskRun& t, size_t i) {
             {"output", out},         {"extracted", s.extracted}, {"gold", inst.gold},
             {"correct", s.correct},  {"metrics", metrics}};
   if (!inst.is_loglik && !t.gens[i].empty()) j["finish_reason"] = t.gens[i][0].finish_reason;
+  // --think strip: say when the scored text was not the whole output.
+  static const char* kThink[] = {"", "stripped", "unterminated"};
+  const bool have_think = i < t.think.size() && !t.think[i].empty();
+  if (have_think && t.think[i][0] != 0) j["think"] = kThink[t.think[i][0]];
+  if (i < t.sampled.size() && !t.sampled[i].is_null()) {
+    // K > 1: every sample's own score, length and think state, and the vote.
+    json per = t.sampled[i]["samples"];
+    for (size_t k = 0; k < per.size() && k < t.gens[i].size(); ++k) {
+      per[k]["finish_reason"] = t.gens[i][k].finish_reason;
+      if (t.gens[i][k].completion_tokens >= 0)
+        per[k]["completion_tokens"] = t.gens[i][k].completion_tokens;
+      if (have_think && k < t.think[i].size() && t.think[i][k] != 0)
+        per[k]["think"] = kThink[t.think[i][k]];
+    }
+    j["samples"] = per;
+    j["majority"] = t.sampled[i]["majority"];
+  }
   if (!s.details.is_null()) j["details"] = s.details;
   if (!inst.doc_meta.is_null()) j["doc"] = inst.doc_meta;
   return j;
 }
+
+namespace {
+
+// K > 1: one row per task and metric with the first sample's value and the
+// sampled metrics side by side.
+template <typename Fmt>
+std::string sampled_markdown(const json& results, const Fmt& fmt) {
+  std::ostringstream md;
+  bool header = false;
+  for (const auto& [name, e] : results["results"].items()) {
+    // "<kind>@K:<metric>,<filter>" grouped by "<metric>,<filter>", K per task.
+    std::map<std::string, std::map<std::string, json>> rows;  // metric -> kind -> value
+    std::string kk;
+    for (const auto& [k, v] : e.items()) {
+      size_t colon = k.find(':'), at = k.find('@');
+      if (colon == std::string::npos || at == std::string::npos || at > colon) continue;
+      std::string metric = k.substr(colon + 1);
+      if (metric.find("_stderr") != std::string::npos) continue;
+      rows[metric][k.substr(0, at)] = v;
+      kk = k.substr(at + 1, colon - at - 1);
+      if (e.contains(metric)) rows[metric]["first"] = e[metric];
+    }
+    if (rows.empty()) continue;
+    if (!header) {
+      md << "\nSampled (K generations per document; first = the first sample):\n\n"
+            "| Task | K | Metric | Filter | first | avg@K | pass@K | maj@K |\n"
+            "|---|---:|---|---|---:|---:|---:|---:|\n";
+      header = true;
+    }
+    for (const auto& [metric, vals] : rows) {
+      size_t comma = metric.find(',');
+      auto cell = [&](const char* kind) {
+        auto it = vals.find(kind);
+        return it == vals.end() ? std::string() : fmt(it->second);
+      };
+      md << "| " << name << " | " << kk << " | " << metric.substr(0, comma) << " | "
+         << (comma == std::string::npos ? "none" : metric.substr(comma + 1)) << " | "
+         << cell("first") << " | " << cell("avg") << " | " << cell("pass") << " | " << cell("maj")
+         << " |\n";
+    }
+  }
+  return md.str();
+}
+
+}  // namespace
 
 std::string results_markdown(const json& results) {
   auto fmt = [](const json& v) -> std::string {
@@ -167,6 +234,7 @@ std::string results_markdown(const json& results) {
         ns.contains("effective") ? std::to_string(ns["effective"].get<long long>()) : "";
     for (const auto& [k, v] : e.items()) {
       if (k == "alias" || k == "group" || k.find("_stderr") != std::string::npos) continue;
+      if (k.find(':') != std::string::npos) continue;  // sampled: the table below
       size_t comma = k.find(',');
       std::string metric = k.substr(0, comma),
                   filter = comma == std::string::npos ? "none" : k.substr(comma + 1);
@@ -182,6 +250,7 @@ std::string results_markdown(const json& results) {
       for (const auto& sub : results["group_subtasks"][task])
         row_block(sub.get<std::string>(), true);
   }
+  md << sampled_markdown(results, fmt);
   const json& c = results["config"];
   md << "\n";
   if (c.contains("backend")) md << "Backend: " << c["backend"].get<std::string>() << "  \n";
@@ -189,6 +258,20 @@ std::string results_markdown(const json& results) {
   if (c.contains("seed")) md << "Seed: " << c["seed"].dump() << "  \n";
   if (c.contains("transforms") && !c["transforms"].empty())
     md << "Transforms: " << c["transforms"].dump() << "  \n";
+  if (c.contains("unsent_parameters"))
+    md << "Parameters the server refused (not sent): " << c["unsent_parameters"].dump() << "  \n";
+  if (results.contains("generation"))
+    for (const auto& [task, g] : results["generation"].items()) {
+      md << "Generation " << task << ": " << g.value("responses", 0) << " responses";
+      if (g.contains("mean_completion_tokens") && g["mean_completion_tokens"].is_number())
+        md << ", mean " << fmt(g["mean_completion_tokens"]) << " / max "
+           << g["max_completion_tokens"].dump() << " tokens";
+      md << ", cut by the token budget " << g.value("cut_by_length", 0) << " ("
+         << fmt(g.value("cut_by_length_share", 0.0)) << ")";
+      if (g.value("think_unterminated", 0) > 0)
+        md << ", unterminated <think> " << g["think_unterminated"].dump();
+      md << "  \n";
+    }
   return md.str();
 }
 

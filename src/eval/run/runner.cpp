@@ -1,8 +1,10 @@
 #include "eval/run/runner.h"
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <mutex>
+#include <set>
 
 #include "common/error.h"
 #include "common/file.h"
@@ -10,6 +12,7 @@
 #include "common/progress.h"
 #include "eval/backend/backend.h"
 #include "eval/backend/cache.h"
+#include "eval/run/sampling.h"
 
 namespace rv::eval {
 
@@ -39,6 +42,33 @@ void send(Backend& backend, const std::vector<Req>& reqs, const std::vector<Resp
     backend.loglikelihood_stream(reqs, store);
 }
 
+json generation_report(const TaskRun& run) {
+  size_t responses = 0, known = 0, cut = 0, unterminated = 0;
+  long long total = 0;
+  int max_tokens = 0;
+  for (size_t i = 0; i < run.gens.size(); ++i)
+    for (size_t k = 0; k < run.gens[i].size(); ++k) {
+      const GenResponse& g = run.gens[i][k];
+      ++responses;
+      cut += g.finish_reason == "length";
+      unterminated += run.think[i][k] == 2;
+      if (g.completion_tokens >= 0) {
+        ++known;
+        total += g.completion_tokens;
+        max_tokens = std::max(max_tokens, g.completion_tokens);
+      }
+    }
+  if (responses == 0) return nullptr;
+  return {{"responses", responses},
+          {"completion_tokens_known", known},
+          {"mean_completion_tokens",
+           known ? json(static_cast<double>(total) / static_cast<double>(known)) : json(nullptr)},
+          {"max_completion_tokens", known ? json(max_tokens) : json(nullptr)},
+          {"cut_by_length", cut},
+          {"cut_by_length_share", static_cast<double>(cut) / static_cast<double>(responses)},
+          {"think_unterminated", unterminated}};
+}
+
 }  // namespace
 
 PreparedTask prepare_task(const std::string& name, const TaskOptions& opts) {
@@ -52,6 +82,10 @@ PreparedTask prepare_task(const std::string& name, const TaskOptions& opts) {
   if (budget > 0)
     for (auto& inst : p.instances)
       if (!inst.is_loglik) inst.gen.max_tokens = budget;
+  // Only when something was overridden, so that K = 1 runs keep their
+  // config (and cache key) unchanged.
+  if (json g = apply_sampling(p.instances, opts); !g.is_null())
+    p.config["generation_overrides"] = g;
   return p;
 }
 
@@ -83,6 +117,8 @@ RunResult run_eval(Backend& backend, const RunOptions& opt,
   result.config["system_prompt"] = opt.task.system_prompt;
   result.config["cot_hint"] = opt.task.cot_hint;
   result.config["cache"] = opt.cache_path.empty() ? json(nullptr) : json(opt.cache_path.string());
+  // Only when not the default, so runs without it keep their config.
+  if (!opt.task.strip_think) result.config["think"] = "keep";
 
   for (const PreparedTask* prep : tasks) {
     check_interrupted();
@@ -159,14 +195,41 @@ RunResult run_eval(Backend& backend, const RunOptions& opt,
     run.seconds_backend = now_s() - tb;
 
     const double ts = now_s();
-    run.scores = task->score_many(run.instances, run.gens, run.lls, opt.task);
+    // What is scored: with --think strip, only the text after </think>.
+    std::vector<std::vector<GenResponse>> scored = run.gens;
+    run.think.assign(n, {});
+    for (size_t i = 0; i < n; ++i) {
+      run.think[i].assign(scored[i].size(), 0);
+      if (!opt.task.strip_think) continue;
+      for (size_t k = 0; k < scored[i].size(); ++k) {
+        ThinkSplit t = split_think(scored[i][k].text);
+        if (!t.had_think && !t.unterminated) continue;
+        run.think[i][k] = t.unterminated ? 2 : 1;
+        scored[i][k].text = std::move(t.answer);
+      }
+    }
+    run.scores = task->score_many(run.instances, scored, run.lls, opt.task);
+    run.sampled.assign(n, nullptr);
+    for (size_t i = 0; i < n; ++i)
+      if (scores_samples_separately(*task, run.instances[i], scored[i].size()))
+        run.sampled[i] = score_sampled(*task, run.instances[i], scored[i], opt.task, run.scores[i]);
     run.summary = aggregate(*task, opt.task, run.instances, run.scores);
+    {
+      std::set<std::string> extra;  // sampled metrics, as aggregate() finds them
+      for (const auto& sc : run.scores)
+        for (const auto& [k, v] : sc.metrics)
+          if (k.find(':') != std::string::npos) extra.insert(k);
+      run.metric_keys.insert(run.metric_keys.end(), extra.begin(), extra.end());
+    }
+    run.generation = generation_report(run);
     run.seconds_scoring = now_s() - ts;
     run.seconds_total = now_s() - t0;
     result.cache_hits += run.cache_hits;
     result.cache_misses += run.cache_misses;
     result.tasks.push_back(std::move(run));
   }
+  if (auto unsent = backend.unsent_parameters(); !unsent.empty())
+    result.config["unsent_parameters"] = unsent;
   result.seconds_total = now_s() - t_start;
   return result;
 }

@@ -39,7 +39,18 @@ struct TaskRun {
   std::vector<std::vector<GenResponse>> gens;    // per instance (generative tasks)
   std::vector<std::vector<LoglikResponse>> lls;  // per instance (log-likelihood tasks)
   std::vector<SampleScore> scores;
+  // Per instance, when its K > 1 generations were scored one by one
+  // (sampling.h score_sampled): {"samples": [...], "majority": {...}}; null otherwise.
+  std::vector<nlohmann::json> sampled;
+  // Per instance and generation: 0 no think block, 1 reasoning cut off
+  // before scoring (--think strip), 2 "<think>" never closed (no answer).
+  std::vector<std::vector<int8_t>> think;
   nlohmann::json summary;  // aggregate(): metrics, stderr, n-samples, groups
+  // Length report of the generations (null for log-likelihood tasks):
+  // responses, mean/max completion_tokens (over responses whose count is
+  // known), cut_by_length (finish_reason "length") and its share,
+  // think_unterminated.
+  nlohmann::json generation;
   std::vector<std::string> metric_keys;
   std::string primary_metric;
   uint64_t requests = 0, cache_hits = 0, cache_misses = 0;
@@ -53,9 +64,9 @@ struct RunResult {
   double seconds_total = 0;
 };
 
-// A task with its instances built once, for opts (limit and max_gen_toks
-// applied), so a caller that runs it on many backends (the experiment) or
-// needs the document count does not build them again.
+// A task with its instances built once, for opts (limit, max_gen_toks and
+// the sampling options of sampling.h apply_sampling applied), so a caller that runs it on many
+// backends (the experiment) or needs the document count does not build them again.
 struct PreparedTask {
   std::shared_ptr<const Task> task;
   nlohmann::json config;  // task->config(opts) with max_gen_toks applied

@@ -3,8 +3,8 @@
 #include <map>
 
 #include "common/error.h"
-#include "eval/tasks/metrics.h"
 #include "eval/tasks/common.h"
+#include "eval/tasks/metrics.h"
 
 namespace rv::eval {
 
@@ -58,6 +58,14 @@ nlohmann::json aggregate(const Task& task, const TaskOptions& opts,
     throw Error(task.name(), "aggregate: " + std::to_string(insts.size()) + " instances but " +
                                  std::to_string(scores.size()) + " scores");
   auto metrics = task.metrics(opts);
+  {
+    // Sampled metrics (K > 1): per-document values under "<kind>@K:<metric>".
+    std::map<std::string, bool> extra;
+    for (const auto& s : scores)
+      for (const auto& [k, v] : s.metrics)
+        if (k.find(':') != std::string::npos) extra[k] = true;
+    for (const auto& [k, b] : extra) metrics.push_back({k, b});
+  }
   std::map<std::string, std::vector<size_t>> by_group;
   bool grouped = false;
   for (size_t i = 0; i < insts.size(); ++i) {

@@ -43,7 +43,23 @@ struct TaskOptions {
   bool cot_hint = false;                // append kCotHint to the question (see below)
   std::vector<std::string> transforms;  // transforms.h: "distractor", "typos:0.05", ...
   int num_fewshot = -1;                 // -1 = task default
-  int n_samples = 1;                    // generations per document (HumanEval pass@k)
+  // Generations per document. HumanEval samples them itself (pass@k); for
+  // every other generative task run_eval scores each one and reports
+  // avg@K / pass@K / maj@K beside the first sample's metrics.
+  int n_samples = 1;
+  // Sampling overrides applied by prepare_task to every generative
+  // instance; negative / 0 = the task's own. With n_samples > 1 and a greedy
+  // task, temperature defaults to kDefaultSampledTemperature.
+  float temperature = -1.0f;
+  float top_p = -1.0f;
+  int top_k = 0;
+  float min_p = 0.0f;
+  // JSON object text passed to the chat template ({"enable_thinking":false});
+  // "" = none. Canonical form (nlohmann dump) so it keys the cache stably.
+  std::string chat_template_kwargs;
+  // Reasoning models: score only what follows </think> (true, --think strip)
+  // or the whole response (false, --think keep).
+  bool strip_think = true;
   // Overrides every generative task's token budget (lm-eval's
   // --gen_kwargs max_gen_toks=N), e.g. for quick smoke runs. Applied by
   // run_eval to the instances and to config()'s generation_kwargs; 0 = the
@@ -56,6 +72,10 @@ struct TaskOptions {
 // "Answer: Let's think step by step."); chat prompts: appended to the user
 // message after a newline. BBH's prompts already end with it (no-op there).
 inline constexpr const char* kCotHint = "Let's think step by step.";
+
+// Temperature used when n_samples > 1 asks for samples of a greedy task and
+// no temperature is given (K greedy answers would all be the same).
+inline constexpr float kDefaultSampledTemperature = 1.0f;
 
 struct Instance {
   std::string doc_id;  // stable within a task: "17", "boolean_expressions/3"
@@ -125,6 +145,14 @@ class Task {
   virtual std::vector<MetricInfo> metrics(const TaskOptions& opts) const = 0;
   // The metric that decides SampleScore::correct and headline tables.
   virtual std::string primary_metric() const = 0;
+  // Whether two extracted answers (SampleScore::extracted) are the same
+  // answer, for maj@K's majority vote. An answer not equivalent to itself is
+  // no answer and takes no part in the vote. Default: equal strings, neither
+  // empty nor lm-eval's "[invalid]" extraction fallback. Math tasks override
+  // it with their equivalence checker.
+  virtual bool answers_equivalent(const std::string& a, const std::string& b) const {
+    return !a.empty() && a != "[invalid]" && a == b;
+  }
 };
 
 // Per-task summary in lm-eval's shape:
@@ -134,6 +162,9 @@ class Task {
 //    "groups": {"<group>": {"<metric>": ..., "<metric>_stderr": ..., "n-samples": n}}}
 // The task-level value for grouped tasks is the size-weighted mean of the
 // group means (== the mean over all samples) with lm-eval's pooled stderr.
+// Besides task.metrics(opts), every key of the scores that contains ':'
+// (the sampled metrics "avg@K:<metric>", "pass@K:...", "maj@K:...", see
+// run/sampling.h) is aggregated the same way, per document.
 nlohmann::json aggregate(const Task& task, const TaskOptions& opts,
                          const std::vector<Instance>& insts,
                          const std::vector<SampleScore>& scores);
