@@ -427,7 +427,8 @@ bool only_symbols(const NodeP& n, int depth = 0) {
         if (!only_symbols(c, depth + 1)) return false;
       return true;
     case Kind::Pow:
-      return only_symbols(n->a[0], depth + 1) && n->a[1]->k == Kind::Num;
+      // division by a symbol only ("A:B", "NO/BO"); x^2 is not an assignment target
+      return only_symbols(n->a[0], depth + 1) && n->a[1]->k == Kind::Num && n->a[1]->q == -1;
     case Kind::Func:
       if (!n->undefined) return false;
       for (const NodeP& c : n->a)

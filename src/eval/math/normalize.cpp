@@ -401,7 +401,20 @@ std::string normalize_latex(std::string_view input, BoxedMode mode) {
 
   // units
   {
-    std::string t = strip(r.unit_sup.sub(text, ""));
+    // A trailing \text{unit} (with an optional ^2) goes, but only one at brace
+    // depth 0: upstream's regex would also eat the "\text{e}}" closing a \frac.
+    std::string t = strip(r.unit_sup.sub(text, [&](const ReMatch& m) {
+      int depth = 0;
+      for (size_t i = 0; i < m.start(); ++i) depth += text[i] == '{' ? 1 : text[i] == '}' ? -1 : 0;
+      int d = 0;
+      bool balanced = true;
+      for (char c : m.group(1)) {
+        d += c == '{' ? 1 : c == '}' ? -1 : 0;
+        if (d < 0) balanced = false;
+      }
+      if (depth != 0 || d != 0 || !balanced) return std::string(m.group(0));
+      return std::string();
+    }));
     if (!t.empty() && t != text) text = t;
     for (int k = 0; k < 2; ++k) {
       std::string u = r.units.sub(text, "\\1");

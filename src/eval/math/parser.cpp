@@ -126,6 +126,31 @@ class Lexer {
   Tok number() {
     size_t b = i_;
     while (i_ < s_.size() && std::isdigit((unsigned char)s_[i_])) ++i_;
+    std::string grouped;
+    // "10,455" is one number, as latex2sympy's NUMBER token reads it: 1-3
+    // leading digits, then groups of exactly three.
+    if (i_ - b <= 3 && s_[b] != '0') {
+      size_t j = i_;
+      std::string acc(s_.substr(b, i_ - b));
+      while (j + 3 < s_.size() + 0 && s_[j] == ',' && std::isdigit((unsigned char)s_[j + 1]) &&
+             std::isdigit((unsigned char)s_[j + 2]) && std::isdigit((unsigned char)s_[j + 3]) &&
+             (j + 4 >= s_.size() || !std::isdigit((unsigned char)s_[j + 4]))) {
+        acc.append(s_.substr(j + 1, 3));
+        j += 4;
+      }
+      if (j != i_) {
+        grouped = acc;
+        i_ = j;
+      }
+    }
+    if (!grouped.empty()) {
+      size_t d = i_;
+      if (i_ < s_.size() && s_[i_] == '.') {
+        ++i_;
+        while (i_ < s_.size() && std::isdigit((unsigned char)s_[i_])) ++i_;
+      }
+      return Tok{T::Num, grouped + std::string(s_.substr(d, i_ - d))};
+    }
     if (i_ < s_.size() && s_[i_] == '.') {
       ++i_;
       while (i_ < s_.size() && std::isdigit((unsigned char)s_[i_])) ++i_;
