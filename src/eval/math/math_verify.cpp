@@ -77,7 +77,8 @@ std::vector<Pattern> latex_patterns(int boxed_priority) {
       b += R"(\s*(?:\s*(?:,?and|,?or|,)\s*)" + env_pattern("next" + std::to_string(i) + "_", true) +
            ")?";
     add(b, boxed_priority);
-    add(R"((?P<first_latexBoxed>\\boxed\{.+\}))", boxed_priority);
+    // Also \fbox (math_verify only anchors on \boxed; its normalization reads both).
+    add(R"((?P<first_latexBoxed>\\(?:boxed|fbox)\{.+\}))", boxed_priority);
   }
   return out;
 }
@@ -91,7 +92,9 @@ std::vector<Pattern> expr_patterns() {
   std::string chars = R"([\d\.\s)" + ops + "]";
   std::string expr = R"((?P<expr>-?\(?-?\d)" + chars + "*[" + ops + "]" + chars + R"(+\)?))";
   std::string currency =
-      "$€£¥₹₽₪₩₫฿₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₴₵₶₷₸₹₺₻₼₽₾"
+      "$€£¥₹₽₪₩₫฿₡₢₣₤₥₦₧₨₩₪₫₭₮₯₰₱₲₳₴₵₶₷₸₹₺₻₼"
+      "₽"
+      "₾"
       "₿";
   std::string prefix = R"((?:^|\s|\=)(?:\*\*)?)";
   std::string suffix = R"((?:\*\*)?(?:\.|,|:|\s|\)|\$|$))";
