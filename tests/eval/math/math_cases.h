@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/math/config_json.h"
 #include "eval/math/math_verify.h"
 
 namespace rv::eval::math::testing {
@@ -24,31 +25,6 @@ struct Case {
   ExtractConfig ecfg;
   VerifyConfig vcfg;
 };
-
-// config.extraction_config / verify of one cases-file line.
-inline void configs_from_json(const nlohmann::json& j, ExtractConfig& e, VerifyConfig& v) {
-  if (j.contains("config") && j["config"].is_object()) {
-    const auto& c = j["config"];
-    if (c.contains("extraction_config")) {
-      e.latex = e.expr = false;
-      for (const auto& x : c["extraction_config"]) {
-        std::string t = x.value("type", "");
-        if (t == "LatexExtractionConfig") {
-          e.latex = true;
-          e.boxed_match_priority = x.value("boxed_match_priority", 50);
-        } else if (t == "ExprExtractionConfig") {
-          e.expr = true;
-        }
-      }
-    }
-    if (c.contains("verify")) {
-      const auto& vj = c["verify"];
-      v.precision = vj.value("float_rounding", v.precision);
-      v.strict = vj.value("strict", v.strict);
-      v.allow_set_relation_comp = vj.value("allow_set_relation_comp", v.allow_set_relation_comp);
-    }
-  }
-}
 
 inline std::vector<Case> load_cases() {
   std::vector<Case> out;
