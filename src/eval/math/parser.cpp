@@ -95,6 +95,10 @@ class Lexer {
       if (std::isdigit(c) ||
           (c == '.' && i_ + 1 < s_.size() && std::isdigit((unsigned char)s_[i_ + 1])))
         return number();
+      if (c == '.') {  // a sentence's period ("\\{1\\}.") is punctuation, not math
+        ++i_;
+        continue;
+      }
       if (c == '\\') return command();
       if (std::isalpha(c)) return word();
       if (c >= 0x80) return unicode();
@@ -613,17 +617,17 @@ class Parser {
     return postfix(primary());
   }
 
-  bool degree_marker() {
-    if (is_cmd("circ")) {
-      ++p_;
-      return true;
-    }
-    if (is_op("{") && p_ + 2 < t_.size() && t_[p_ + 1].t == T::Cmd && t_[p_ + 1].s == "circ" &&
+  // "^\circ" / "^{\circ}" (degrees: dropped) and "^\prime" (a derivative's prime): 0 if neither,
+  // else 1 (degree) or 2 (prime).
+  int exponent_marker() {
+    auto kind = [](const std::string& c) { return c == "circ" ? 1 : c == "prime" ? 2 : 0; };
+    if (cur().t == T::Cmd && kind(cur().s)) return kind(t_[p_++].s);
+    if (is_op("{") && p_ + 2 < t_.size() && t_[p_ + 1].t == T::Cmd && kind(t_[p_ + 1].s) &&
         t_[p_ + 2].t == T::Op && t_[p_ + 2].s == "}") {
       p_ += 3;
-      return true;
+      return kind(t_[p_ - 2].s);
     }
-    return false;
+    return 0;
   }
 
   NodeP power() {
@@ -631,7 +635,11 @@ class Parser {
     NodeP b = postfix(primary());
     while (is_op("^")) {
       ++p_;
-      if (degree_marker()) {
+      if (int mark = exponent_marker()) {
+        if (mark == 2) {
+          if (b->k != Kind::Sym) throw ParseError("prime on an expression");
+          b = sym(b->name + "'");
+        }
         b = postfix(b);
         continue;
       }
@@ -949,7 +957,8 @@ class Parser {
     if (n == "left" || n == "right" || n == "big" || n == "Big" || n == "bigl" || n == "bigr" ||
         n == "Bigl" || n == "Bigr" || n == "bigg" || n == "Bigg" || n == "displaystyle" ||
         n == "limits" || n == "circ" || n == "prime" || n == "degree" || n == "mathstrut" ||
-        n == "textstyle" || n == "cdots" || n == "ldots" || n == "dots") {
+        n == "textstyle" || n == "cdots" || n == "ldots" || n == "dots" || n == "angle" ||
+        n == "measuredangle" || n == "triangle") {
       if (at_end() || is_closer()) throw ParseError("dangling " + n);
       return primary();
     }
@@ -981,7 +990,11 @@ class Parser {
       return m;
     }
     if (n == "exp") return function_call("exp");
-    throw ParseError("unsupported \\" + n);
+    static const std::set<std::string> unsupported = {"sum",  "int",   "prod",    "lim",   "iint",
+                                                      "oint", "iiint", "partial", "nabla", "end"};
+    if (unsupported.count(n)) throw ParseError("unsupported \\" + n);
+    // Any other command names a quantity (\hbar, \Delta, \ell): a symbol of that name.
+    return sym(n);
   }
 };
 

@@ -47,3 +47,74 @@ inline std::vector<Case> load_cases() {
 }
 
 }  // namespace rv::eval::math::testing
+
+namespace rv::eval::math::testing {
+
+// The content of the last \boxed{...} (nested braces allowed), or "" if none.
+inline std::string last_boxed(const std::string& s) {
+  size_t b = s.rfind("\\boxed{");
+  if (b == std::string::npos) return "";
+  size_t i = b + 7;
+  int depth = 1;
+  for (size_t k = i; k < s.size(); ++k) {
+    if (s[k] == '{') ++depth;
+    if (s[k] == '}' && --depth == 0) return s.substr(i, k - i);
+  }
+  return "";
+}
+
+// One benchmark row: the gold answer as Qwen2.5-Math's parse_ground_truth
+// reads it (SOURCES.md), and the solution's last \boxed{} when there is one.
+struct GoldRow {
+  std::string answer;
+  std::string solution_boxed;  // "" when the row has no solution or no box in it
+  bool has_solution = false;
+};
+
+inline std::string py_strip_dollars(std::string s) {
+  size_t b = s.find_first_not_of('$');
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of('$');
+  return s.substr(b, e - b + 1);
+}
+
+inline std::vector<GoldRow> load_dataset(const std::string& name) {
+  std::vector<GoldRow> rows;
+  std::ifstream f(math_data() / name / "test.jsonl");
+  std::string line;
+  while (std::getline(f, line)) {
+    auto j = nlohmann::json::parse(line);
+    GoldRow r;
+    if (name == "minerva_math") {
+      r.answer = last_boxed(j["solution"].get<std::string>());
+      r.solution_boxed = r.answer;
+      r.has_solution = true;
+    } else if (name == "olympiadbench") {
+      r.answer = py_strip_dollars(j["final_answer"][0].get<std::string>());
+      r.has_solution = !j["solution"].empty();
+      if (r.has_solution) r.solution_boxed = last_boxed(j["solution"].back().get<std::string>());
+    } else {
+      const auto& a = j["answer"];
+      r.answer = a.is_string() ? a.get<std::string>() : a.dump();
+      if (j.contains("solution") && j["solution"].is_string()) {
+        r.has_solution = true;
+        r.solution_boxed = last_boxed(j["solution"].get<std::string>());
+      }
+    }
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
+inline const std::vector<std::string>& dataset_names() {
+  static const std::vector<std::string> n = {"math500", "aime24",       "aime25",
+                                             "amc23",   "minerva_math", "olympiadbench"};
+  return n;
+}
+
+// A gold answer as an Answer: wrapped in \boxed{} so that LaTeX extraction takes all of it.
+inline Answer parse_gold(const std::string& answer) {
+  return parse("\\boxed{" + answer + "}");
+}
+
+}  // namespace rv::eval::math::testing
