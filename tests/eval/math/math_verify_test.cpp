@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <random>
 #include <string>
 
 #include "eval/math/math_verify.h"
@@ -230,6 +231,87 @@ TEST(MathVerifyPathological, GarbageNeverThrows) {
       EXPECT_NO_THROW(equivalent(g, p));
     }
   EXPECT_FALSE(eqb("1/0", "1/0 + 1"));
+}
+
+// A small in-process fuzz pass (runs in every build, including the sanitizer one): random
+// strings of LaTeX fragments must never throw, and an answer always verifies against itself
+// or is empty.
+TEST(MathVerifyPathological, RandomFragments) {
+  const char* frags[] = {"\\frac",
+                         "{",
+                         "}",
+                         "(",
+                         ")",
+                         "[",
+                         "]",
+                         "\\{",
+                         "\\}",
+                         "1",
+                         "23",
+                         ".5",
+                         "x",
+                         "y",
+                         "e",
+                         "i",
+                         "\\pi",
+                         "^",
+                         "_",
+                         "+",
+                         "-",
+                         "*",
+                         "/",
+                         "=",
+                         "<",
+                         "\\le",
+                         ",",
+                         ";",
+                         " ",
+                         "$",
+                         "\\boxed{",
+                         "\\sqrt",
+                         "\\pm",
+                         "\\%",
+                         "\\text{",
+                         "and",
+                         "\\cup",
+                         "\\infty",
+                         "!",
+                         "|",
+                         "&",
+                         "\\\\",
+                         "\\begin{pmatrix}",
+                         "\\end{pmatrix}",
+                         "\\left(",
+                         "\\right)",
+                         "\\sin",
+                         "\\log_",
+                         "f(",
+                         ":",
+                         "0",
+                         "e5",
+                         "'",
+                         "\\circ",
+                         "\\in",
+                         "<think>",
+                         "</think>",
+                         "answer is",
+                         "\n",
+                         "%"};
+  std::mt19937 rng(12345);
+  std::uniform_int_distribution<size_t> pick(0, sizeof frags / sizeof *frags - 1);
+  std::uniform_int_distribution<int> len(1, 40);
+  for (int it = 0; it < 3000; ++it) {
+    std::string a, b;
+    for (int k = len(rng); k > 0; --k) a += frags[pick(rng)];
+    for (int k = len(rng); k > 0; --k) b += frags[pick(rng)];
+    Answer ga, gb;
+    ASSERT_NO_THROW(ga = parse(a)) << a;
+    ASSERT_NO_THROW(gb = parse(b)) << b;
+    ASSERT_NO_THROW((void)verify(ga, gb)) << a << " vs " << b;
+    if (ga.parsed()) {
+      EXPECT_TRUE(verify(ga, ga)) << a;
+    }
+  }
 }
 
 }  // namespace
