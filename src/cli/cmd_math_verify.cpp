@@ -73,6 +73,8 @@ void add_math_verify_command(CLI::App& app) {
       "Output: one JSON line per case: {\"line\", \"equivalent\", \"gold_parsed\", "
       "\"pred_parsed\", \"gold_extracted\", \"pred_extracted\"} plus \"expected\" and \"agree\" "
       "when the case had \"expected\". A summary goes to stderr.\n"
+      "Both answers are extracted as math_verify's parse() does: from \\boxed{}, \"the answer "
+      "is\", $...$ / \\[...\\] or a plain number; write a bare LaTeX answer as $...$.\n"
       "Exit status: file mode 0 (1 on unreadable input); pair mode 0 equivalent, 1 not; 2 usage.\n"
       "Examples:\n"
       "  reasonvec math-verify --gold '\\frac{1}{2}' --pred 'so the answer is $\\boxed{0.5}$'\n"
