@@ -511,6 +511,20 @@ NodeP relation_as_set(const NodeP& r) {
     }
     return nullptr;
   }
+  auto is_abs_sym = [](const NodeP& n) {
+    return n->k == Kind::Func && n->name == "abs" && n->a.size() == 1 && n->a[0]->k == Kind::Sym;
+  };
+  auto negated = [](const NodeP& n) { return mk(Kind::Mul, {make_num(-1), n}); };
+  // a <= |x| <= b (a >= 0): [-b, -a] U [a, b]
+  if (r->ops.size() == 2 && is_abs_sym(r->a[1]) && no_syms(r->a[0]) && no_syms(r->a[2])) {
+    int o1 = r->ops[0], o2 = r->ops[1];
+    mpq_class lo;
+    if ((o1 == kLt || o1 == kLe) && (o2 == kLt || o2 == kLe) && exact(r->a[0], lo) && lo > 0) {
+      bool lopen = o1 == kLt, hopen = o2 == kLt;
+      return mk(Kind::Union, {interval(negated(r->a[2]), negated(r->a[0]), hopen, lopen),
+                              interval(r->a[0], r->a[2], lopen, hopen)});
+    }
+  }
   if (r->ops.size() == 2 && r->a[1]->k == Kind::Sym && no_syms(r->a[0]) && no_syms(r->a[2])) {
     int o1 = r->ops[0], o2 = r->ops[1];
     bool up = (o1 == kLt || o1 == kLe) && (o2 == kLt || o2 == kLe);

@@ -15,9 +15,6 @@ using testing::Case;
 // Cases where our verdict differs from math_verify's expected one, by
 // "file:line" of the case in math_verify's tests (docs/math-verify.md says why).
 const std::multiset<std::string> kKnownDisagreements = {
-    // 1 <= |z| <= 3/2 vs [-3/2,-1] U [1,3/2]: needs solving an inequality in |z| (SymPy's
-    // as_set); we only turn "x op c" and "a op x op b" into sets.
-    "test_numina_cases.py:24",
     // 1 - 1/e vs 1 + 1/e expected equal: mathematically wrong, we disagree on purpose.
     "test_yujianll.py:28",
 };
