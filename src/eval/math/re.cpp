@@ -14,15 +14,6 @@ constexpr uint32_t kMatchLimit = 200000;
 constexpr uint32_t kDepthLimit = 2000;
 constexpr size_t kNpos = static_cast<size_t>(-1);
 
-size_t next_char(std::string_view s, size_t i) {
-  if (i >= s.size()) return i + 1;
-  unsigned char c = static_cast<unsigned char>(s[i]);
-  size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 1;
-  if (i + len > s.size()) return i + 1;
-  for (size_t k = 1; k < len; ++k)
-    if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return i + 1;
-  return i + len;
-}
 }  // namespace
 
 bool ReMatch::has(int g) const {
@@ -102,15 +93,9 @@ std::vector<ReMatch> Re::finditer(std::string_view s, size_t max_matches) const 
       if (ov[2 * g] != PCRE2_UNSET) m.spans[g] = {ov[2 * g], ov[2 * g + 1]};
     size_t start = ov[0], end = ov[1];
     out.push_back(std::move(m));
-    if (start == end) {
-      if (last_empty && end == pos) pos = next_char(s, pos);
-      last_empty = true;
-      if (end == pos) {
-        // Python advances past an empty match by trying NOTEMPTY_ATSTART at the same spot.
-      }
-    } else {
-      last_empty = false;
-    }
+    // After an empty match, Python's finditer retries at the same place but
+    // forbids another empty match there (PCRE2_NOTEMPTY_ATSTART does that).
+    last_empty = start == end;
     pos = end;
   }
   pcre2_match_data_free(md);
