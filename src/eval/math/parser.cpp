@@ -365,7 +365,7 @@ class Parser {
   explicit Parser(std::vector<Tok> toks) : t_(std::move(toks)) {}
 
   NodeP top() {
-    NodeP n = list_until({});
+    NodeP n = list();
     if (!at_end()) throw ParseError("unexpected '" + cur().s + "'");
     return n;
   }
@@ -402,7 +402,7 @@ class Parser {
 
   // Comma/semicolon separated list at the current level, stopping at a closer.
   // One element is returned as itself; several become a set (latex2sympy's reading of "1,2").
-  NodeP list_until(std::set<std::string>) {
+  NodeP list() {
     std::vector<std::vector<NodeP>> parts(1);
     bool semicolon = false;
     while (true) {
@@ -706,7 +706,7 @@ class Parser {
     // One macro argument: "{...}" or a single primary ("\frac12" was normalized before).
     if (is_op("{")) {
       ++p_;
-      NodeP n = list_until({});
+      NodeP n = list();
       expect_op("}");
       return n;
     }
