@@ -74,6 +74,14 @@ TEST(MathVerify, TuplesAndSets) {
   EXPECT_TRUE(eqb("1,2,3", "3, 1, 2"));
   EXPECT_FALSE(eqb("1,2,3", "1,2"));
   EXPECT_TRUE(eq("$1$ and $2$", "\\boxed{2, 1}"));
+  // math_verify's asymmetry: a gold tuple reads a predicted set in written order; a gold set
+  // ignores order; "(a,b)" is an open interval that also stands for the pair
+  EXPECT_TRUE(eqb("(1,2,3)", "\\{1,2,3\\}"));
+  EXPECT_FALSE(eqb("(1,2,3)", "\\{3,2,1\\}"));
+  EXPECT_TRUE(eqb("\\{3,2,1\\}", "(1,2,3)"));
+  EXPECT_TRUE(eqb("(1,3)", "\\{3,1\\}"));
+  EXPECT_TRUE(eqb("(1,2),(3,4)", "(3,4),(1,2)"));
+  EXPECT_FALSE(eqb("(1,2),(3,4)", "(2,1),(3,4)"));
 }
 
 TEST(MathVerify, Matrices) {
@@ -112,6 +120,8 @@ TEST(MathVerify, NumbersAndSeparators) {
   EXPECT_TRUE(eq("27.0", "$27$"));
   EXPECT_FALSE(eq("2", "AZYUK2A"));
   EXPECT_TRUE(eq("5", "The answer is 5."));
+  EXPECT_TRUE(eqb("5", "5."));
+  EXPECT_TRUE(eqb("\\{1\\}", "\\{1\\}."));
 }
 
 TEST(MathVerify, Equations) {
