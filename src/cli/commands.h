@@ -24,6 +24,9 @@ T* keep_alive(A&&... a) {
 const std::string& command_line();
 // Prints a user-facing note/warning to stderr (library Log sink).
 void log_line(const std::string& msg);
+// Exit status main() returns after a command that ran without error (default
+// 0); for commands whose answer is the status, like `math-verify --gold --pred`.
+int& exit_status();
 
 void add_synth_command(CLI::App& app);
 void add_generate_command(CLI::App& app);
@@ -41,5 +44,6 @@ void add_compare_command(CLI::App& app);
 void add_check_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_experiment_command(CLI::App& app);
+void add_math_verify_command(CLI::App& app);
 
 }  // namespace rv::cli

@@ -19,6 +19,10 @@ std::vector<std::shared_ptr<void>>& option_storage() {
 const std::string& command_line() {
   return g_command_line;
 }
+int& exit_status() {
+  static int status = 0;
+  return status;
+}
 void log_line(const std::string& msg) {
   fprintf(stderr, "%s\n", msg.c_str());
 }
@@ -74,6 +78,7 @@ int main(int argc, char** argv) {
   rv::cli::add_data_command(app);
   rv::cli::add_experiment_command(app);
   rv::cli::add_demo_command(app);
+  rv::cli::add_math_verify_command(app);
 
   rv::install_interrupt_handler();
   try {
@@ -88,5 +93,5 @@ int main(int argc, char** argv) {
     fprintf(stderr, "reasonvec: %s\n", e.what());
     return 1;
   }
-  return 0;
+  return rv::cli::exit_status();
 }
