@@ -100,6 +100,8 @@ json results_json(const RunResult& r) {
       }
       j["group_subtasks"][t.name] = subs;
     }
+    // Not an lm-eval key: facet breakdowns (MATH-500 levels), as aggregate() made them.
+    if (t.summary.contains("breakdowns")) j["breakdowns"][t.name] = t.summary["breakdowns"];
     j["configs"][t.name] = t.config;
     j["versions"][t.name] = t.config.contains("version") ? t.config["version"] : json(nullptr);
     if (t.config.contains("num_fewshot")) j["n-shot"][t.name] = t.config["num_fewshot"];
