@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "eval/tasks/common.h"
 #include "eval/tasks/metrics.h"
+#include "eval/tasks/yaml_task.h"
 
 namespace rv::eval {
 
@@ -132,6 +133,7 @@ std::vector<std::string> task_names() {
 }
 
 std::unique_ptr<Task> make_task(const std::string& name) {
+  if (is_task_file(name)) return load_yaml_task(name);
   if (name == "gsm8k" || name == "gsm8k_cot" || name == "gsm_plus" || name == "gsm_symbolic_p2")
     return detail::make_gsm_task(name);
   if (name == "humaneval") return detail::make_humaneval_task(false);
@@ -143,7 +145,7 @@ std::unique_ptr<Task> make_task(const std::string& name) {
   std::string all;
   for (const auto& n : task_names()) all += (all.empty() ? "" : ", ") + n;
   throw Error("task '" + name + "'",
-              "unknown; available: " + all);
+              "unknown; available: " + all + " (or a task file ending in .yaml)");
 }
 
 namespace detail {

@@ -16,7 +16,8 @@
 // groups), gsm_symbolic_p2, and competition math: math500 (subjects as groups,
 // levels as a breakdown), aime24, aime25, amc23, minerva_math, olympiadbench
 // (subfields as groups). See gsm.cpp, bbh.cpp, ..., math_tasks.cpp for the
-// exact definitions.
+// exact definitions. make_task() also accepts the path of a task YAML file
+// (yaml_task.h).
 //
 // Thread-safety: Task objects are immutable after construction; instances()
 // and score*() may be called concurrently.
