@@ -107,9 +107,21 @@ ojson to_json(const YAML::Node& n) {
   // Plain scalars that read as numbers or booleans keep that type; quoted
   // ones (tag "!") stay strings.
   const std::string& s = n.Scalar();
+  auto numeric = [&] {
+    if (s.empty()) return false;
+    size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
+    if (i >= s.size() || !std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+    for (char c : s)
+      if (!(std::isdigit(static_cast<unsigned char>(c)) || c == '.' || c == 'e' || c == 'E' ||
+            c == '-' || c == '+'))
+        return false;
+    return true;
+  };
   if (n.Tag() != "!") {
     if (s == "true" || s == "True") return true;
     if (s == "false" || s == "False") return false;
+  }
+  if (n.Tag() != "!" && numeric()) {
     try {
       size_t used = 0;
       long long v = std::stoll(s, &used);
@@ -429,7 +441,7 @@ class YamlTask : public Task {
       }
     }
     const bool same_file =
-        d_.has_source && d_.samples.empty() && d_.source.resolve(o.data_dir) == data_path;
+        k > 0 && d_.has_source && d_.samples.empty() && d_.source.resolve(o.data_dir) == data_path;
     if (k > 0 && static_cast<size_t>(k) + (same_file ? 1 : 0) > pool.size())
       throw Error(d_.name, "num_fewshot " + std::to_string(k) + " exceeds the " +
                                std::to_string(pool.size()) + " few-shot documents");

@@ -202,3 +202,23 @@ TEST_F(FetchOverHttp, CorruptOrMissingDownloadsLeaveNothingBehind) {
   for (const auto& p : fs::recursive_directory_iterator(dir_)) files += p.is_regular_file();
   EXPECT_EQ(files, 0u);
 }
+
+TEST_F(FetchOverHttp, CompetitionMathFilesAndTheirSizes) {
+  EXPECT_EQ(fetch_data(opts({"math/"}), nullptr), 6);
+  EXPECT_EQ(served_.load(), 6);
+  size_t ok = 0;
+  for (const auto& s : check_data(dir_, true))
+    if (s.file->path.rfind("math/", 0) == 0) {
+      EXPECT_EQ(s.state, FileState::kOk) << s.file->path;
+      EXPECT_EQ(s.size, s.file->size) << s.file->path;
+      ++ok;
+    }
+  EXPECT_EQ(ok, 6u);
+  // The recorded size catches a changed file without hashing.
+  { std::ofstream(dir_ / "math/amc23/test.jsonl", std::ios::app) << "\n"; }
+  for (const auto& s : check_data(dir_, false))
+    if (s.file->path == "math/amc23/test.jsonl")
+      EXPECT_EQ(s.state, FileState::kCorrupt);
+    else if (s.file->path.rfind("math/", 0) == 0)
+      EXPECT_EQ(s.state, FileState::kUnchecked);
+}
