@@ -474,7 +474,9 @@ class YamlTask : public Task {
         }
       }
       ps.query = d_.text.render(d.rec, d.where, "doc_to_text");
-      if (o.cot_hint) ps.query += (o.apply_chat_template ? "\n" : " ") + std::string(kCotHint);
+      // After the answer cue doc_to_text ends with, as the built-in
+      // lm-eval-style tasks do (also in chat).
+      if (o.cot_hint) ps.query += std::string(" ") + kCotHint;
       TaskOptions po = o;
       if (po.system_prompt.empty()) po.system_prompt = d_.system_prompt;
       Instance inst;

@@ -69,7 +69,7 @@ TEST(YamlTask, Gsm8kCotFileMatchesBuiltinPromptsAndScores) {
   EXPECT_EQ(yaml->name(), "gsm8k_cot_yaml");
   EXPECT_EQ(yaml->data_files(), builtin->data_files());
   EXPECT_EQ(yaml->primary_metric(), builtin->primary_metric());
-  std::vector<TaskOptions> variants(5);
+  std::vector<TaskOptions> variants(6);
   for (auto& o : variants) {
     o.data_dir = shared_data();
     o.limit = 50;
@@ -80,6 +80,8 @@ TEST(YamlTask, Gsm8kCotFileMatchesBuiltinPromptsAndScores) {
   variants[2].system_prompt = "You are careful.";
   variants[3].num_fewshot = 3;
   variants[4].system_prompt = "Answer in English.";
+  variants[5].apply_chat_template = true;
+  variants[5].cot_hint = true;
   for (size_t v = 0; v < variants.size(); ++v) {
     const auto& o = variants[v];
     SCOPED_TRACE("variant " + std::to_string(v));
