@@ -216,9 +216,11 @@ TEST_F(FetchOverHttp, CompetitionMathFilesAndTheirSizes) {
   EXPECT_EQ(ok, 6u);
   // The recorded size catches a changed file without hashing.
   { std::ofstream(dir_ / "math/amc23/test.jsonl", std::ios::app) << "\n"; }
-  for (const auto& s : check_data(dir_, false))
-    if (s.file->path == "math/amc23/test.jsonl")
+  for (const auto& s : check_data(dir_, false)) {
+    if (s.file->path == "math/amc23/test.jsonl") {
       EXPECT_EQ(s.state, FileState::kCorrupt);
-    else if (s.file->path.rfind("math/", 0) == 0)
-      EXPECT_EQ(s.state, FileState::kUnchecked);
+    } else if (s.file->path.rfind("math/", 0) == 0) {
+      EXPECT_EQ(s.state, FileState::kUnchecked) << s.file->path;
+    }
+  }
 }
