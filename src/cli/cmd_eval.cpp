@@ -130,7 +130,9 @@ void add_eval_command(CLI::App& app) {
       ->envname("OPENAI_API_KEY");
   std::string names;
   for (const auto& n : rv::eval::task_names()) names += (names.empty() ? "" : ", ") + n;
-  sub->add_option("--tasks", a->tasks, "Comma-separated tasks: " + names)->required();
+  sub->add_option("--tasks", a->tasks,
+                  "Comma-separated tasks: " + names + ", or task files (path.yaml)")
+      ->required();
   sub->add_option("--limit", a->limit,
                   "Only the first N documents of each task (per subtask for BBH)")
       ->check(CLI::NonNegativeNumber);

@@ -10,6 +10,7 @@
 #include "common/file.h"
 #include "eval/backend/http.h"
 #include "eval/tasks/data.h"
+#include "eval/tasks/yaml_task.h"
 
 namespace rv::experiment {
 
@@ -348,10 +349,23 @@ ExperimentConfig parse_experiment_config(const std::string& text, const fs::path
     // this is a fresh handle, never an assignment.)
     const YAML::Node name_node = n.IsScalar() ? YAML::Node(n) : YAML::Node(n["name"]);
     et.name = P.str(name_node, "tasks[].name");
-    if (std::find(known.begin(), known.end(), et.name) == known.end()) {
+    if (eval::is_task_file(et.name)) {
+      // A task file: relative to this file's folder; loaded now so its
+      // errors come before any model time. Its `task` name labels the column.
+      et.name = P.path(name_node, "tasks[].name").string();
+      std::string task_name;
+      try {
+        task_name = eval::make_task(et.name)->name();
+      } catch (const Error& e) {
+        P.fail(name_node, "tasks", e.what());
+      }
+      if (et.label.empty()) et.label = task_name;
+    } else if (std::find(known.begin(), known.end(), et.name) == known.end()) {
       std::string list;
       for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-      P.fail(name_node, "tasks", "unknown task '" + et.name + "' (known: " + list + ")");
+      P.fail(
+          name_node, "tasks",
+          "unknown task '" + et.name + "' (known: " + list + ", or a task file ending in .yaml)");
     }
     if (et.label.empty()) et.label = et.name;
     if (safe_name(et.label) != et.label)

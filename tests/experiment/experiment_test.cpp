@@ -181,6 +181,21 @@ TEST(ExperimentConfig, PerTaskSamplingAndReasoningKeys) {
             "exp.yaml:3: tasks[].n_samples: must be >= 1");
 }
 
+TEST(ExperimentConfig, TaskFilesAreRelativeToTheExperimentFile) {
+  const std::string head = "vector: {base: a, tuned: b}\ntargets: [t]\n";
+  const fs::path examples = fs::path(RV_SOURCE_DIR) / "examples";
+  auto c = rv::experiment::parse_experiment_config(
+      head + "tasks: [tasks/gsm8k_cot.yaml, {name: tasks/gsm8k_relaxed.yaml, label: relaxed}]\n",
+      examples / "e.yaml");
+  ASSERT_EQ(c.tasks.size(), 2u);
+  EXPECT_EQ(c.tasks[0].name, (examples / "tasks/gsm8k_cot.yaml").string());
+  EXPECT_EQ(c.tasks[0].label, "gsm8k_cot_yaml");  // the file's `task` name
+  EXPECT_EQ(c.tasks[1].label, "relaxed");
+  // A broken task file fails while the experiment is read.
+  EXPECT_EQ(error_of(head + "tasks: [nope/t.yaml]\n").rfind("exp.yaml:3: tasks: ", 0), 0u)
+      << error_of(head + "tasks: [nope/t.yaml]\n");
+}
+
 TEST(Experiment, MissingModelIsReportedBeforeAnyWork) {
   Fixture& f = fx();
   fs::path out = f.dir / "out-missing";

@@ -101,6 +101,16 @@ json results_json(const RunResult& r) {
       }
       j["group_subtasks"][t.name] = subs;
     }
+    // Not an lm-eval key: facet breakdowns (MATH-500 levels), with the metric
+    // names written as in "results".
+    if (t.summary.contains("breakdowns"))
+      for (const auto& [facet, values] : t.summary["breakdowns"].items())
+        for (const auto& [value, agg] : values.items()) {
+          json e = results_entry(t, agg, value);
+          e.erase("alias");
+          e["n-samples"] = agg.value("n-samples", 0);
+          j["breakdowns"][t.name][facet][value] = e;
+        }
     j["configs"][t.name] = t.config;
     j["versions"][t.name] = t.config.contains("version") ? t.config["version"] : json(nullptr);
     if (t.config.contains("num_fewshot")) j["n-shot"][t.name] = t.config["num_fewshot"];

@@ -62,5 +62,8 @@ std::unique_ptr<Task> make_gsm_task(
 std::unique_ptr<Task> make_humaneval_task(bool instruct);
 std::unique_ptr<Task> make_sciq_task();
 std::unique_ptr<Task> make_bbh_task();
+// math500, aime24, aime25, amc23, minerva_math, olympiadbench.
+const std::vector<std::string>& math_task_names();
+std::unique_ptr<Task> make_math_task(const std::string& name);
 
 }  // namespace rv::eval::detail

@@ -17,7 +17,8 @@ std::string DataFile::url() const {
 }
 
 const std::vector<DataFile>& known_data_files() {
-  // Generated from ../shared/data/SOURCES.md (tests check it stays in sync).
+  // Generated from ../shared/data/SOURCES.md and ../shared/data/math/SOURCES.md
+  // (tests check it stays in sync).
   static const std::vector<DataFile> files = {
       {"gsm8k/test.jsonl", "openai/grade-school-math", "3101c7d5072418e28b9008a6636bde82a006892c",
        "grade_school_math/data/test.jsonl",
@@ -212,6 +213,27 @@ const std::vector<DataFile>& known_data_files() {
       {"gsm-symbolic/GSM_p2.jsonl", "apple/ml-gsm-symbolic",
        "b6a1625025fc857300203bac9f617e5d8ec99f65", "generated_data/GSM_p2.jsonl",
        "f7d6701619f824f4fedd0a914b1cfbc0fd31f61617887aa7fe318d018dda3f29"},
+      // Competition math (../shared/data/math/SOURCES.md, which records sizes
+      // too). aime25's commit is only on that repository's PR #1 head; raw
+      // URLs by commit id serve it all the same.
+      {"math/math500/test.jsonl", "wulei20/AML_HW4_Infer",
+       "dd28cd1718e003a1290d3b1c02764702c2b1f8aa", "data/math500/test1.jsonl",
+       "35dc41080a3680858b27fa7e0533d2d547825316fc5dafe5d316f4ccc5a06132", 446564},
+      {"math/aime24/test.jsonl", "QwenLM/Qwen2.5-Math", "a45202bd16f1ec06f433442dc1152d0074773465",
+       "evaluation/data/aime24/test.jsonl",
+       "af2b8bd2aa911b6333ad0df32f3ca05c7ae8ed10f1731f4372c8ae26990bf7ac", 156944},
+      {"math/aime25/test.jsonl", "Zhuofeng-Li/math-evaluation-harness",
+       "a0448031ca940fa85ebc55a461a047874ea5ac5f", "data/aime25/test.jsonl",
+       "5ee6e9fb9b8c0408c8e3591709b6927063abf73ed238c029167a7eff7376cca0", 15472},
+      {"math/amc23/test.jsonl", "QwenLM/Qwen2.5-Math", "a45202bd16f1ec06f433442dc1152d0074773465",
+       "evaluation/data/amc23/test.jsonl",
+       "43707e1ca784602d8479de24ee8ce36609dbebc46dd152b0b12a46611aa898a4", 27631},
+      {"math/minerva_math/test.jsonl", "QwenLM/Qwen2.5-Math",
+       "a45202bd16f1ec06f433442dc1152d0074773465", "evaluation/data/minerva_math/test.jsonl",
+       "0e656b430d3a0a1dab6aa853f453ba3805e28e2cabe4fc72486a897cc09d8ba2", 247267},
+      {"math/olympiadbench/test.jsonl", "QwenLM/Qwen2.5-Math",
+       "a45202bd16f1ec06f433442dc1152d0074773465", "evaluation/data/olympiadbench/test.jsonl",
+       "bb8c1e38a16ea9eacb77530315a674d883f267fbff79183effc53681b4fcc416", 1493870},
   };
   return files;
 }
@@ -240,7 +262,9 @@ std::vector<FileStatus> check_data(const fs::path& dir, bool hash) {
       s.state = FileState::kMissing;
     } else {
       s.size = fs::file_size(p, ec);
-      if (hash) {
+      if (f.size != 0 && s.size != f.size) {
+        s.state = FileState::kCorrupt;
+      } else if (hash) {
         s.actual_sha256 = sha256_file(p);
         s.state = s.actual_sha256 == f.sha256 ? FileState::kOk : FileState::kCorrupt;
       } else {

@@ -25,11 +25,13 @@ struct DataFile {
   std::string commit;       // pinned source commit
   std::string repo_path;    // path inside the repository
   std::string sha256;       // lower-case hex
+  uint64_t size = 0;        // bytes, where the source documents it (0: not recorded)
   std::string url() const;  // https://raw.githubusercontent.com/<repo>/<commit>/<repo_path>
 };
 
-// Every file a task reads (61 files: GSM8K, HumanEval, BBH, SciQ, GSM-Plus,
-// GSM-Symbolic).
+// Every file a task reads (67 files: GSM8K, HumanEval, BBH, SciQ, GSM-Plus,
+// GSM-Symbolic from ../shared/data/SOURCES.md; MATH-500, AIME 2024/2025,
+// AMC 2023, Minerva math, OlympiadBench from ../shared/data/math/SOURCES.md).
 const std::vector<DataFile>& known_data_files();
 
 enum class FileState { kOk, kMissing, kCorrupt, kUnchecked };
@@ -41,7 +43,8 @@ struct FileStatus {
   std::string actual_sha256;  // when hashed
 };
 
-// hash=false only checks presence (state kUnchecked for present files).
+// hash=false only checks presence and, where the table records one, the
+// size (state kUnchecked for present files, kCorrupt for a wrong size).
 std::vector<FileStatus> check_data(const std::filesystem::path& dir, bool hash);
 
 // Hex SHA-256 of a whole file, streamed. Throws rv::Error("path: ...").

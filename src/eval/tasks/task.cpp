@@ -5,6 +5,7 @@
 #include "common/error.h"
 #include "eval/tasks/common.h"
 #include "eval/tasks/metrics.h"
+#include "eval/tasks/yaml_task.h"
 
 namespace rv::eval {
 
@@ -105,24 +106,54 @@ nlohmann::json aggregate(const Task& task, const TaskOptions& opts,
   }
   out["n-samples"] = insts.size();
   if (grouped) out["groups"] = groups;
+  // Facet breakdowns: plain means over the instances with each value.
+  std::map<std::string, std::map<std::string, std::vector<size_t>>> by_facet;
+  for (size_t i = 0; i < insts.size(); ++i)
+    for (const auto& [f, v] : insts[i].facets) by_facet[f][v].push_back(i);
+  if (!by_facet.empty()) {
+    nlohmann::json bd = nlohmann::json::object();
+    for (const auto& [f, values] : by_facet)
+      for (const auto& [v, idx] : values) {
+        nlohmann::json e = nlohmann::json::object();
+        for (const auto& m : metrics) {
+          std::vector<double> x;
+          for (size_t i : idx) {
+            auto it = scores[i].metrics.find(m.key);
+            if (it != scores[i].metrics.end()) x.push_back(it->second);
+          }
+          if (x.empty()) continue;
+          e[m.key] = mean(x);
+          e[stderr_key(m.key)] = mean_stderr(x);
+        }
+        e["n-samples"] = idx.size();
+        bd[f][v] = e;
+      }
+    out["breakdowns"] = bd;
+  }
   return out;
 }
 
 std::vector<std::string> task_names() {
-  return {"gsm8k", "gsm8k_cot",       "humaneval", "humaneval_instruct",
-          "sciq",  "bbh_cot_fewshot", "gsm_plus",  "gsm_symbolic_p2"};
+  std::vector<std::string> names = {"gsm8k", "gsm8k_cot",       "humaneval", "humaneval_instruct",
+                                    "sciq",  "bbh_cot_fewshot", "gsm_plus",  "gsm_symbolic_p2"};
+  for (const auto& m : detail::math_task_names()) names.push_back(m);
+  return names;
 }
 
 std::unique_ptr<Task> make_task(const std::string& name) {
+  if (is_task_file(name)) return load_yaml_task(name);
   if (name == "gsm8k" || name == "gsm8k_cot" || name == "gsm_plus" || name == "gsm_symbolic_p2")
     return detail::make_gsm_task(name);
   if (name == "humaneval") return detail::make_humaneval_task(false);
   if (name == "humaneval_instruct") return detail::make_humaneval_task(true);
   if (name == "sciq") return detail::make_sciq_task();
   if (name == "bbh_cot_fewshot" || name == "bbh") return detail::make_bbh_task();
+  for (const auto& m : detail::math_task_names())
+    if (name == m) return detail::make_math_task(name);
   std::string all;
   for (const auto& n : task_names()) all += (all.empty() ? "" : ", ") + n;
-  throw Error("task '" + name + "'", "unknown; available: " + all);
+  throw Error("task '" + name + "'",
+              "unknown; available: " + all + " (or a task file ending in .yaml)");
 }
 
 namespace detail {

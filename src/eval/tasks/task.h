@@ -13,7 +13,11 @@
 //
 // Registered tasks: gsm8k, gsm8k_cot, humaneval, humaneval_instruct, sciq,
 // bbh_cot_fewshot (27 subtasks as groups), gsm_plus (8 perturbation types as
-// groups), gsm_symbolic_p2. See tasks_*.cpp for the exact definitions.
+// groups), gsm_symbolic_p2, and competition math: math500 (subjects as groups,
+// levels as a breakdown), aime24, aime25, amc23, minerva_math, olympiadbench
+// (subfields as groups). See gsm.cpp, bbh.cpp, ..., math_tasks.cpp for the
+// exact definitions. make_task() also accepts the path of a task YAML file
+// (yaml_task.h).
 //
 // Thread-safety: Task objects are immutable after construction; instances()
 // and score*() may be called concurrently.
@@ -81,6 +85,9 @@ struct Instance {
   std::string doc_id;  // stable within a task: "17", "boolean_expressions/3"
   size_t index = 0;    // position in instances()
   std::string group;   // subtask / perturbation type ("" when the task has none)
+  // Further breakdowns besides `group`, reported by aggregate() under
+  // "breakdowns": {"level": "3"} (MATH-500 levels).
+  std::map<std::string, std::string> facets;
   bool is_loglik = false;
   GenRequest gen;                      // generative tasks
   int repeats = 1;                     // number of generations wanted (n_samples)
@@ -159,7 +166,10 @@ class Task {
 //   {"<metric>": mean, "<metric>_stderr": stderr, ... (metric names keep the
 //    ",filter" suffix: "exact_match_stderr,strict-match"),
 //    "n-samples": N,
-//    "groups": {"<group>": {"<metric>": ..., "<metric>_stderr": ..., "n-samples": n}}}
+//    "groups": {"<group>": {"<metric>": ..., "<metric>_stderr": ..., "n-samples": n}},
+//    "breakdowns": {"<facet>": {"<value>": {"<metric>": ..., "<metric>_stderr": ...,
+//                                           "n-samples": n}}}}
+// ("groups" only for grouped tasks, "breakdowns" only when instances have facets).
 // The task-level value for grouped tasks is the size-weighted mean of the
 // group means (== the mean over all samples) with lm-eval's pooled stderr.
 // Besides task.metrics(opts), every key of the scores that contains ':'

@@ -271,9 +271,9 @@ TEST(EvalE2E, CliErrorsAreOneLine) {
   EXPECT_NE(out.find("reasonvec: task 'nope': unknown"), std::string::npos) << out;
   EXPECT_EQ(run_cli("eval --model m --tasks gsm8k", &out), 2) << out;  // -o missing: usage error
   EXPECT_EQ(run_cli("data verify --data-dir " + kData.string(), &out), 0) << out;
-  EXPECT_NE(out.find("61 files"), std::string::npos) << out;
+  EXPECT_NE(out.find("67 files"), std::string::npos) << out;
   EXPECT_EQ(run_cli("data verify --data-dir " + (fx().dir / "nodata").string(), &out), 1) << out;
-  EXPECT_NE(out.find("61 file(s) missing or corrupt; run `reasonvec data fetch`"),
+  EXPECT_NE(out.find("67 file(s) missing or corrupt; run `reasonvec data fetch`"),
             std::string::npos)
       << out;
   EXPECT_EQ(run_cli("data list --data-dir " + kData.string(), &out), 0) << out;

@@ -6,6 +6,7 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -44,7 +45,25 @@ TEST(Fetch, TableMatchesSourcesMd) {
                                     (*it)[4].str() + "/" + (*it)[3].str());
     ++matched;
   }
-  EXPECT_EQ(matched, known_data_files().size());
+  // The competition-math files are documented in math/SOURCES.md:
+  // | `name/test.jsonl` | rows | bytes | `sha256` | `git blob` |
+  std::string math_md = rv::read_file(fs::path(RV_SHARED_DIR) / "data" / "math" / "SOURCES.md");
+  std::regex math_row(
+      R"(\| `([a-z0-9_]+/test\.jsonl)` \| ([0-9]+) \| ([0-9,]+) \| `([0-9a-f]{64})` \|)");
+  size_t math_matched = 0;
+  for (auto it = std::sregex_iterator(math_md.begin(), math_md.end(), math_row);
+       it != std::sregex_iterator(); ++it) {
+    std::string path = "math/" + (*it)[1].str();
+    auto f = by_path.find(path);
+    ASSERT_NE(f, by_path.end()) << path;
+    std::string bytes = (*it)[3];
+    bytes.erase(std::remove(bytes.begin(), bytes.end(), ','), bytes.end());
+    EXPECT_EQ(f->second->sha256, (*it)[4].str()) << path;
+    EXPECT_EQ(f->second->size, std::stoull(bytes)) << path;
+    ++math_matched;
+  }
+  EXPECT_EQ(math_matched, 6u);
+  EXPECT_EQ(matched + math_matched, known_data_files().size());
   EXPECT_EQ(matched, 61u);
 }
 
@@ -57,12 +76,12 @@ TEST(Fetch, CoversEveryFileTheTasksRead) {
       EXPECT_TRUE(known.count(p)) << name << " reads " << p;
       ++declared;
     }
-  EXPECT_GE(declared, 60u);  // gsm8k x2, humaneval, sciq, gsm-plus, gsm-symbolic, 27 BBH x2
+  EXPECT_GE(declared, 66u);  // gsm8k x2, humaneval, sciq, gsm-plus, gsm-symbolic, 27 BBH x2, 6 math
 }
 
 TEST(Fetch, SharedDataVerifiesClean) {
   auto st = check_data(fs::path(RV_SHARED_DIR) / "data", /*hash=*/true);
-  ASSERT_EQ(st.size(), 61u);
+  ASSERT_EQ(st.size(), 67u);
   for (const auto& s : st)
     EXPECT_EQ(s.state, FileState::kOk) << s.file->path << " " << s.actual_sha256;
 }
@@ -182,4 +201,26 @@ TEST_F(FetchOverHttp, CorruptOrMissingDownloadsLeaveNothingBehind) {
   size_t files = 0;
   for (const auto& p : fs::recursive_directory_iterator(dir_)) files += p.is_regular_file();
   EXPECT_EQ(files, 0u);
+}
+
+TEST_F(FetchOverHttp, CompetitionMathFilesAndTheirSizes) {
+  EXPECT_EQ(fetch_data(opts({"math/"}), nullptr), 6);
+  EXPECT_EQ(served_.load(), 6);
+  size_t ok = 0;
+  for (const auto& s : check_data(dir_, true))
+    if (s.file->path.rfind("math/", 0) == 0) {
+      EXPECT_EQ(s.state, FileState::kOk) << s.file->path;
+      EXPECT_EQ(s.size, s.file->size) << s.file->path;
+      ++ok;
+    }
+  EXPECT_EQ(ok, 6u);
+  // The recorded size catches a changed file without hashing.
+  { std::ofstream(dir_ / "math/amc23/test.jsonl", std::ios::app) << "\n"; }
+  for (const auto& s : check_data(dir_, false)) {
+    if (s.file->path == "math/amc23/test.jsonl") {
+      EXPECT_EQ(s.state, FileState::kCorrupt);
+    } else if (s.file->path.rfind("math/", 0) == 0) {
+      EXPECT_EQ(s.state, FileState::kUnchecked) << s.file->path;
+    }
+  }
 }
