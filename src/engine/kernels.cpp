@@ -1,5 +1,9 @@
 #include "engine/kernels.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <atomic>
 #include <cstdlib>
 #include <string>
@@ -13,8 +17,11 @@ namespace {
 bool detect_avx2() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  // F16C is CPUID leaf 1, ECX bit 29, read directly: clang (14) has no
+  // "f16c" name for __builtin_cpu_supports.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && ((c >> 29) & 1u);
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 #else
   return false;
 #endif
@@ -23,8 +30,15 @@ bool detect_avx2() {
 bool detect_avx512bf16() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
-  return detect_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+  if (!(detect_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl")))
+    return false;
+  // AVX512_BF16 is CPUID leaf 7, sub-leaf 1, EAX bit 5, read directly for
+  // the same reason; the OS-state check for AVX-512 registers is part of
+  // "avx512f" above.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return (a >> 5) & 1u;
 #else
   return false;
 #endif
