@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/file.h"
+#include "common/yaml_reader.h"
 #include "eval/backend/http.h"
 #include "eval/tasks/data.h"
 #include "eval/tasks/yaml_task.h"
@@ -18,65 +19,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Parser {
-  std::string src;  // file name for messages
-  fs::path dir;     // relative paths are relative to this
-
-  [[noreturn]] void fail(const YAML::Node& n, const std::string& key,
-                         const std::string& what) const {
-    std::string where = src;
-    if (n.IsDefined() && n.Mark().line >= 0) where += ":" + std::to_string(n.Mark().line + 1);
-    throw Error(where, key + ": " + what);
-  }
-  void only_keys(const YAML::Node& m, const std::string& key,
-                 const std::set<std::string>& allowed) const {
-    if (!m.IsMap()) fail(m, key, "expected a mapping");
-    for (const auto& kv : m) {
-      std::string k = kv.first.as<std::string>();
-      if (!allowed.count(k)) {
-        std::string list;
-        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        fail(kv.first, key.empty() ? k : key + "." + k,
-             "unknown key (expected one of: " + list + ")");
-      }
-    }
-  }
-  std::string str(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar()) fail(n, key, "expected a string");
-    return n.as<std::string>();
-  }
-  template <typename T>
-  T num(const YAML::Node& n, const std::string& key, const char* what) const {
-    if (!n.IsScalar()) fail(n, key, std::string("expected ") + what);
-    try {
-      return n.as<T>();
-    } catch (const YAML::Exception&) {
-      fail(n, key, std::string("expected ") + what + ", got '" + n.Scalar() + "'");
-    }
-  }
-  bool boolean(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar()) fail(n, key, "expected true or false");
-    try {
-      return n.as<bool>();
-    } catch (const YAML::Exception&) {
-      fail(n, key, "expected true or false, got '" + n.Scalar() + "'");
-    }
-  }
-  fs::path path(const YAML::Node& n, const std::string& key) const {
-    std::string s = str(n, key);
-    if (s.empty()) fail(n, key, "empty path");
-    if (s[0] == '~' && getenv("HOME")) s = std::string(getenv("HOME")) + s.substr(1);
-    fs::path p(s);
-    return p.is_absolute() ? p : dir / p;
-  }
-  std::vector<std::string> str_list(const YAML::Node& n, const std::string& key) const {
-    std::vector<std::string> out;
-    if (n.IsScalar()) return {n.as<std::string>()};
-    if (!n.IsSequence()) fail(n, key, "expected a list of strings");
-    for (const auto& x : n) out.push_back(str(x, key));
-    return out;
-  }
-
+// The experiment schema over the shared typed accessors.
+struct Parser : YamlReader {
   TargetBackend backend(const YAML::Node& n, const std::string& key) const {
     TargetBackend b;
     if (n.IsScalar()) {
@@ -215,7 +159,7 @@ void parse_sampling(const Parser& P, const YAML::Node& n, eval::TaskOptions& o) 
 }  // namespace
 
 ExperimentConfig parse_experiment_config(const std::string& text, const fs::path& source) {
-  Parser P{source.string(), source.has_parent_path() ? source.parent_path() : fs::path(".")};
+  Parser P{{source.string(), source.has_parent_path() ? source.parent_path() : fs::path(".")}};
   YAML::Node root;
   try {
     root = YAML::Load(text);

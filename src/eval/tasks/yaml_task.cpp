@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/file.h"
+#include "common/yaml_reader.h"
 #include "eval/math/math_verify.h"
 #include "eval/tasks/common.h"
 #include "eval/tasks/data.h"
@@ -28,68 +29,7 @@ using detail::Shot;
 
 // ---- YAML helpers: every error names file, line and key -------------------
 
-struct Parser {
-  std::string src;  // the YAML file, for messages
-  fs::path dir;     // its folder
-
-  [[noreturn]] void fail(const YAML::Node& n, const std::string& key,
-                         const std::string& what) const {
-    std::string where = src;
-    if (n.IsDefined() && n.Mark().line >= 0) where += ":" + std::to_string(n.Mark().line + 1);
-    throw Error(where, key + ": " + what);
-  }
-  void only_keys(const YAML::Node& m, const std::string& key,
-                 const std::set<std::string>& allowed) const {
-    if (!m.IsMap()) fail(m, key, "expected a mapping");
-    for (const auto& kv : m) {
-      std::string k = kv.first.as<std::string>();
-      if (!allowed.count(k)) {
-        std::string list;
-        for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-        fail(kv.first, key.empty() ? k : key + "." + k,
-             "unknown key (expected one of: " + list + ")");
-      }
-    }
-  }
-  std::string str(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar()) fail(n, key, "expected a string");
-    return n.as<std::string>();
-  }
-  int integer(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar()) fail(n, key, "expected an integer");
-    try {
-      return n.as<int>();
-    } catch (const YAML::Exception&) {
-      fail(n, key, "expected an integer, got '" + n.Scalar() + "'");
-    }
-  }
-  double real(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar()) fail(n, key, "expected a number");
-    try {
-      return n.as<double>();
-    } catch (const YAML::Exception&) {
-      fail(n, key, "expected a number, got '" + n.Scalar() + "'");
-    }
-  }
-  bool boolean(const YAML::Node& n, const std::string& key) const {
-    if (!n.IsScalar()) fail(n, key, "expected true or false");
-    try {
-      return n.as<bool>();
-    } catch (const YAML::Exception&) {
-      fail(n, key, "expected true or false, got '" + n.Scalar() + "'");
-    }
-  }
-  std::vector<std::string> str_list(const YAML::Node& n, const std::string& key) const {
-    if (n.IsScalar()) return {n.as<std::string>()};
-    if (!n.IsSequence()) fail(n, key, "expected a list of strings");
-    std::vector<std::string> out;
-    for (const auto& x : n) out.push_back(str(x, key));
-    return out;
-  }
-  std::string where(const YAML::Node& n) const {
-    return n.Mark().line >= 0 ? src + ":" + std::to_string(n.Mark().line + 1) : src;
-  }
-};
+using Parser = YamlReader;
 
 // YAML (scalars, sequences, maps) to JSON, for inline few-shot samples.
 ojson to_json(const YAML::Node& n) {
