@@ -375,6 +375,7 @@ struct StreamJob {
     const size_t n = work.size();
     std::vector<size_t> sent(n, 0);
     std::vector<bool> done(n, false);
+    std::vector<StopScanner> scan(n, StopScanner(stops));
     size_t remaining = n;
     std::unique_lock<std::mutex> lk(buf->mu);
     while (remaining > 0) {
@@ -382,7 +383,7 @@ struct StreamJob {
       for (size_t i = 0; i < n; ++i) {
         if (done[i]) continue;
         if (work[i].gen.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-          size_t safe = stop_safe_prefix(buf->text[i], stops);
+          size_t safe = scan[i].safe_prefix(buf->text[i]);
           if (safe > sent[i]) {
             std::string delta = buf->text[i].substr(sent[i], safe - sent[i]);
             sent[i] = safe;
