@@ -547,10 +547,12 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
       add_generated(L, g, 0, g.tokens.size(), k);
       lp = L.to_json();
     }
-    choices.push_back({{"index", i},
-                       {"text", work[i].echo_text + g.text},
-                       {"logprobs", lp},
-                       {"finish_reason", g.finish_reason}});
+    choices.push_back(
+        {{"index", i},
+         {"text", work[i].echo_text + g.text},
+         {"logprobs", lp},
+         {"finish_reason", g.finish_reason},
+         {"completion_tokens", g.tokens.size()}});  // extension: docs/eval.md "Length report"
   }
   send_json(res, 200,
             {{"id", id},
@@ -634,10 +636,12 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
         content.push_back(chat_logprob(g, j, r.top_logprobs));
       lp = {{"content", content}};
     }
-    choices.push_back({{"index", c},
-                       {"message", {{"role", "assistant"}, {"content", g.text}}},
-                       {"logprobs", lp},
-                       {"finish_reason", g.finish_reason}});
+    choices.push_back(
+        {{"index", c},
+         {"message", {{"role", "assistant"}, {"content", g.text}}},
+         {"logprobs", lp},
+         {"finish_reason", g.finish_reason},
+         {"completion_tokens", g.tokens.size()}});  // extension: docs/eval.md "Length report"
   }
   send_json(res, 200,
             {{"id", id},
