@@ -72,11 +72,14 @@ Cell cell_from(const json& c, const json& metric, const fs::path& run_dir) {
     if (c["delta"].is_number()) x.delta = c["delta"].get<double>();
     x.delta_ci95 = {c["delta_ci95"][0].get<double>(), c["delta_ci95"][1].get<double>()};
     const json& m = c["mcnemar"];
-    x.mcnemar.b = m["b"].get<int64_t>();
-    x.mcnemar.c = m["c"].get<int64_t>();
-    x.mcnemar.exact = m["exact"].get<bool>();
-    x.mcnemar.statistic = m["statistic"].get<double>();
-    x.mcnemar.p_value = m["p_value"].get<double>();
+    x.has_mcnemar = m.is_object();
+    if (x.has_mcnemar) {
+      x.mcnemar.b = m["b"].get<int64_t>();
+      x.mcnemar.c = m["c"].get<int64_t>();
+      x.mcnemar.exact = m["exact"].get<bool>();
+      x.mcnemar.statistic = m["statistic"].get<double>();
+      x.mcnemar.p_value = m["p_value"].get<double>();
+    }
   }
   return x;
 }
@@ -95,11 +98,12 @@ json cell_json(const Cell& x) {
     c["n_paired"] = x.n_paired;
     c["delta"] = x.delta ? json(*x.delta) : json(nullptr);
     c["delta_ci95"] = {x.delta_ci95.first, x.delta_ci95.second};
-    c["mcnemar"] = {{"b", x.mcnemar.b},
-                    {"c", x.mcnemar.c},
-                    {"exact", x.mcnemar.exact},
-                    {"statistic", x.mcnemar.statistic},
-                    {"p_value", x.mcnemar.p_value}};
+    c["mcnemar"] = !x.has_mcnemar ? json(nullptr)
+                                  : json{{"b", x.mcnemar.b},
+                                         {"c", x.mcnemar.c},
+                                         {"exact", x.mcnemar.exact},
+                                         {"statistic", x.mcnemar.statistic},
+                                         {"p_value", x.mcnemar.p_value}};
   }
   return c;
 }

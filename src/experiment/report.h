@@ -34,6 +34,7 @@ struct Cell {
   std::optional<double> delta;  // vs α=0 on the same documents; none when n_paired == 0
   std::pair<double, double> delta_ci95{0, 0};
   eval::McNemar mcnemar;
+  bool has_mcnemar = true;  // false when a run sampled K > 1 (avg@K is not right/wrong)
 };
 
 // A variant's results for one task column: the whole task and its groups

@@ -260,7 +260,7 @@ ChatRequest parse_chat_request(const json& body) {
   return r;
 }
 
-size_t complete_utf8_prefix(const std::string& s) {
+size_t complete_utf8_prefix(std::string_view s) {
   size_t n = s.size();
   // Look back at most 3 bytes for the lead byte of the last character.
   for (size_t back = 1; back <= 3 && back <= n; ++back) {
@@ -290,7 +290,44 @@ size_t stop_safe_prefix(const std::string& text, const std::vector<std::string>&
       }
     }
   }
-  return complete_utf8_prefix(text.substr(0, safe));
+  return complete_utf8_prefix(std::string_view(text).substr(0, safe));
+}
+
+StopScanner::StopScanner(std::vector<std::string> stops) : stops_(std::move(stops)) {
+  found_.assign(stops_.size(), std::string::npos);
+  for (const auto& st : stops_) max_len_ = std::max(max_len_, st.size());
+}
+
+size_t StopScanner::safe_prefix(const std::string& text) {
+  const std::string_view t(text);
+  // An occurrence not seen before ends in the new bytes, so it starts at most
+  // (its length - 1) bytes before them.
+  const size_t keep = max_len_ > 0 ? max_len_ - 1 : 0;
+  const size_t from = scanned_ > keep ? scanned_ - keep : 0;
+  if (t.size() > from) examined_ += t.size() - from;
+  size_t safe = t.size();
+  for (size_t s = 0; s < stops_.size(); ++s) {
+    const std::string& st = stops_[s];
+    if (st.empty()) continue;
+    if (found_[s] == std::string::npos) {
+      const size_t start = scanned_ >= st.size() ? scanned_ - (st.size() - 1) : 0;
+      if (start < t.size()) found_[s] = t.find(st, start);
+    }
+    if (found_[s] != std::string::npos) {
+      safe = std::min(safe, found_[s]);
+      continue;
+    }
+    // Longest suffix of text that is a proper prefix of st.
+    const size_t max_k = std::min(st.size() - 1, t.size());
+    for (size_t k = max_k; k > 0; --k) {
+      if (t.compare(t.size() - k, k, st.data(), k) == 0) {
+        safe = std::min(safe, t.size() - k);
+        break;
+      }
+    }
+  }
+  scanned_ = t.size();
+  return complete_utf8_prefix(t.substr(0, safe));
 }
 
 size_t utf8_length(const std::string& s) {

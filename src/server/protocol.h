@@ -17,6 +17,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -101,11 +102,31 @@ ChatRequest parse_chat_request(const json& body);
 // Length of `s` without a trailing incomplete UTF-8 character, so that a
 // streamed chunk never ends inside a character (invalid bytes elsewhere are
 // left alone).
-size_t complete_utf8_prefix(const std::string& s);
+size_t complete_utf8_prefix(std::string_view s);
 // Length of the prefix of `text` that can be streamed without ever showing
 // a stop string: up to the first complete stop string, and short of any
 // suffix that could still grow into one. Never ends inside a UTF-8 character.
 size_t stop_safe_prefix(const std::string& text, const std::vector<std::string>& stops);
+
+// stop_safe_prefix for a text that only grows (a streamed choice): each call
+// searches only the bytes appended since the previous call plus the
+// (longest stop - 1) bytes before them, so a stream of any length costs time
+// linear in its length. safe_prefix(text) == stop_safe_prefix(text, stops)
+// as long as every `text` extends the previous one.
+class StopScanner {
+ public:
+  explicit StopScanner(std::vector<std::string> stops);
+  size_t safe_prefix(const std::string& text);
+  // Bytes compared so far (for tests: stays linear in the text's length).
+  size_t bytes_examined() const { return examined_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::vector<size_t> found_;  // per stop: its first occurrence, or npos
+  size_t max_len_ = 0;
+  size_t scanned_ = 0;  // text length at the previous call
+  size_t examined_ = 0;
+};
 // Number of characters in `s` as vLLM counts text_offset (code points for
 // valid UTF-8; every byte that is not a continuation byte counts one).
 size_t utf8_length(const std::string& s);

@@ -375,6 +375,7 @@ struct StreamJob {
     const size_t n = work.size();
     std::vector<size_t> sent(n, 0);
     std::vector<bool> done(n, false);
+    std::vector<StopScanner> scan(n, StopScanner(stops));
     size_t remaining = n;
     std::unique_lock<std::mutex> lk(buf->mu);
     while (remaining > 0) {
@@ -382,7 +383,7 @@ struct StreamJob {
       for (size_t i = 0; i < n; ++i) {
         if (done[i]) continue;
         if (work[i].gen.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
-          size_t safe = stop_safe_prefix(buf->text[i], stops);
+          size_t safe = scan[i].safe_prefix(buf->text[i]);
           if (safe > sent[i]) {
             std::string delta = buf->text[i].substr(sent[i], safe - sent[i]);
             sent[i] = safe;
@@ -546,10 +547,12 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
       add_generated(L, g, 0, g.tokens.size(), k);
       lp = L.to_json();
     }
-    choices.push_back({{"index", i},
-                       {"text", work[i].echo_text + g.text},
-                       {"logprobs", lp},
-                       {"finish_reason", g.finish_reason}});
+    choices.push_back(
+        {{"index", i},
+         {"text", work[i].echo_text + g.text},
+         {"logprobs", lp},
+         {"finish_reason", g.finish_reason},
+         {"completion_tokens", g.tokens.size()}});  // extension: docs/eval.md "Length report"
   }
   send_json(res, 200,
             {{"id", id},
@@ -633,10 +636,12 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
         content.push_back(chat_logprob(g, j, r.top_logprobs));
       lp = {{"content", content}};
     }
-    choices.push_back({{"index", c},
-                       {"message", {{"role", "assistant"}, {"content", g.text}}},
-                       {"logprobs", lp},
-                       {"finish_reason", g.finish_reason}});
+    choices.push_back(
+        {{"index", c},
+         {"message", {{"role", "assistant"}, {"content", g.text}}},
+         {"logprobs", lp},
+         {"finish_reason", g.finish_reason},
+         {"completion_tokens", g.tokens.size()}});  // extension: docs/eval.md "Length report"
   }
   send_json(res, 200,
             {{"id", id},

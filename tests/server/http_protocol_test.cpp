@@ -371,6 +371,60 @@ TEST_F(HttpProtocol, StreamingMatchesNonStreaming) {
   EXPECT_EQ(concat_stream(r->body, true, &finish), plain["choices"][0]["message"]["content"]);
 }
 
+// Stop strings that begin in one token and end in a later one, over a long
+// stream (the server scans each wake-up's new text incrementally): the
+// streamed text, finish reason and usage equal the non-streamed answer's, for
+// each choice of an n > 1 request too.
+TEST_F(HttpProtocol, StreamedStopsAcrossTokenBoundariesEqualNonStreamed) {
+  const std::string prompt = "alpha beta gamma delta epsilon zeta eta theta";
+  const Tokenizer tok = Tokenizer::load(kTokDir);
+  const auto ids = tok.encode(prompt);
+  ASSERT_GE(ids.size(), 4u);
+  // A stop made of the end of token 1, all of token 2 and the start of token 3.
+  std::string t1 = tok.decode({ids[1]}), t2 = tok.decode({ids[2]}), t3 = tok.decode({ids[3]});
+  ASSERT_GE(t1.size(), 2u);
+  ASSERT_GE(t3.size(), 2u);
+  const std::string spanning = t1.substr(t1.size() - 1) + t2 + t3.substr(0, 2);
+  const std::string two = t1.substr(t1.size() - 2) + t2.substr(0, 1);  // ends inside token 2
+  const json cases[] = {json(spanning), json({"never-there", two}),
+                        json({"zzzz-not-generated", "qqq"})};
+  for (const json& stop : cases) {
+    for (int n : {1, 3}) {
+      json body = {{"prompt", prompt}, {"max_tokens", 40}, {"stop", stop}, {"n", n}};
+      json plain = post_ok("/v1/completions", body);
+      body["stream"] = true;
+      body["stream_options"] = {{"include_usage", true}};
+      auto r = post("/v1/completions", body.dump());
+      ASSERT_TRUE(r);
+      ASSERT_EQ(r->status, 200) << r->body;
+      std::vector<std::string> text(static_cast<size_t>(n));
+      std::vector<std::string> finish(static_cast<size_t>(n));
+      json usage;
+      for (const auto& ev : sse_events(r->body)) {
+        if (ev == "[DONE]") continue;
+        json e = json::parse(ev);
+        if (e.contains("usage") && !e["usage"].is_null()) usage = e["usage"];
+        for (const auto& c : e["choices"]) {
+          size_t i = c["index"].get<size_t>();
+          ASSERT_LT(i, size_t(n));
+          text[i] += c["text"].get<std::string>();
+          if (!c["finish_reason"].is_null()) finish[i] = c["finish_reason"].get<std::string>();
+        }
+      }
+      ASSERT_EQ(plain["choices"].size(), size_t(n));
+      for (size_t i = 0; i < size_t(n); ++i) {
+        EXPECT_EQ(text[i], plain["choices"][i]["text"]) << stop << " n=" << n;
+        EXPECT_EQ(finish[i], plain["choices"][i]["finish_reason"]) << stop;
+      }
+      EXPECT_EQ(usage, plain["usage"]);
+      if (stop.is_string()) {
+        EXPECT_EQ(plain["choices"][0]["finish_reason"], "stop");
+        EXPECT_EQ(r->body.find(stop.get<std::string>()), std::string::npos);
+      }
+    }
+  }
+}
+
 TEST_F(HttpProtocol, MalformedRequestsAnd400) {
   struct Case {
     const char* path;

@@ -189,6 +189,43 @@ TEST(Protocol, StopSafePrefix) {
   EXPECT_EQ(stop_safe_prefix("a\xF0\x9F\x98\x80", {}), 5u);
 }
 
+// The streaming path's incremental scanner gives stop_safe_prefix's answer
+// after every append, whatever the pieces (stops split across them, overlapping
+// stops, a stop completed long after a shorter one), while looking at each
+// byte a bounded number of times.
+TEST(Protocol, StopScannerEqualsStopSafePrefixIncrementally) {
+  const std::vector<std::vector<std::string>> stop_sets = {
+      {"\n\nUser", "END"}, {"abcd", "c"}, {"xyz", "y"}, {"aa"}, {}, {"", "\xC3\xA9!"}};
+  const std::string texts[] = {"Hello\n\nUser: x",
+                               "aENDb",
+                               "abcd",
+                               "axyzy",
+                               "aaaa",
+                               "caf\xC3\xA9! ok",
+                               "no stop here at all \xE2\x82\xAC",
+                               "\n\nUse\n\nUser"};
+  for (const auto& stops : stop_sets)
+    for (const auto& text : texts)
+      for (size_t step = 1; step <= 4; ++step) {
+        StopScanner sc(stops);
+        std::string grown;
+        for (size_t at = 0; at < text.size(); at += step) {
+          grown += text.substr(at, step);
+          ASSERT_EQ(sc.safe_prefix(grown), stop_safe_prefix(grown, stops))
+              << "text '" << grown << "' step " << step << " stops " << stops.size();
+        }
+        ASSERT_EQ(sc.safe_prefix(grown), stop_safe_prefix(grown, stops));  // no new bytes
+      }
+  // Linear work: 20000 one-byte appends with a 6-byte stop never found.
+  StopScanner sc({"\n\nUser"});
+  std::string grown;
+  for (int i = 0; i < 20000; ++i) {
+    grown += char('a' + i % 26);
+    ASSERT_EQ(sc.safe_prefix(grown), grown.size());
+  }
+  EXPECT_LE(sc.bytes_examined(), 6u * grown.size());  // a rescan would be ~2e8
+}
+
 TEST(Protocol, Utf8Length) {
   EXPECT_EQ(utf8_length("abc"), 3u);
   EXPECT_EQ(utf8_length("h\xC3\xA9llo"), 5u);

@@ -350,7 +350,13 @@ std::vector<GenResponse> HttpBackend::generate_n(Worker& w, const GenRequest& r,
       o.finish_reason = c.contains("finish_reason") && c["finish_reason"].is_string()
                             ? c["finish_reason"].get<std::string>()
                             : "stop";
-      if (total >= 0)  // divided evenly, the remainder to the first choices
+      if (c.contains("completion_tokens") && c["completion_tokens"].is_number_unsigned())
+        // Exact: the per-choice count `reasonvec serve` adds to each choice.
+        o.completion_tokens = c["completion_tokens"].get<int>();
+      else if (c.contains("token_ids") && c["token_ids"].is_array())
+        // vLLM's per-choice token ids (its return_token_ids extension).
+        o.completion_tokens = static_cast<int>(c["token_ids"].size());
+      else if (total >= 0)  // divided evenly, the remainder to the first choices
         o.completion_tokens = total / n + (static_cast<int>(idx) < total % n ? 1 : 0);
       if (cut_at_stop(o.text, r.stop)) o.finish_reason = "stop";
     }

@@ -107,8 +107,9 @@ namespace {
 
 struct Sample {
   std::string group;
-  double value = 0;  // primary metric
+  double value = 0;  // primary metric; avg@K of it when the run sampled K > 1
   bool correct = false;
+  double pass = NAN, maj = NAN;  // pass@K / maj@K of the primary metric, when present
 };
 
 struct Run {
@@ -116,7 +117,21 @@ struct Run {
   std::string name;
   json results;
   std::map<std::string, std::map<std::string, Sample>> samples;  // task -> doc_id -> sample
+  std::map<std::string, std::string> k;  // task -> K, for tasks sampled K > 1
 };
+
+// "avg@K:<metric>" among a sample's metrics: K, else "".
+std::string sampled_k(const json& metrics, const std::string& metric) {
+  const std::string tail = ":" + metric;
+  for (const auto& [key, v] : metrics.items()) {
+    if (key.rfind("avg@", 0) != 0 || key.size() <= 4 + tail.size()) continue;
+    if (key.compare(key.size() - tail.size(), tail.size(), tail) != 0) continue;
+    std::string k = key.substr(4, key.size() - 4 - tail.size());
+    if (!k.empty() && std::all_of(k.begin(), k.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return k;
+  }
+  return "";
+}
 
 Run load_run(const fs::path& dir) {
   Run r;
@@ -148,6 +163,17 @@ Run load_run(const fs::path& dir) {
         x.correct = s.at("correct").get<bool>();
         const json& m = s.at("metrics");
         x.value = m.contains(metric) ? m[metric].get<double>() : (x.correct ? 1.0 : 0.0);
+        // K > 1: compare on the per-document mean over the K samples.
+        if (!r.k.count(task)) {
+          std::string k = sampled_k(m, metric);
+          if (!k.empty()) r.k[task] = k;
+        }
+        if (auto kt = r.k.find(task); kt != r.k.end()) {
+          const std::string at = "@" + kt->second + ":" + metric;
+          x.value = m.at("avg" + at).get<double>();
+          if (m.contains("pass" + at)) x.pass = m["pass" + at].get<double>();
+          if (m.contains("maj" + at)) x.maj = m["maj" + at].get<double>();
+        }
         std::string id =
             s.at("doc_id").is_string() ? s["doc_id"].get<std::string>() : s["doc_id"].dump();
         docs[id] = x;
@@ -213,9 +239,13 @@ json build_report(const std::vector<fs::path>& dirs, const ReportOptions& opt) {
           row["runs"].push_back(cell);
           continue;
         }
-        std::vector<double> vals;
+        std::vector<double> vals, pass, maj;
         for (const auto& [id, s] : it->second)
-          if (variant.empty() || s.group == variant) vals.push_back(s.value);
+          if (variant.empty() || s.group == variant) {
+            vals.push_back(s.value);
+            pass.push_back(s.pass);
+            maj.push_back(s.maj);
+          }
         double sum = 0;
         for (double v : vals) sum += v;
         double acc = vals.empty() ? NAN : sum / static_cast<double>(vals.size());
@@ -223,11 +253,32 @@ json build_report(const std::vector<fs::path>& dirs, const ReportOptions& opt) {
         cell["n"] = vals.size();
         cell["accuracy"] = acc;
         cell["ci95"] = {ci.first, ci.second};
+        // K > 1: accuracy is avg@K (the bootstrap resamples documents, each
+        // with its mean over the K samples); pass@K and maj@K beside it.
+        const auto kt = r.k.find(task);
+        std::string value_key = metric.get<std::string>();
+        if (kt != r.k.end()) {
+          value_key = "avg@" + kt->second + ":" + value_key;
+          cell["k"] = std::stoi(kt->second);
+          cell["value_metric"] = value_key;
+          auto mean_of = [&](const std::vector<double>& v, const char* name, uint64_t salt) {
+            double t = 0;
+            for (double x : v) {
+              if (std::isnan(x)) return;  // some document lacks it
+              t += x;
+            }
+            if (v.empty()) return;
+            auto c = bootstrap_ci(v, opt.bootstrap, row_seed * 1000003 + ri + salt);
+            cell[name] = t / static_cast<double>(v.size());
+            cell[std::string(name) + "_ci95"] = {c.first, c.second};
+          };
+          mean_of(pass, "pass_at_k", 104729);
+          mean_of(maj, "maj_at_k", 224737);
+        }
         // The value results.json reports, for cross-checking.
         std::string entry = row["entry"];
-        if (r.results["results"].contains(entry) &&
-            r.results["results"][entry].contains(metric.get<std::string>()))
-          cell["results_value"] = r.results["results"][entry][metric.get<std::string>()];
+        if (r.results["results"].contains(entry) && r.results["results"][entry].contains(value_key))
+          cell["results_value"] = r.results["results"][entry][value_key];
         if (ri > 0) {
           std::vector<double> x, y;
           int64_t b = 0, c = 0;
@@ -250,11 +301,16 @@ json build_report(const std::vector<fs::path>& dirs, const ReportOptions& opt) {
           cell["delta"] =
               x.empty() ? json(nullptr) : json((dy - dx) / static_cast<double>(x.size()));
           cell["delta_ci95"] = {dci.first, dci.second};
-          cell["mcnemar"] = {{"b", m.b},
-                             {"c", m.c},
-                             {"exact", m.exact},
-                             {"statistic", m.statistic},
-                             {"p_value", m.p_value}};
+          if (base.k.count(task) || kt != r.k.end())
+            // avg@K is not a per-document right/wrong: McNemar does not apply
+            // (the paired bootstrap above is over per-document avg@K).
+            cell["mcnemar"] = nullptr;
+          else
+            cell["mcnemar"] = {{"b", m.b},
+                               {"c", m.c},
+                               {"exact", m.exact},
+                               {"statistic", m.statistic},
+                               {"p_value", m.p_value}};
         }
         row["runs"].push_back(cell);
       }
@@ -323,23 +379,48 @@ std::string report_markdown(const json& rep) {
     if (!r["transforms"].empty()) md << ", transforms " << r["transforms"].dump();
     md << "\n";
   }
+  // Runs with K > 1 samples per document get K, pass@K and maj@K columns
+  // (the table of K = 1 runs is unchanged).
+  bool sampled = false;
+  for (const auto& row : rep["rows"])
+    for (const auto& c : row["runs"]) sampled |= c.contains("k");
   md << "\nAccuracy in %, bootstrap 95% CI (" << rep["bootstrap"].get<int>() << " resamples, seed "
      << rep["seed"].get<uint64_t>()
      << "); Δ in points with a paired bootstrap 95% CI; McNemar p on per-document "
      << "correctness (b = only the first run right, c = only this run right).\n\n";
-  md << "| Task | Variant | Run | n | Accuracy | 95% CI | Δ | Δ 95% CI | b / c | McNemar p |\n";
-  md << "|---|---|---|---:|---:|---|---:|---|---:|---:|\n";
+  if (sampled) {
+    md << "Runs with K > 1 samples per document: Accuracy is avg@K, the mean over the K "
+       << "samples; its CI and Δ resample documents (each with its avg@K), not samples; "
+       << "pass@K and maj@K beside it. McNemar needs one right/wrong per document and is "
+       << "not computed where a run is sampled.\n\n";
+    md << "| Task | Variant | Run | n | K | Accuracy | 95% CI | pass@K | maj@K | Δ | Δ 95% CI | b "
+          "/ c | McNemar p |\n";
+    md << "|---|---|---|---:|---:|---:|---|---:|---:|---:|---|---:|---:|\n";
+  } else {
+    md << "| Task | Variant | Run | n | Accuracy | 95% CI | Δ | Δ 95% CI | b / c | McNemar p |\n";
+    md << "|---|---|---|---:|---:|---|---:|---|---:|---:|\n";
+  }
   for (const auto& row : rep["rows"]) {
     for (const auto& c : row["runs"]) {
       md << "| " << row["task"].get<std::string>() << " | " << row["variant"].get<std::string>()
          << " | " << c["run"].get<std::string>() << " | ";
       if (c.contains("missing")) {
-        md << "– | missing | | | | | |\n";
+        md << (sampled ? "– | | missing | | | | | | | |\n" : "– | missing | | | | | |\n");
         continue;
       }
-      md << c["n"].get<size_t>() << " | " << pct(c["accuracy"]) << " | [" << pct(c["ci95"][0])
-         << ", " << pct(c["ci95"][1]) << "] | ";
-      if (c.contains("delta")) {
+      if (sampled) {
+        md << c["n"].get<size_t>() << " | " << c.value("k", 1) << " | " << pct(c["accuracy"])
+           << " | [" << pct(c["ci95"][0]) << ", " << pct(c["ci95"][1]) << "] | "
+           << pct(c.value("pass_at_k", json(nullptr))) << " | "
+           << pct(c.value("maj_at_k", json(nullptr))) << " | ";
+      } else {
+        md << c["n"].get<size_t>() << " | " << pct(c["accuracy"]) << " | [" << pct(c["ci95"][0])
+           << ", " << pct(c["ci95"][1]) << "] | ";
+      }
+      if (c.contains("delta") && c["mcnemar"].is_null()) {
+        md << signed_pct(c["delta"]) << " | [" << signed_pct(c["delta_ci95"][0]) << ", "
+           << signed_pct(c["delta_ci95"][1]) << "] | – | – |\n";
+      } else if (c.contains("delta")) {
         const json& m = c["mcnemar"];
         md << signed_pct(c["delta"]) << " | [" << signed_pct(c["delta_ci95"][0]) << ", "
            << signed_pct(c["delta_ci95"][1]) << "] | " << m["b"].get<int64_t>() << " / "

@@ -9,6 +9,11 @@
 // correctness (exact two-sided binomial when the discordant count is below
 // 25, else chi-square with continuity correction).
 //
+// Runs sampled K > 1 times per document (results keys "avg@K:<metric>"):
+// the per-document value is avg@K, so the bootstrap and the paired delta
+// resample documents; cells add "k", "value_metric", "pass_at_k" and
+// "maj_at_k" (with CIs); "mcnemar" is null when either run is sampled.
+//
 // Output: Markdown, JSON and an SVG bar chart (accuracy with CI whiskers).
 #pragma once
 

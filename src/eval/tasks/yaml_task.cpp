@@ -581,11 +581,17 @@ Def parse_def(const std::string& text, const fs::path& path) {
   if (root["system_prompt"]) d.system_prompt = P.str(root["system_prompt"], "system_prompt");
 
   if (const YAML::Node f = root["fewshot"]) {
-    P.only_keys(
-        f, "fewshot",
-        {"samples", "source", "sampler", "num_fewshot", "fewshot_delimiter", "target_delimiter"});
-    if (f["samples"] && f["source"])
-      P.fail(f["source"], "fewshot.source", "give either samples or source, not both");
+    P.only_keys(f, "fewshot",
+                {"samples", "source", "split", "sampler", "num_fewshot", "fewshot_delimiter",
+                 "target_delimiter"});
+    // `split` is lm-eval's fewshot_split, given here as a file (same path
+    // rules as dataset); `source` is its older name.
+    if (f["source"] && f["split"])
+      P.fail(f["split"], "fewshot.split", "give either split or source, not both");
+    const char* src_key = f["split"] ? "split" : "source";
+    const std::string src_name = std::string("fewshot.") + src_key;
+    if (f["samples"] && f[src_key])
+      P.fail(f[src_key], src_name, "give either samples or " + std::string(src_key) + ", not both");
     if (f["samples"]) {
       if (!f["samples"].IsSequence()) P.fail(f["samples"], "fewshot.samples", "expected a list");
       for (const auto& s : f["samples"]) {
@@ -593,14 +599,15 @@ Def parse_def(const std::string& text, const fs::path& path) {
         d.samples.push_back(to_json(s));
       }
     }
-    if (f["source"]) {
+    if (f[src_key]) {
       d.has_source = true;
-      d.source = data_ref(P, f["source"], "fewshot.source");
+      d.source = data_ref(P, f[src_key], src_name);
     }
     if (f["sampler"]) {
       d.sampler = P.str(f["sampler"], "fewshot.sampler");
-      if (d.sampler != "first_n" && d.sampler != "default")
-        P.fail(f["sampler"], "fewshot.sampler", "expected first_n or default");
+      // `random` and `default` both name lm-eval's seeded default sampler.
+      if (d.sampler != "first_n" && d.sampler != "default" && d.sampler != "random")
+        P.fail(f["sampler"], "fewshot.sampler", "expected first_n, random or default");
     } else {
       d.sampler = f["samples"] ? "first_n" : "default";
     }
@@ -612,7 +619,7 @@ Def parse_def(const std::string& text, const fs::path& path) {
                "larger than the " + std::to_string(d.samples.size()) + " samples given");
     }
     if (d.num_fewshot > 0 && d.samples.empty() && !d.has_source)
-      P.fail(f, "fewshot", "num_fewshot > 0 needs samples or a source");
+      P.fail(f, "fewshot", "num_fewshot > 0 needs samples or a split");
     if (f["fewshot_delimiter"])
       d.fewshot_delimiter = P.str(f["fewshot_delimiter"], "fewshot.fewshot_delimiter");
     if (f["target_delimiter"])

@@ -124,6 +124,96 @@ TEST(Report, ComparesRunsSampleBySample) {
   fs::remove_all(d);
 }
 
+namespace {
+
+// A run sampled K = 4 times per document: sample j of document i is right
+// when right[i][j]; the first sample's value is the usual key.
+void write_sampled_run(const fs::path& dir, const std::vector<std::vector<int>>& right) {
+  fs::create_directories(dir);
+  const std::string m = "exact_match,strict-match";
+  std::string lines;
+  double first = 0, avg = 0;
+  for (size_t i = 0; i < right.size(); ++i) {
+    double a = 0;
+    for (int v : right[i]) a += v;
+    a /= double(right[i].size());
+    json s = {{"doc_id", std::to_string(i)},
+              {"group", ""},
+              {"correct", right[i][0] == 1},
+              {"metrics",
+               {{m, double(right[i][0])},
+                {"avg@4:" + m, a},
+                {"pass@4:" + m, a > 0 ? 1.0 : 0.0},
+                {"maj@4:" + m, a > 0.5 ? 1.0 : 0.0}}}};
+    lines += s.dump() + "\n";
+    first += right[i][0];
+    avg += a;
+  }
+  rv::write_file(dir / "samples_toy.jsonl", lines);
+  const double n = double(right.size());
+  json r = {{"results", {{"toy", {{m, first / n}, {"avg@4:" + m, avg / n}}}}},
+            {"primary_metric", {{"toy", m}}},
+            {"config", {{"model", dir.filename().string()}}}};
+  rv::write_file(dir / "results.json", r.dump());
+}
+
+}  // namespace
+
+// K > 1: the report compares avg@K per document (not the first sample), its
+// bootstrap and paired bootstrap resample documents with their avg@K values,
+// and pass@K / maj@K are shown beside it.
+TEST(Report, SampledRunsCompareAvgAtKPerDocument) {
+  fs::path d = fs::temp_directory_path() / ("rv_report_k_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  // First samples are all right in `base` and all wrong in `other`, but the
+  // averages say the opposite.
+  const std::vector<std::vector<int>> base = {
+      {1, 0, 0, 0}, {1, 0, 0, 0}, {1, 1, 0, 0}, {1, 0, 0, 0}, {1, 0, 0, 0}};
+  const std::vector<std::vector<int>> other = {
+      {0, 1, 1, 1}, {0, 1, 1, 1}, {0, 0, 0, 0}, {0, 1, 1, 0}, {0, 1, 1, 1}};
+  write_sampled_run(d / "base", base);
+  write_sampled_run(d / "other", other);
+  write_run(d / "single", {1, 0, 1, 0, 1}, {});  // K = 1 next to them
+  json rep = build_report({d / "base", d / "other", d / "single"}, ReportOptions{});
+  ASSERT_EQ(rep["rows"].size(), 1u);
+  const json& cells = rep["rows"][0]["runs"];
+  const std::vector<double> avg_base = {0.25, 0.25, 0.5, 0.25, 0.25},
+                            avg_other = {0.75, 0.75, 0.0, 0.5, 0.75};
+  EXPECT_EQ(cells[0]["k"], 4);
+  EXPECT_EQ(cells[0]["value_metric"], "avg@4:exact_match,strict-match");
+  EXPECT_DOUBLE_EQ(cells[0]["accuracy"].get<double>(), 0.3);
+  EXPECT_DOUBLE_EQ(cells[0]["results_value"].get<double>(), 0.3);
+  EXPECT_DOUBLE_EQ(cells[1]["accuracy"].get<double>(), 0.55);
+  EXPECT_DOUBLE_EQ(cells[0]["pass_at_k"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(cells[0]["maj_at_k"].get<double>(), 0.0);
+  EXPECT_DOUBLE_EQ(cells[1]["pass_at_k"].get<double>(), 0.8);
+  EXPECT_DOUBLE_EQ(cells[1]["maj_at_k"].get<double>(), 0.6);
+  EXPECT_DOUBLE_EQ(cells[1]["delta"].get<double>(), 0.25);
+  // The bootstraps run over the per-document avg@K values, seeded as always.
+  const uint64_t row_seed = ReportOptions{}.seed + 1;
+  auto ci = bootstrap_ci(avg_base, 2000, row_seed * 1000003 + 0);
+  EXPECT_EQ(cells[0]["ci95"][0].get<double>(), ci.first);
+  EXPECT_EQ(cells[0]["ci95"][1].get<double>(), ci.second);
+  auto dci = bootstrap_diff_ci(avg_base, avg_other, 2000, row_seed * 1000003 + 7919 * 1);
+  EXPECT_EQ(cells[1]["delta_ci95"][0].get<double>(), dci.first);
+  EXPECT_EQ(cells[1]["delta_ci95"][1].get<double>(), dci.second);
+  EXPECT_TRUE(cells[1]["mcnemar"].is_null());  // avg@K is not right/wrong
+  // The K = 1 run against a sampled base: its own values, no sampled fields.
+  EXPECT_FALSE(cells[2].contains("k"));
+  EXPECT_DOUBLE_EQ(cells[2]["accuracy"].get<double>(), 0.6);
+  EXPECT_DOUBLE_EQ(cells[2]["delta"].get<double>(), 0.3);
+  EXPECT_TRUE(cells[2]["mcnemar"].is_null());
+
+  std::string md = report_markdown(rep);
+  EXPECT_NE(md.find("| K | Accuracy | 95% CI | pass@K | maj@K |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| toy | all | base | 5 | 4 | 30.0 | ["), std::string::npos) << md;
+  EXPECT_NE(md.find("| 100.0 | 0.0 | "), std::string::npos) << md;
+  EXPECT_NE(md.find("| toy | all | other | 5 | 4 | 55.0 | ["), std::string::npos) << md;
+  EXPECT_NE(md.find("| 80.0 | 60.0 | +25.0 | ["), std::string::npos) << md;
+  EXPECT_NE(md.find("| toy | all | single | 5 | 1 | 60.0 | ["), std::string::npos) << md;
+  fs::remove_all(d);
+}
+
 TEST(Report, MissingOrBrokenRunDirectoriesAreNamed) {
   fs::path d = fs::temp_directory_path() / ("rv_report_bad_" + std::to_string(::getpid()));
   fs::remove_all(d);

@@ -481,6 +481,94 @@ TEST(SampledEval, HttpOverTwoServersReproducesTheEngine) {
   }
 }
 
+// `reasonvec serve` reports each choice's completion_tokens next to the
+// usage totals, so an n > 1 request's length report is exact: the HTTP
+// backend's counts equal the engine's even when a document's samples differ
+// in length (stop strings cut them).
+TEST(SampledEval, ServerPerChoiceTokenCountsMakeTheLengthReportExact) {
+  EngineBackend eb(model().eng, model().model);
+  LoopbackServer s(*model().eng);
+  auto reqs = sampled_requests(false);
+  for (auto& r : reqs) r.stop = {"e", "a", "o"};
+  auto want = eb.generate(reqs, nullptr);
+  bool uneven = false;  // some document's samples differ in length
+  for (size_t d = 0; d < reqs.size(); d += 3)
+    uneven |= want[d].completion_tokens != want[d + 1].completion_tokens ||
+              want[d].completion_tokens != want[d + 2].completion_tokens;
+  ASSERT_TRUE(uneven) << "the test needs samples of different lengths";
+
+  // The raw response: per-choice counts that add up to usage.
+  httplib::Client cli("127.0.0.1", s.port);
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    json body = {{"max_tokens", 12},
+                 {"temperature", 1.0},
+                 {"seed", 1000},
+                 {"n", 3},
+                 {"stop", {"e", "a", "o"}}};
+    if (std::string(path).find("chat") != std::string::npos)
+      body["messages"] = json::array({{{"role", "user"}, {"content", "Once upon a time"}}});
+    else
+      body["prompt"] = "Once upon a time";
+    auto res = cli.Post(path, body.dump(), "application/json");
+    ASSERT_TRUE(res && res->status == 200) << path;
+    json j = json::parse(res->body);
+    int sum = 0;
+    for (const auto& c : j["choices"]) sum += c.at("completion_tokens").get<int>();
+    EXPECT_EQ(sum, j["usage"]["completion_tokens"]) << path;
+  }
+
+  HttpOptions h;
+  h.base_url = s.url();
+  h.model = "tiny";
+  h.concurrency = 2;
+  h.use_n = true;
+  HttpBackend hb(h);
+  auto got = hb.generate(reqs, nullptr);
+  ASSERT_EQ(texts(got), texts(want));
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_EQ(got[i].completion_tokens, want[i].completion_tokens) << i;
+}
+
+// A server without per-choice counts: usage is divided evenly (remainder to
+// the first choices); vLLM's per-choice token_ids are counted when present.
+TEST(SampledEval, HttpSplitsUsageEvenlyWithoutPerChoiceCounts) {
+  httplib::Server srv;
+  srv.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
+    json b = json::parse(req.body);
+    json choices = json::array();
+    for (int k = 0; k < b.value("n", 1); ++k) {
+      json c = {{"index", k}, {"text", "x"}, {"finish_reason", "stop"}};
+      if (b["prompt"] == "ids") c["token_ids"] = std::vector<int>(size_t(k) + 1, 7);
+      choices.push_back(c);
+    }
+    res.set_content(json({{"choices", choices}, {"usage", {{"completion_tokens", 7}}}}).dump(),
+                    "application/json");
+  });
+  int port = srv.bind_to_any_port("127.0.0.1");
+  std::thread th([&] { srv.listen_after_bind(); });
+  HttpOptions h;
+  h.base_url = "http://127.0.0.1:" + std::to_string(port);
+  h.model = "m";
+  h.concurrency = 1;
+  h.use_n = true;
+  HttpBackend hb(h);
+  for (const char* prompt : {"plain", "ids"}) {
+    std::vector<GenRequest> reqs(3);
+    for (int k = 0; k < 3; ++k) {
+      reqs[k].prompt = prompt;
+      reqs[k].temperature = 0.7f;
+      reqs[k].seed = 40 + k;
+    }
+    auto got = hb.generate(reqs, nullptr);
+    ASSERT_EQ(got.size(), 3u);
+    const std::vector<int> expect =
+        std::string(prompt) == "ids" ? std::vector<int>{1, 2, 3} : std::vector<int>{3, 2, 2};
+    for (int k = 0; k < 3; ++k) EXPECT_EQ(got[k].completion_tokens, expect[size_t(k)]) << prompt;
+  }
+  srv.stop();
+  th.join();
+}
+
 TEST(SampledEval, HttpDropsRefusedParametersAndFallsBackFromN) {
   httplib::Server srv;
   std::atomic<int> posts{0};

@@ -4,7 +4,9 @@
 // by its file; errors name file, line and key before any request is sent.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <set>
 
 #include "common/error.h"
 #include "eval/tasks/task.h"
@@ -205,6 +207,70 @@ TEST(YamlTask, LocalDatasetJinjaFewshotFiltersAndMetrics) {
   auto cfg = t->config(o);
   EXPECT_EQ(cfg["num_fewshot"], 2);
   EXPECT_EQ(cfg["task"], "tiny");
+}
+
+// fewshot.split: lm-eval's fewshot_split as a file. first_n takes the split's
+// first N rows; random is lm-eval's seeded sampler (the same draws as
+// sampler: default), never showing a document its own row when the split is
+// the evaluated file.
+TEST(YamlTask, FewshotSplitFirstNAndRandom) {
+  ScratchDir d;
+  std::string rows;
+  for (int i = 0; i < 6; ++i)
+    rows += "{\"q\": \"q" + std::to_string(i) + "\", \"a\": " + std::to_string(i) + "}\n";
+  write_text(d.path / "data" / "eval.jsonl", rows);
+  write_text(d.path / "data" / "train.jsonl",
+             "{\"q\": \"t0\", \"a\": 10}\n{\"q\": \"t1\", \"a\": 11}\n"
+             "{\"q\": \"t2\", \"a\": 12}\n");
+  const std::string head =
+      "task: s\ndataset: eval.jsonl\ndoc_to_text: q\ndoc_to_target: a\n"
+      "metric_list: [{metric: exact_match}]\n";
+  auto task_with = [&](const std::string& name, const std::string& fewshot) {
+    write_text(d.path / name, head + "fewshot: " + fewshot + "\n");
+    return make_task((d.path / name).string());
+  };
+  TaskOptions o;
+  o.data_dir = d.path / "data";  // the split is found in the data directory, like dataset
+  auto first = task_with("first.yaml", "{split: train.jsonl, num_fewshot: 2, sampler: first_n}");
+  EXPECT_EQ(first->data_files(), (std::vector<std::string>{"eval.jsonl", "train.jsonl"}));
+  auto fi = first->instances(o);
+  ASSERT_EQ(fi.size(), 6u);
+  EXPECT_EQ(fi[0].gen.prompt, "t0 10\n\nt1 11\n\nq0");
+  EXPECT_EQ(fi[5].gen.prompt, "t0 10\n\nt1 11\n\nq5");
+
+  auto rnd = task_with("rnd.yaml", "{split: eval.jsonl, num_fewshot: 3, sampler: random}");
+  auto legacy = task_with("legacy.yaml", "{source: eval.jsonl, num_fewshot: 3, sampler: default}");
+  o.seed = 1234;
+  auto ri = rnd->instances(o);
+  auto li = legacy->instances(o);
+  ASSERT_EQ(ri.size(), 6u);
+  std::set<std::string> distinct;
+  for (size_t i = 0; i < ri.size(); ++i) {
+    EXPECT_EQ(ri[i].gen.prompt, li[i].gen.prompt) << i;
+    const std::string& p = ri[i].gen.prompt;
+    const std::string self = "q" + std::to_string(i) + " " + std::to_string(i) + "\n\n";
+    EXPECT_EQ(p.find(self), std::string::npos) << p;          // its own row is not an exemplar
+    EXPECT_EQ(std::count(p.begin(), p.end(), '\n'), 6) << p;  // 3 exemplars
+    EXPECT_TRUE(p.ends_with("q" + std::to_string(i))) << p;
+    distinct.insert(p.substr(0, p.rfind("\n\n")));
+  }
+  EXPECT_GT(distinct.size(), 1u);  // drawn per document, not one fixed set
+  EXPECT_EQ(rnd->instances(o)[3].gen.prompt, ri[3].gen.prompt);  // seeded
+  TaskOptions o2 = o;
+  o2.seed = 99;
+  auto ri2 = rnd->instances(o2);
+  bool any_differs = false;
+  for (size_t i = 0; i < ri.size(); ++i) any_differs |= ri[i].gen.prompt != ri2[i].gen.prompt;
+  EXPECT_TRUE(any_differs);  // TaskOptions::seed seeds the sampler
+
+  write_text(d.path / "bad.yaml", head + "fewshot: {split: a.jsonl, source: b.jsonl}\n");
+  EXPECT_EQ(
+      error_of([&] { make_task((d.path / "bad.yaml").string()); }),
+      (d.path / "bad.yaml").string() + ":6: fewshot.split: give either split or source, not both");
+  write_text(d.path / "bad2.yaml", head + "fewshot: {split: train.jsonl, sampler: shuffled}\n");
+  EXPECT_EQ(
+      error_of([&] { make_task((d.path / "bad2.yaml").string()); }),
+      (d.path / "bad2.yaml").string() + ":6: fewshot.sampler: expected first_n, random or default");
 }
 
 TEST(YamlTask, ChoiceAndNumberFilters) {
