@@ -103,6 +103,13 @@ std::string error_of(const std::string& yaml) {
   return "(no error)";
 }
 
+// gsm8k generates up to 256 tokens per document; instrumented, each token
+// through the 151k-row LM head costs a noticeable fraction of a second, so
+// the sanitizer run caps it (the tests compare runs, not answers).
+std::string gsm_budget() {
+  return rv_test::sanitizer_run() ? ", max_gen_toks: 24" : "";
+}
+
 }  // namespace
 
 TEST(ExperimentConfig, ErrorsNameLineAndKey) {
@@ -224,7 +231,9 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
       "targets:\n  - instruct-a\n  - {name: b, path: instruct-b}\n"
       "alphas: [-1, 0, 1]\n"
       "controls: {random: {seed: 3}}\n"
-      "tasks:\n  - {name: gsm8k, limit: 1}\n  - {name: sciq, limit: 3}\n"
+      "tasks:\n  - {name: gsm8k, limit: 1" +
+      gsm_budget() +
+      "}\n  - {name: sciq, limit: 3}\n"
       "data_dir: " +
       kData.string() +
       "\n"
@@ -429,8 +438,8 @@ TEST(Experiment, ServerThatDiesMidRunIsReportedAndTheRunResumes) {
   auto write_cfg = [&](const std::string& name, const std::string& backend) {
     std::string y =
         "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a]\nalphas: [0]\n"
-        "tasks:\n  - {name: gsm8k, limit: 2}\ndata_dir: " +
-        kData.string() + "\n" + backend;
+        "tasks:\n  - {name: gsm8k, limit: 2" +
+        gsm_budget() + "}\ndata_dir: " + kData.string() + "\n" + backend;
     rv::write_file(f.dir / name, y);
     return rv::experiment::load_experiment_config(f.dir / name);
   };
@@ -472,8 +481,8 @@ TEST(ExperimentCli, KilledMidRunResumesToTheSameResults) {
   fs::path cfg = f.dir / "kill.yaml";
   rv::write_file(cfg,
                  "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a]\nalphas: [0, 1]\n"
-                 "tasks:\n  - {name: sciq, limit: 3}\n  - {name: gsm8k, limit: 1}\ndata_dir: " +
-                     kData.string() + "\n");
+                 "tasks:\n  - {name: sciq, limit: 3}\n  - {name: gsm8k, limit: 1" +
+                     gsm_budget() + "}\ndata_dir: " + kData.string() + "\n");
   const fs::path out = f.dir / "out-kill";
   auto finished_runs = [&] {
     int n = 0;

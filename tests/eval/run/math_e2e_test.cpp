@@ -1,9 +1,9 @@
 // Competition math end to end over real loopback HTTP: an OpenAI-compatible
 // server (cpp-httplib, in this process) answers each problem with that
 // document's reference solution, and run_eval through HttpBackend must score
-// it >= 98% on every math task; answering with the next document's solution
-// must score <= 2% (the next document whose answer text differs). What the server sends, built from
-// the data files here (not from the task code):
+// it >= 98% on every math task; answering with the solution of the next
+// document whose answer is not equivalent must score <= 2%. What the server
+// sends, built from the data files here (not from the task code):
 //   math500, minerva_math: `solution` as is (it ends in \boxed{answer});
 //   aime24: `solution` as is (AoPS text: some box "\textbf{(113) }", one has
 //     no \boxed at all and gets "\n\nThe answer is $\boxed{<answer>}$."
@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "eval/backend/http.h"
+#include "eval/math/math_verify.h"
 #include "eval/run/runner.h"
 #include "eval/tasks/task.h"
 
@@ -164,8 +165,9 @@ bool have_math_data() {
 }
 
 // shift = false: each document gets its own solution; true: the solution of
-// the next document (cyclically) whose answer text differs from its own, so
-// that equal answers of neighbours (amc23 has 7, 7, 7) are not counted.
+// the next document (cyclically) whose answer is not equivalent to its own,
+// so that equal answers of neighbours (amc23 has 7, 7, 7; math500 has the
+// same value written two ways) are not counted.
 std::map<std::string, double> run(bool shift, bool chat, const std::vector<std::string>& tasks,
                                   int limit, int* unknown) {
   std::map<std::string, std::string> answers;
@@ -175,7 +177,9 @@ std::map<std::string, double> run(bool shift, bool chat, const std::vector<std::
       size_t j = i;
       if (shift) {
         j = (i + 1) % o.size();
-        while (j != i && o[j].answer == o[i].answer) j = (j + 1) % o.size();
+        while (j != i &&
+               math::equivalent("\\boxed{" + o[j].answer + "}", "\\boxed{" + o[i].answer + "}"))
+          j = (j + 1) % o.size();
       }
       answers[o[i].problem] = o[j].response;
     }
