@@ -370,7 +370,8 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
     for (size_t k = 0; k < cfg.tasks.size(); ++k) {
       std::vector<fs::path> dirs;
       for (size_t vi : members) dirs.push_back(variants[vi].runs[k]);
-      add_task_cells(rows, dirs, cfg.tasks[k].name, cfg.tasks[k].label, rep.stats);
+      // The name results.json uses: a task file's `task`, not its path.
+      add_task_cells(rows, dirs, prepared[k].task->name(), cfg.tasks[k].label, rep.stats);
     }
   }
   {

@@ -354,6 +354,33 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
   EXPECT_EQ(r5.cache_hits, 0u);
 }
 
+// A task file's column is filled from its runs: results.json names the
+// task by the file's `task`, not by its path.
+TEST(Experiment, TaskFileColumnHasTheRunsNumbers) {
+  Fixture& f = fx();
+  rv::write_file(f.dir / "sums.jsonl",
+                 "{\"q\": \"2 + 3\", \"a\": \"5\"}\n{\"q\": \"4 + 4\", \"a\": \"8\"}\n");
+  rv::write_file(
+      f.dir / "sums.yaml",
+      "task: sums\ndataset: sums.jsonl\ndoc_to_text: \"{{q}} =\"\n"
+      "doc_to_target: \"{{a}}\"\ngeneration_kwargs: {until: [\"\\n\"], max_gen_toks: 4}\n"
+      "filter_list:\n  - name: n\n    filter: [{function: number}, {function: take_first}]\n"
+      "metric_list:\n  - metric: exact_match\n");
+  rv::write_file(f.dir / "file-task.yaml",
+                 "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a]\nalphas: [0]\n"
+                 "tasks: [sums.yaml]\n");
+  rv::experiment::ExperimentOptions o;
+  o.out_dir = f.dir / "out-file-task";
+  auto r = rv::experiment::run_experiment(
+      rv::experiment::load_experiment_config(f.dir / "file-task.yaml"), o);
+  ASSERT_EQ(r.report["rows"].size(), 1u);
+  const json& c = r.report["rows"][0]["cells"]["sums"];
+  ASSERT_TRUE(c.contains("accuracy")) << r.report["rows"][0].dump();
+  json rj = read_json(fs::path(c["run_dir"].get<std::string>()) / "results.json");
+  EXPECT_EQ(c["accuracy"].get<double>(), rj["results"]["sums"]["exact_match,n"].get<double>());
+  EXPECT_EQ(c["n"].get<size_t>(), 2u);
+}
+
 TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
   Fixture& f = fx();
   // Scoring over HTTP echoes every prompt position through the 151k-row LM
