@@ -7,7 +7,9 @@
 #include "cli/commands.h"
 #include "cli/table.h"
 #include "common/error.h"
+#include "common/file.h"
 #include "common/progress.h"
+#include "vector/lowrank.h"
 #include "vector/mergekit.h"
 #include "vector/vector.h"
 
@@ -24,6 +26,24 @@ DType parse_vector_dtype(const std::string& s) {
 vec::Log logger() { return [](const std::string& m) { log_line(m); }; }
 
 std::string layer_label(int i) { return i < 0 ? "other" : std::to_string(i); }
+
+// inspect --spectrum: table (or JSON) on stdout, optional SVG plot.
+void print_spectrum(const vec::SpectrumResult& r, int top, bool as_json, const std::string& svg) {
+  if (!svg.empty()) write_file(svg, vec::spectrum_svg(r));
+  if (as_json) {
+    std::cout << r.to_json(top).dump(2) << "\n";
+    return;
+  }
+  Table t({"tensor", "out x in", "eff.rank", "r90", "r99", "top sigma"});
+  for (const auto& x : r.tensors) {
+    std::string sig;
+    for (size_t k = 0; k < x.sigma.size() && static_cast<int>(k) < top; ++k)
+      sig += (k ? " " : "") + fmt(x.sigma[k], "%.3g");
+    t.add({x.name, std::to_string(x.rows) + "x" + std::to_string(x.cols),
+           fmt(x.effective_rank, "%.1f"), std::to_string(x.rank90), std::to_string(x.rank99), sig});
+  }
+  std::cout << t.str();
+}
 
 }  // namespace
 
@@ -113,8 +133,9 @@ void add_apply_command(CLI::App& app) {
 
 void add_inspect_command(CLI::App& app) {
   struct Opts {
-    std::string path, model;
-    bool json = false, summary = false;
+    std::string path, model, svg;
+    bool json = false, summary = false, spectrum = false;
+    int top = 8;
   };
   auto p = std::make_shared<Opts>();
   auto* sub = app.add_subcommand("inspect", "Norms and value statistics of a vector (or any model), per tensor and per layer");
@@ -122,7 +143,17 @@ void add_inspect_command(CLI::App& app) {
   sub->add_option("--model", p->model, "Reference model: also report relative norms |v|/|theta|");
   sub->add_flag("--json", p->json, "Print JSON instead of tables");
   sub->add_flag("--summary", p->summary, "Only the per-layer table and totals");
+  sub->add_flag("--spectrum", p->spectrum,
+                "Singular values of each projection (exact SVD): top-k, effective rank, ranks for "
+                "90/99 % energy");
+  sub->add_option("--top", p->top, "With --spectrum: singular values shown per tensor")
+      ->capture_default_str();
+  sub->add_option("--svg", p->svg, "With --spectrum: also write a log-sigma plot to this SVG file");
   sub->callback([p] {
+    if (p->spectrum) {
+      print_spectrum(vec::spectrum(p->path), p->top, p->json, p->svg);
+      return;
+    }
     auto r = vec::inspect(p->path, p->model);
     if (p->json) {
       std::cout << r.to_json().dump(2) << "\n";

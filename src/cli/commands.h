@@ -45,5 +45,6 @@ void add_check_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_experiment_command(CLI::App& app);
 void add_math_verify_command(CLI::App& app);
+void add_lowrank_command(CLI::App& app);
 
 }  // namespace rv::cli

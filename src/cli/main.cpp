@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
   rv::cli::add_experiment_command(app);
   rv::cli::add_demo_command(app);
   rv::cli::add_math_verify_command(app);
+  rv::cli::add_lowrank_command(app);
 
   rv::install_interrupt_handler();
   try {
