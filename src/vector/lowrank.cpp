@@ -368,7 +368,7 @@ LowrankResult lowrank(const fs::path& vector, const fs::path& out, const Lowrank
   res.unrepresentable_share = res.total_sq > 0 ? unrep_sq / res.total_sq : 0.0;
   res.modules_to_save_share = res.total_sq > 0 ? saved_sq / res.total_sq : 0.0;
   res.modules_to_save.assign(save_modules.begin(), save_modules.end());
-  if (!res.unrepresentable.empty() && res.unrepresentable_share > 0)
+  if (log && !res.unrepresentable.empty() && res.unrepresentable_share > 0)
     log(std::to_string(res.unrepresentable.size()) + " tensors of v (" +
         std::to_string(100 * res.unrepresentable_share) + " % of |v|^2) cannot be carried by LoRA" +
         (opt.modules_to_save ? " (biases of LoRA targets)" : "; see --modules-to-save"));

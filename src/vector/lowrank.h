@@ -120,6 +120,7 @@ struct LowrankResult {
 };
 
 // Reads the vector (a .safetensors file or tensor directory) and writes a
+// (`log`, which may be empty, gets the note on what LoRA cannot carry)
 // PEFT LoRA adapter directory at `out` (atomically, kDirectory):
 // adapter_config.json, adapter_model.safetensors (f32) and
 // lowrank_report.json (LowrankResult::to_json). The architecture comes from
