@@ -120,7 +120,6 @@ struct LowrankResult {
 };
 
 // Reads the vector (a .safetensors file or tensor directory) and writes a
-// (`log`, which may be empty, gets the note on what LoRA cannot carry)
 // PEFT LoRA adapter directory at `out` (atomically, kDirectory):
 // adapter_config.json, adapter_model.safetensors (f32) and
 // lowrank_report.json (LowrankResult::to_json). The architecture comes from
@@ -128,7 +127,8 @@ struct LowrankResult {
 // Checked before any SVD (rv::Error, nothing written): exactly one of
 // rank/energy, rank <= min(rows, cols) of every projection, energy in (0, 1],
 // at least one projection in v, a known architecture, modules_to_save with a
-// model, `out` absent unless force.
+// model, `out` absent unless force. `log` (may be empty) gets the note on
+// the share of v a LoRA cannot carry.
 LowrankResult lowrank(const std::filesystem::path& vector, const std::filesystem::path& out,
                       const LowrankOptions& opt, const Log& log);
 
