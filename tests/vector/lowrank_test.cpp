@@ -20,6 +20,7 @@
 #include "formats/model_dir.h"
 #include "formats/safetensors.h"
 #include "formats/synth.h"
+#include "support/llamacpp_oracle.h"
 #include "support/temp_dir.h"
 #include "vector/lowrank.h"
 
@@ -158,7 +159,8 @@ std::string module_of(const std::string& n) {
 TEST(TruncatedSvd, ExactRankReconstructsToF32RoundingBothMethods) {
   for (bool randomized : {false, true}) {
     SCOPED_TRACE(randomized ? "randomized" : "exact");
-    const int64_t m = 300, n = 280;
+    const bool san = rv_test::sanitizer_run();  // smaller matrices, same checks
+    const int64_t m = san ? 120 : 300, n = san ? 100 : 280;
     const int r = 6;
     const std::vector<float> M = to_f32_rowmajor(gauss(m, r, 1, 1) * gauss(r, n, 1, 2));
     rv::vec::SvdOptions o;
@@ -181,7 +183,8 @@ TEST(TruncatedSvd, ExactRankReconstructsToF32RoundingBothMethods) {
 // values within 1e-6 (relative) of a double JacobiSVD, and its rank-k error
 // within 0.1 % of the optimal ‖M − M_k‖ (Eckart–Young: √Σ_{i>k} σ_i²).
 TEST(TruncatedSvd, RandomizedMatchesJacobiOnLowRankPlusNoise) {
-  const int64_t m = 400, n = 300;
+  const bool san = rv_test::sanitizer_run();  // smaller matrices, same checks
+  const int64_t m = san ? 160 : 400, n = san ? 120 : 300;
   const int k = 12;
   MatrixXd B = gauss(m, k, 2, 1);
   for (int i = 0; i < k; ++i) B.col(i) *= 1.0 / (1 + i);
@@ -190,8 +193,10 @@ TEST(TruncatedSvd, RandomizedMatchesJacobiOnLowRankPlusNoise) {
   const MatrixXd Md = from_f32(M.data(), m, n);
   Eigen::JacobiSVD<MatrixXd> ref(Md);
   const auto& s = ref.singularValues();
-  const rv::vec::Factors f = rv::vec::truncated_svd(M.data(), m, n, k, 0, {});
-  ASSERT_TRUE(f.randomized);  // min(m, n) > kExactSvdMaxDim
+  rv::vec::SvdOptions o;
+  o.force_randomized = san;  // else chosen because min(m, n) > kExactSvdMaxDim
+  const rv::vec::Factors f = rv::vec::truncated_svd(M.data(), m, n, k, 0, o);
+  ASSERT_TRUE(f.randomized);
   ASSERT_GE(f.sigma.size(), static_cast<size_t>(k));
   for (int i = 0; i < k; ++i) EXPECT_NEAR(f.sigma[i], s[i], 1e-6 * s[i]) << i;
   double opt = 0;
@@ -203,7 +208,8 @@ TEST(TruncatedSvd, RandomizedMatchesJacobiOnLowRankPlusNoise) {
 // --energy F: the smallest r with Σ_{i<r} σ_i² >= F·‖M‖², on a matrix built
 // with known singular values (orthonormal U, V from QR).
 TEST(TruncatedSvd, EnergyPicksTheSmallestSufficientRank) {
-  const int64_t m = 300, n = 270;
+  const bool san = rv_test::sanitizer_run();  // smaller matrices, same checks
+  const int64_t m = san ? 120 : 300, n = san ? 100 : 270;
   Eigen::HouseholderQR<MatrixXd> qu(gauss(m, n, 3, 1)), qv(gauss(n, n, 3, 2));
   const MatrixXd U = qu.householderQ() * MatrixXd::Identity(m, n);
   const MatrixXd V = qv.householderQ() * MatrixXd::Identity(n, n);
@@ -222,13 +228,15 @@ TEST(TruncatedSvd, EnergyPicksTheSmallestSufficientRank) {
       SCOPED_TRACE("F=" + std::to_string(F) + (randomized ? " randomized" : " exact"));
       rv::vec::SvdOptions o;
       o.force_exact = !randomized;
+      o.force_randomized = randomized;
       const rv::vec::Factors f = rv::vec::truncated_svd(M.data(), m, n, 0, F, o);
       EXPECT_EQ(f.rank, want);
+      EXPECT_EQ(f.randomized, randomized);
       EXPECT_EQ(static_cast<int>(f.A.size()), want * n);
     }
   }
   EXPECT_THROW(rv::vec::truncated_svd(M.data(), m, n, 0, 1.5, {}), rv::Error);
-  EXPECT_THROW(rv::vec::truncated_svd(M.data(), m, n, 271, 0, {}), rv::Error);
+  EXPECT_THROW(rv::vec::truncated_svd(M.data(), m, n, n + 1, 0, {}), rv::Error);
   EXPECT_THROW(rv::vec::truncated_svd(M.data(), m, n, 3, 0.5, {}), rv::Error);
 }
 
