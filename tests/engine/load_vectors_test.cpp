@@ -8,10 +8,12 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "convert/gguf_export.h"
 #include "engine/model.h"
 #include "engine_test_util.h"
 #include "formats/arch.h"
 #include "formats/gguf.h"
+#include "support/llamacpp_oracle.h"
 #include "vector/vector.h"
 
 namespace rv::enginetest {
@@ -214,11 +216,26 @@ TEST(LoadVectors, PeftAdapterEqualsDenseDelta) {
   json cfg = {{"peft_type", "LORA"},
               {"r", 4},
               {"lora_alpha", 8},
-              {"base_model_name_or_path", "org/base"},
+              {"base_model_name_or_path", "org/other-model"},
               {"rank_pattern", {{"k_proj", 2}}},
               {"alpha_pattern", {{"layers.1.mlp.down_proj", 3}}}};
   write_file(dir / "adapter" / "adapter_config.json", cfg.dump());
   expect_like_dense(dir, dir / "base", dir / "adapter", loras, 1.5);
+
+  // Trained on another model (by name): a warning, not an error.
+  std::vector<std::string> logged;
+  engine::ModelOptions mo;
+  mo.vectors = {{dir / "adapter", 1.0}};
+  mo.log = [&](const std::string& m) { logged.push_back(m); };
+  Model::load(dir / "base", mo);
+  ASSERT_EQ(logged.size(), 1u);
+  EXPECT_EQ(logged[0].rfind("warning: ", 0), 0u) << logged[0];
+  EXPECT_NE(logged[0].find("org/other-model"), std::string::npos) << logged[0];
+  logged.clear();
+  cfg["base_model_name_or_path"] = "/models/base/";  // the model's directory name: quiet
+  write_file(dir / "adapter" / "adapter_config.json", cfg.dump());
+  Model::load(dir / "base", mo);
+  EXPECT_TRUE(logged.empty()) << logged[0];
 
   // use_rslora: scale = lora_alpha / sqrt(r).
   cfg["use_rslora"] = true;
@@ -281,6 +298,48 @@ TEST(LoadVectors, GgufAdapterEqualsDenseDelta) {
     w.finish();
   }
   expect_like_dense(dir, dir / "base", dir / "adapter.gguf", loras, 0.8);
+
+  // An adapter for another architecture is refused.
+  make_model(tiny("qwen2", DType::F32, false), dir / "qwen");
+  try {
+    logits(dir / "qwen", {{dir / "adapter.gguf", 1}});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              (dir / "adapter.gguf").string() +
+                  ": adapter is for architecture 'llama', the model is 'qwen2'");
+  }
+  fs::remove_all(dir);
+}
+
+// A GGUF model (Llama: q/k rows re-ordered at load) with vectors gives the
+// directory's logits bit for bit: vectors act on the Hugging Face layout.
+TEST(LoadVectors, GgufModelEqualsDirectory) {
+  const fs::path dir = temp_dir("gguf_model");
+  SynthOptions o = tiny("llama", DType::BF16, false);
+  o.tokenizer_dir = rv_test::oracle_tokenizer_dir("llama3_1");
+  o.vocab = 0;  // the tokenizer's
+  o.hidden = 32;
+  o.intermediate = 48;
+  make_model(o, dir / "base");
+  GgufExportOptions eo;
+  export_gguf(dir / "base", dir / "base.gguf", eo, false);
+  const std::vector<std::string> names = {"model.layers.0.self_attn.q_proj.weight",
+                                          "model.layers.1.self_attn.k_proj.weight",
+                                          "model.layers.1.mlp.down_proj.weight"};
+  write_tensors(dir / "v.safetensors", names, {{32, 32}, {16, 32}, {32, 48}},
+                {randn(32 * 32, 1, 0.3f), randn(16 * 32, 2, 0.3f), randn(32 * 48, 3, 0.3f)});
+  const std::vector<LoadVector> v = {{dir / "v.safetensors", -0.75}};
+  engine::ModelOptions mo;
+  mo.threads = 2;
+  mo.vectors = v;
+  const std::vector<int32_t> toks = {1, 500, 9000, 42};
+  const auto want = Model::load(dir / "base", mo)->forward_all(toks);
+  const auto got = Model::load(dir / "base.gguf", mo)->forward_all(toks);
+  ASSERT_EQ(want.size(), got.size());
+  EXPECT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * 4));
+  EXPECT_NE(0, std::memcmp(want.data(), Model::load(dir / "base.gguf")->forward_all(toks).data(),
+                           got.size() * 4));
   fs::remove_all(dir);
 }
 
