@@ -42,13 +42,17 @@ void run_serve(ServeArgs& a) {
     const size_t eq = v.find('=');
     if (eq == std::string::npos || eq == 0)
       throw CLI::ValidationError("--variant", "'" + v + "' is not NAME=VECTOR:ALPHA[+...]");
-    variants.push_back({v.substr(0, eq), parse_vector_list(v.substr(eq + 1))});
+    const std::string name = v.substr(0, eq);
+    bool taken = name == a.server.served_model_name;
+    for (const auto& [n, vs] : variants) taken = taken || n == name;
+    if (taken) throw CLI::ValidationError("--variant", "model name '" + name + "' is used twice");
+    variants.push_back({name, parse_vector_list(v.substr(eq + 1))});
   }
   a.engine.vectors = load_vectors(a.vectors);
   a.engine.log = log_line;
   auto eng = engine::Engine::open(a.model, a.engine);
+  std::vector<std::unique_ptr<engine::Engine>> variant_engines;  // outlive the server
   server::Server srv(*eng, a.server);
-  std::vector<std::unique_ptr<engine::Engine>> variant_engines;
   for (auto& [name, vectors] : variants) {
     engine::EngineOptions eo = a.engine;
     eo.vectors = vectors;

@@ -156,11 +156,11 @@ class Model {
   // fit throw rv::Error "<vector file>: <problem>" naming the tensor.
   static std::unique_ptr<Model> load(const std::filesystem::path& path,
                                      const ModelOptions& opt = {});
-  // Another Model over this one's memory-mapped files (nothing is mapped or
-  // read twice) with opt.vectors (and opt.threads, a pool of its own)
-  // applied to the file's weights: this model's own vectors are not
-  // inherited. For serving several variants of one model. Throws as load().
-  // Thread-safety: may run while another thread drives this model.
+  // Another Model over this one's memory-mapped files (nothing is mapped
+  // twice; a GGUF Llama's re-ordered q/k copies are made again) with opt.vectors (and opt.threads,
+  // a pool of its own) applied to the file's weights: this model's own vectors are not inherited.
+  // For serving several variants of one model. Throws as load(). Thread-safety: may run while
+  // another thread drives this model.
   std::unique_ptr<Model> variant(const ModelOptions& opt) const;
   ~Model();
 
