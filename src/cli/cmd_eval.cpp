@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/vector_flags.h"
 #include "common/error.h"
 #include "eval/backend/cache.h"
 #include "eval/backend/make.h"
@@ -39,6 +40,7 @@ std::string canonical_template_kwargs(const std::string& text) {
 }
 
 struct EvalArgs {
+  VectorFlags vectors;
   std::string model, api_key, tasks, out, data_dir, cache, system_prompt;
   std::string think = "strip", chat_template_kwargs;
   std::vector<std::string> base_urls, adversarial;
@@ -83,6 +85,8 @@ void run_eval_command(const EvalArgs& a) {
   ro.config["data_dir"] = ro.task.data_dir.string();
 
   BackendSpec spec;
+  // With --base-url make_backend refuses them (one-line error).
+  spec.vectors = load_vectors(a.vectors);
   if (!a.base_urls.empty()) {
     spec.kind = BackendSpec::Kind::kHttp;
     spec.http.base_url = a.base_urls.front();
@@ -93,6 +97,13 @@ void run_eval_command(const EvalArgs& a) {
     spec.http.concurrency = a.concurrency;
     ro.config["concurrency"] = a.concurrency;
   } else {
+    // What the run measured: the model plus these vectors, in order.
+    if (!spec.vectors.empty()) {
+      nlohmann::json vs = nlohmann::json::array();
+      for (const auto& v : spec.vectors)
+        vs.push_back({{"vector", v.path.string()}, {"alpha", v.alpha}});
+      ro.config["vectors"] = vs;
+    }
     spec.model_dir = a.model;
     spec.max_batch = a.max_batch;
     spec.max_context = a.max_context;
@@ -205,6 +216,7 @@ void add_eval_command(CLI::App& app) {
   sub->add_option("-o,--output", a->out,
                   "Output directory (results.json, samples_<task>.jsonl, results.md)")
       ->required();
+  add_vector_flags(sub, &a->vectors);
   sub->callback([a] { run_eval_command(*a); });
 }
 

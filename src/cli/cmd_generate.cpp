@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/vector_flags.h"
 #include "common/error.h"
 #include "common/file.h"
 #include "common/parallel.h"
@@ -23,6 +24,7 @@ struct GenerateArgs {
   int threads = 0;
   int max_context = 4096;
   bool kv_bf16 = false;
+  VectorFlags vectors;
 };
 
 void run_generate(GenerateArgs& a) {
@@ -31,6 +33,8 @@ void run_generate(GenerateArgs& a) {
   eo.max_batch = 1;
   eo.max_context = a.max_context;
   eo.kv_bf16 = a.kv_bf16;
+  eo.vectors = load_vectors(a.vectors);
+  eo.log = log_line;
   auto eng = engine::Engine::open(a.model, eo);
   const Tokenizer& tok = eng->tokenizer();
   std::vector<int32_t> ids;
@@ -102,6 +106,7 @@ void add_generate_command(CLI::App& app) {
   sub->add_option("--max-context", a->max_context, "Context size in tokens")->capture_default_str();
   sub->add_flag("--kv-bf16", a->kv_bf16,
                 "Store the KV cache in bf16 (half the memory, logits change slightly)");
+  add_vector_flags(sub, &a->vectors);
   sub->callback([a] {
     if (a->prompt.empty() && a->chat.empty()) throw CLI::RequiredError("--prompt or --chat");
     run_generate(*a);

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/vector_flags.h"
 #include "common/error.h"
 #include "common/file.h"
 #include "engine/engine.h"
@@ -21,6 +22,8 @@ struct ServeArgs {
   server::ServerOptions server;
   std::string chat_template_file;
   double max_body_mb = 10;
+  VectorFlags vectors;                // applied to the main model
+  std::vector<std::string> variants;  // NAME=VECTOR:ALPHA+VECTOR:ALPHA...
 };
 
 void run_serve(ServeArgs& a) {
@@ -33,8 +36,32 @@ void run_serve(ServeArgs& a) {
     if (p.filename().empty()) p = p.parent_path();
     a.server.served_model_name = p.filename().string();
   }
+  // Every variant is checked (names, alphas) before any model loads.
+  std::vector<std::pair<std::string, std::vector<engine::LoadVector>>> variants;
+  for (const auto& v : a.variants) {
+    const size_t eq = v.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw CLI::ValidationError("--variant", "'" + v + "' is not NAME=VECTOR:ALPHA[+...]");
+    const std::string name = v.substr(0, eq);
+    bool taken = name == a.server.served_model_name;
+    for (const auto& [n, vs] : variants) taken = taken || n == name;
+    if (taken) throw CLI::ValidationError("--variant", "model name '" + name + "' is used twice");
+    variants.push_back({name, parse_vector_list(v.substr(eq + 1))});
+  }
+  a.engine.vectors = load_vectors(a.vectors);
+  a.engine.log = log_line;
   auto eng = engine::Engine::open(a.model, a.engine);
+  std::vector<std::unique_ptr<engine::Engine>> variant_engines;  // outlive the server
   server::Server srv(*eng, a.server);
+  for (auto& [name, vectors] : variants) {
+    engine::EngineOptions eo = a.engine;
+    eo.vectors = vectors;
+    variant_engines.push_back(eng->variant(eo));
+    srv.add_variant(name, *variant_engines.back());
+    fprintf(stderr, "reasonvec serve: variant %s = %s%s%s\n", name.c_str(),
+            srv.served_model_name().c_str(), vectors.empty() ? "" : " + ",
+            describe_vectors(vectors).c_str());
+  }
   const int port = srv.bind();
   std::atomic<bool> done{false};
   // The interrupt handler only sets a flag; turn it into a server stop.
@@ -97,6 +124,12 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--log-requests", a->server.log_requests,
                 "Log each answered request (method, path, status, milliseconds) to stderr");
+  add_vector_flags(sub, &a->vectors);
+  sub->add_option("--variant", a->variants,
+                  "Also serve NAME = the model + vectors, chosen by a request's \"model\" "
+                  "(repeatable): NAME=VECTOR:ALPHA, several joined by '+', or NAME= for the plain "
+                  "model. Variants share the model's memory-mapped weights; each has its own "
+                  "scheduler and KV cache. --vector/--alpha apply to the main model only");
   sub->callback([a] { run_serve(*a); });
 }
 

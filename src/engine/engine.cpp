@@ -107,7 +107,26 @@ class EngineImpl final : public Engine {
   EngineImpl(const std::filesystem::path& path, const EngineOptions& opt)
       : tok_(Tokenizer::load(path)), name_(path.filename().string()) {
     if (name_.empty()) name_ = path.parent_path().filename().string();
-    model_ = Model::load(path, {opt.threads});
+    model_ = Model::load(path, model_options(opt));
+    start(opt);
+  }
+
+  // A variant: `base`'s tokenizer and mapped weights, opt.vectors applied.
+  EngineImpl(const EngineImpl& base, const EngineOptions& opt)
+      : tok_(base.tok_), name_(base.name_) {
+    model_ = base.model_->variant(model_options(opt));
+    start(opt);
+  }
+
+  static ModelOptions model_options(const EngineOptions& opt) {
+    ModelOptions mo;
+    mo.threads = opt.threads;
+    mo.vectors = opt.vectors;
+    mo.log = opt.log;
+    return mo;
+  }
+
+  void start(const EngineOptions& opt) {
     if (opt.max_batch <= 0) throw Error("engine: max_batch must be positive");
     if (opt.max_context <= 0) throw Error("engine: max_context must be positive");
     max_context_ = opt.max_context;
@@ -130,6 +149,10 @@ class EngineImpl final : public Engine {
     }
     cv_.notify_all();
     scheduler_.join();
+  }
+
+  std::unique_ptr<Engine> variant(const EngineOptions& opt) const override {
+    return std::make_unique<EngineImpl>(*this, opt);
   }
 
   const Tokenizer& tokenizer() const override { return tok_; }
@@ -513,6 +536,10 @@ class EngineImpl final : public Engine {
 };
 
 }  // namespace
+
+std::unique_ptr<Engine> Engine::variant(const EngineOptions&) const {
+  throw Error("engine: this engine cannot make variants");
+}
 
 std::unique_ptr<Engine> Engine::open(const std::filesystem::path& model, const EngineOptions& opt) {
   return std::make_unique<EngineImpl>(model, opt);

@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include "engine/model.h"  // LoadVector
+
 namespace rv {
 class Tokenizer;
 }
@@ -34,6 +36,10 @@ struct EngineOptions {
   // moves logits slightly (see KVCache in model.h). Still deterministic:
   // results do not depend on batch composition.
   bool kv_bf16 = false;
+  // Vectors added to the weights at load (ModelOptions::vectors, Model::load).
+  std::vector<LoadVector> vectors = {};
+  // Notes and warnings of loading the vectors; may be empty.
+  std::function<void(const std::string&)> log = {};
 };
 
 struct SamplingParams {
@@ -97,6 +103,14 @@ class Engine {
   // GGUF tensors, unknown architectures, missing keys or tensors...).
   static std::unique_ptr<Engine> open(const std::filesystem::path& model, const EngineOptions& opt);
   virtual ~Engine() = default;
+
+  // An engine over the same model files with other load-time vectors
+  // (opt.vectors; this engine's own are not inherited) and its own KV cache,
+  // scheduler and workers sized by `opt`: the two share the memory-mapped
+  // weights (Model::variant), so only the tensors the vectors change cost
+  // memory. Same tokenizer and model_name(). Throws as open(); engines
+  // that cannot (test doubles) throw rv::Error.
+  virtual std::unique_ptr<Engine> variant(const EngineOptions& opt) const;
 
   virtual const Tokenizer& tokenizer() const = 0;
   virtual std::string model_name() const = 0;  // directory / file name

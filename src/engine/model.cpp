@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "engine/tensor_source.h"
 #include "engine/thread_pool.h"
+#include "engine/vector_overlay.h"
 #include "formats/arch.h"
 #include "formats/gguf.h"
 
@@ -155,9 +156,20 @@ int Model::threads() const {
   return pool_->size();
 }
 
+uint64_t Model::owned_bytes() const {
+  uint64_t n = 0;
+  for (const auto& b : owned_) n += b.size();
+  return n;
+}
+
 std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const ModelOptions& opt) {
   kern::isa();  // a bad $RV_ISA fails here, not later on a worker thread
-  return gguf::is_gguf_path(path) ? load_gguf(path, opt) : load_dir(path, opt);
+  return gguf::is_gguf_path(path) ? load_gguf(std::make_shared<const MappedFile>(path), opt)
+                                  : load_dir(std::make_shared<const ModelDir>(path), opt);
+}
+
+std::unique_ptr<Model> Model::variant(const ModelOptions& opt) const {
+  return dir_ ? load_dir(dir_, opt) : load_gguf(gguf_, opt);
 }
 
 namespace {
@@ -175,6 +187,14 @@ class DirSource final : public TensorSource {
     return {v.data, v.dtype(), v.shape()};
   }
   std::string file_name(const std::string& name) const override { return name; }
+  std::vector<std::pair<std::string, Tensor>> list() const override {
+    std::vector<std::pair<std::string, Tensor>> r;
+    for (const auto& n : ts_.names()) {
+      TensorView v = ts_.view(n);
+      r.push_back({n, {nullptr, v.dtype(), v.shape()}});
+    }
+    return r;
+  }
 
  private:
   const TensorSet& ts_;
@@ -182,16 +202,32 @@ class DirSource final : public TensorSource {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load_dir(const std::filesystem::path& path, const ModelOptions& opt) {
+std::unique_ptr<Model> Model::load_dir(std::shared_ptr<const ModelDir> dir,
+                                       const ModelOptions& opt) {
   std::unique_ptr<Model> m(new Model());
-  m->dir_ = std::make_unique<ModelDir>(path);
+  m->dir_ = std::move(dir);
+  const std::filesystem::path& path = m->dir_->path();
   m->config_ = m->dir_->config();
   m->spec_ = make_model_spec(m->config_, (path / "config.json").string());
   m->weight_bytes_ = m->dir_->tensors().total_bytes();
   DirSource src(*m->dir_);
-  m->load_weights(src);
-  m->pool_ = std::make_unique<ThreadPool>(opt.threads);
+  // The directory's name, also when given with a trailing slash.
+  std::filesystem::path p = path.lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  m->load_from(src, p.filename().string(), opt);
   return m;
+}
+
+void Model::load_from(TensorSource& src, const std::string& model_name, const ModelOptions& opt) {
+  if (opt.vectors.empty()) {
+    load_weights(src);
+  } else {
+    // Checks every vector before any weight is computed.
+    std::unique_ptr<TensorSource> over = overlay_source(src, spec_, model_name, opt, owned_);
+    load_weights(*over);
+  }
+  vectors_ = opt.vectors;
+  pool_ = std::make_unique<ThreadPool>(opt.threads);
 }
 
 void Model::load_weights(TensorSource& src) {

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,8 +65,22 @@ struct ModelSpec {
 // Throws rv::Error "<where>: ..." for anything the engine does not support.
 ModelSpec make_model_spec(const ModelConfig& c, const std::string& where);
 
+// A vector added to the weights as the model loads: θ + alpha·Δ (see
+// Model::load). `path` is a full vector (.safetensors file, sharded
+// index.json or directory, as `reasonvec apply` reads), a PEFT LoRA adapter
+// directory or a llama.cpp GGUF LoRA adapter.
+struct LoadVector {
+  std::filesystem::path path;
+  double alpha = 1;
+};
+
 struct ModelOptions {
   int threads = 0;  // 0: rv::num_threads()
+  // Added in order, as `reasonvec apply` adds them (see Model::load).
+  std::vector<LoadVector> vectors = {};
+  // Receives the vectors' notes and warnings ("warning: ..."); may be empty.
+  using Log = std::function<void(const std::string&)>;
+  Log log = {};
 };
 
 // Key/value storage for up to `slots` sequences of up to `max_context`
@@ -129,9 +144,31 @@ class Model {
   // unsupported configs or architectures, quantized tensor types, missing
   // keys or tensors, tensors the engine would not use, wrong shapes and
   // truncated files.
+  //
+  // opt.vectors are applied to the weights in memory as they load, exactly
+  // as `reasonvec apply` computes them (vector/overlay.h: f32 θ + Σ αᵢ·Δᵢ,
+  // rounded once to each tensor's dtype), so a full vector gives logits
+  // bit-identical to apply's output model; LoRA adapters give Δ = scale·B·A.
+  // Only the tensors a vector changes are materialised (owned, in the
+  // tensor's dtype); every other one stays memory-mapped. Every vector is
+  // checked against the model before any arithmetic: tensors the model
+  // lacks, other shapes, a vocabulary-size mismatch, LoRA A/B that do not
+  // fit throw rv::Error "<vector file>: <problem>" naming the tensor.
   static std::unique_ptr<Model> load(const std::filesystem::path& path,
                                      const ModelOptions& opt = {});
+  // Another Model over this one's memory-mapped files (nothing is mapped
+  // twice; a GGUF Llama's re-ordered q/k copies are made again) with opt.vectors (and opt.threads,
+  // a pool of its own) applied to the file's weights: this model's own vectors are not inherited.
+  // For serving several variants of one model. Throws as load(). Thread-safety: may run while
+  // another thread drives this model.
+  std::unique_ptr<Model> variant(const ModelOptions& opt) const;
   ~Model();
+
+  // The vectors applied at load, in order.
+  const std::vector<LoadVector>& vectors() const { return vectors_; }
+  // Bytes of weights this model holds in its own memory: tensors the vectors
+  // changed and (GGUF Llama) q/k matrices re-ordered at load.
+  uint64_t owned_bytes() const;
 
   // The config.json of a directory; for a GGUF file one synthesized from its
   // metadata (architectures, model_type, sizes, rope_theta, rms_norm_eps,
@@ -182,10 +219,13 @@ class Model {
   };
 
   Model() = default;
-  static std::unique_ptr<Model> load_dir(const std::filesystem::path& dir, const ModelOptions& opt);
-  static std::unique_ptr<Model> load_gguf(const std::filesystem::path& file,
+  static std::unique_ptr<Model> load_dir(std::shared_ptr<const ModelDir> dir,
+                                         const ModelOptions& opt);
+  static std::unique_ptr<Model> load_gguf(std::shared_ptr<const MappedFile> file,
                                           const ModelOptions& opt);
-  // Fills the weights from `src` for spec_ (set first).
+  // Fills the weights from `src` for spec_ (set first), with opt.vectors
+  // applied (engine/vector_overlay.h), and starts the pool.
+  void load_from(TensorSource& src, const std::string& model_name, const ModelOptions& opt);
   void load_weights(TensorSource& src);
   // Y[T][L.w.rows] = X[T][L.w.cols] * L.w^T + L.bias, rows split over the pool.
   void matmul(const float* X, int T, const Linear& L, float* Y);
@@ -199,9 +239,11 @@ class Model {
   ModelSpec spec_;
   // What keeps the weights alive: the directory's mapped safetensors, or the
   // mapped GGUF file plus the tensors rearranged at load.
-  std::unique_ptr<ModelDir> dir_;
-  std::unique_ptr<MappedFile> gguf_;
+  // Shared with variant() models, so unchanged tensors are mapped once.
+  std::shared_ptr<const ModelDir> dir_;
+  std::shared_ptr<const MappedFile> gguf_;
   std::vector<std::vector<uint8_t>> owned_;
+  std::vector<LoadVector> vectors_;
   uint64_t weight_bytes_ = 0;
   kern::WeightView embed_, lm_head_;
   std::vector<float> final_norm_;

@@ -192,6 +192,15 @@ class GgufSource final : public TensorSource {
   }
   bool has(const std::string& hf) const override { return ts_.count(gguf_name(hf)) != 0; }
   std::string file_name(const std::string& hf) const override { return gguf_name(hf); }
+  std::vector<std::pair<std::string, Tensor>> list() const override {
+    std::vector<std::pair<std::string, Tensor>> r;
+    for (const auto& t : h_.tensors) {
+      if (t.name == kRopeFreqsTensor) continue;  // not a weight; no Hugging Face name
+      const std::string hf = hf_tensor_name(t.name);
+      r.push_back({hf.empty() ? t.name : hf, {nullptr, dtype_of(t.type), hf_shape(t)}});
+    }
+    return r;
+  }
 
   Tensor get(const std::string& hf) override {
     const std::string name = gguf_name(hf);
@@ -237,11 +246,12 @@ class GgufSource final : public TensorSource {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path,
+std::unique_ptr<Model> Model::load_gguf(std::shared_ptr<const MappedFile> file,
                                         const ModelOptions& opt) {
   std::unique_ptr<Model> m(new Model());
+  const std::filesystem::path path = file->path();
   const std::string where = path.string();
-  m->gguf_ = std::make_unique<MappedFile>(path);
+  m->gguf_ = std::move(file);
   m->weight_bytes_ = m->gguf_->size();
   // The header (with the vocabulary) is only needed while loading.
   const gguf::Header h = gguf::parse(m->gguf_->data(), m->gguf_->size(), where);
@@ -270,12 +280,11 @@ std::unique_ptr<Model> Model::load_gguf(const std::filesystem::path& path,
   }
 
   GgufSource src(*m->gguf_, h, ts, s, m->owned_);
-  m->load_weights(src);
+  m->load_from(src, path.stem().string(), opt);
   const std::string extra = src.unused({kRopeFreqsTensor});
   if (!extra.empty())
     throw Error(where,
                 "tensor '" + extra + "' is not used by the engine (unsupported model layout)");
-  m->pool_ = std::make_unique<ThreadPool>(opt.threads);
   return m;
 }
 

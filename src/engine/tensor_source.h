@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "formats/dtype.h"
@@ -27,6 +28,10 @@ struct TensorSource {
   virtual bool has(const std::string& hf_name) const = 0;
   // REQUIRES: has(hf_name).
   virtual Tensor get(const std::string& hf_name) = 0;
+  // Every tensor of the source by Hugging Face name, with dtype and shape
+  // only (data null, nothing read or copied): what load-time vectors are
+  // checked against.
+  virtual std::vector<std::pair<std::string, Tensor>> list() const = 0;
   // The tensor's name in the file, for messages.
   virtual std::string file_name(const std::string& hf_name) const = 0;
 

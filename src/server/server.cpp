@@ -92,6 +92,7 @@ json bytes_json(const std::string& piece) {
 struct Server::Impl {
   Impl(engine::Engine& e, ServerOptions o) : eng(e), tok(e.tokenizer()), opt(std::move(o)) {
     name = opt.served_model_name.empty() ? eng.model_name() : opt.served_model_name;
+    served.push_back({name, &eng});
     chat_template = opt.chat_template.empty() ? tok.chat_template() : opt.chat_template;
     created = int64_t(std::time(nullptr));
     std::random_device rd;
@@ -102,6 +103,13 @@ struct Server::Impl {
   const Tokenizer& tok;
   ServerOptions opt;
   std::string name;
+  // Every model this server answers for: the base (`name`, first: requests
+  // without "model" get it) and the variants added by add_variant().
+  struct Served {
+    std::string name;
+    engine::Engine* eng;
+  };
+  std::vector<Served> served;
   std::string chat_template;
   int64_t created = 0;
   HttpServer http;
@@ -123,11 +131,17 @@ struct Server::Impl {
   // shown as U+FFFD (as vLLM's decoded_token).
   std::string token_text(int32_t id) const { return utf8_replace_invalid(tok.token_to_piece(id)); }
 
-  void check_model(const CommonRequest& r) const {
-    if (!r.model.empty() && r.model != name)
-      throw ApiError(
-          404, "The model `" + r.model + "` does not exist (this server serves `" + name + "`).",
-          "model", "model_not_found");
+  // The model a request names (the base when it names none); 404 otherwise.
+  const Served& pick(const CommonRequest& r) const {
+    if (r.model.empty()) return served.front();
+    std::string names;
+    for (const Served& m : served) {
+      if (m.name == r.model) return m;
+      names += (names.empty() ? "`" : ", `") + m.name + "`";
+    }
+    throw ApiError(404,
+                   "The model `" + r.model + "` does not exist (this server serves " + names + ").",
+                   "model", "model_not_found");
   }
 
   // Completes the sampling parameters with the endpoint's defaults and
@@ -294,6 +308,7 @@ bool write_event(httplib::DataSink& sink, const std::string& payload) {
 
 struct StreamJob {
   Server::Impl* impl = nullptr;
+  std::string model;  // the served name the request chose
   bool chat = false;
   std::string id;
   int64_t created = 0;
@@ -311,7 +326,7 @@ struct StreamJob {
     return {{"id", id},
             {"object", chat ? "chat.completion.chunk" : "text_completion"},
             {"created", created},
-            {"model", impl->name},
+            {"model", model},
             {"choices", json::array({std::move(choice)})}};
   }
   json text_choice(size_t i, const std::string& text, json logprobs, json finish) const {
@@ -468,15 +483,21 @@ void send_stream(httplib::Response& res, std::shared_ptr<StreamJob> job) {
 // ---------------------------------------------------------------------------
 
 void Server::Impl::handle_models(httplib::Response& res) const {
-  json m = {{"id", name},         {"object", "model"},
-            {"created", created}, {"owned_by", "reasonvec"},
-            {"root", name},       {"max_model_len", eng.max_context()}};
-  send_json(res, 200, {{"object", "list"}, {"data", json::array({m})}});
+  json data = json::array();
+  for (const Served& s : served)
+    data.push_back({{"id", s.name},
+                    {"object", "model"},
+                    {"created", created},
+                    {"owned_by", "reasonvec"},
+                    {"root", name},  // the base model every variant is made from
+                    {"max_model_len", s.eng->max_context()}});
+  send_json(res, 200, {{"object", "list"}, {"data", data}});
 }
 
 void Server::Impl::handle_completions(const httplib::Request& req, httplib::Response& res) {
   CompletionRequest r = parse_completion_request(parse_body(req));
-  check_model(r);
+  const Served& model = pick(r);
+  engine::Engine& eng = *model.eng;
   const bool want_lp = r.logprobs.has_value();
   const int k = r.logprobs.value_or(0);
   finish_sampling(r, k, want_lp);
@@ -514,6 +535,7 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
   if (r.stream) {
     auto job = std::make_shared<StreamJob>();
     job->impl = this;
+    job->model = model.name;
     job->id = id;
     job->created = now;
     job->work = std::move(work);
@@ -558,14 +580,15 @@ void Server::Impl::handle_completions(const httplib::Request& req, httplib::Resp
             {{"id", id},
              {"object", "text_completion"},
              {"created", now},
-             {"model", name},
+             {"model", model.name},
              {"choices", choices},
              {"usage", usage_json(prompt_tokens, completion_tokens)}});
 }
 
 void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& res) {
   ChatRequest r = parse_chat_request(parse_body(req));
-  check_model(r);
+  const Served& model = pick(r);
+  engine::Engine& eng = *model.eng;
   if (chat_template.empty())
     throw ApiError(400, "this model has no chat template; use /v1/completions", "messages",
                    "no_chat_template");
@@ -609,6 +632,7 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
   if (r.stream) {
     auto job = std::make_shared<StreamJob>();
     job->impl = this;
+    job->model = model.name;
     job->chat = true;
     job->id = id;
     job->created = now;
@@ -647,7 +671,7 @@ void Server::Impl::handle_chat(const httplib::Request& req, httplib::Response& r
             {{"id", id},
              {"object", "chat.completion"},
              {"created", now},
-             {"model", name},
+             {"model", model.name},
              {"choices", choices},
              {"usage", usage_json(w.ids.size(), completion_tokens)}});
 }
@@ -761,6 +785,13 @@ Server::Server(engine::Engine& engine, ServerOptions opt)
 
 Server::~Server() = default;
 
+void Server::add_variant(std::string name, engine::Engine& engine) {
+  Impl& I = *impl_;
+  for (const auto& m : I.served)
+    if (m.name == name) throw Error("serve: model name '" + name + "' is used twice");
+  I.served.push_back({std::move(name), &engine});
+}
+
 const std::string& Server::served_model_name() const {
   return impl_->name;
 }
@@ -796,7 +827,8 @@ void Server::run() {
                     std::chrono::milliseconds(int64_t(I.opt.shutdown_grace_s * 1000));
     while (!finished.load()) {
       if (std::chrono::steady_clock::now() >= deadline) {
-        I.eng.cancel_all();  // in-flight handlers now get errors and return
+        for (const auto& m : I.served)
+          m.eng->cancel_all();  // in-flight handlers now get errors and return
         deadline = std::chrono::steady_clock::time_point::max();
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -11,6 +11,17 @@
 // prompt too long, 401 wrong API key, 404 unknown route or model, 405 wrong
 // method, 413 body over the limit, 500 engine failure.
 //
+// Named variants (add_variant): one server may answer for several versions
+// of its model, e.g. the base plus base + α·vector, chosen by the request's
+// "model" field and all listed by /v1/models. Each variant is its own
+// Engine (Engine::variant: the weights the vectors do not change stay one
+// shared mapping), with its own scheduler thread and KV cache. That is the
+// simplest correct design: a batch runs one set of weights, so a single
+// scheduler batching per variant would need the same per-variant state and
+// queues and would serialise the variants' steps; separate engines run
+// them concurrently and reuse the engine unchanged. The cost is one worker
+// pool per variant (threads contend when several variants are busy at once).
+//
 // Thread-safety: bind() and run() are called once, from one thread; stop()
 // may be called from any thread at any time (it only sets a flag, so it is
 // also safe to call before run()).
@@ -50,6 +61,12 @@ class Server {
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
+
+  // Also answers requests whose "model" is `name` with `engine`, a variant
+  // of the main engine (same tokenizer and context size, e.g. from
+  // Engine::variant). `engine` must outlive the Server. Throws rv::Error when
+  // `name` is already served. REQUIRES: before bind().
+  void add_variant(std::string name, engine::Engine& engine);
 
   // Binds the listening socket; returns the port (the chosen one for port 0).
   // Throws rv::Error("host:port: ...") when the address cannot be bound.

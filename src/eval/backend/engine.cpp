@@ -20,7 +20,9 @@ std::unique_ptr<EngineBackend> EngineBackend::open(const fs::path& model_dir,
                                                    const engine::EngineOptions& opt,
                                                    std::string identity) {
   std::shared_ptr<engine::Engine> eng = engine::Engine::open(model_dir, opt);
-  return std::make_unique<EngineBackend>(std::move(eng), model_dir, std::move(identity));
+  auto b = std::make_unique<EngineBackend>(std::move(eng), model_dir, std::move(identity));
+  b->vectors_ = opt.vectors;
+  return b;
 }
 
 EngineBackend::EngineBackend(std::shared_ptr<engine::Engine> eng, fs::path model_dir,
@@ -33,6 +35,23 @@ std::string EngineBackend::fingerprint() const {
       fingerprint_ = identity_;
     else
       fingerprint_ = "engine|" + (dir_.empty() ? eng_->model_name() : model_fingerprint(dir_));
+    // Vectors applied at load change the weights: their content and alpha.
+    for (const auto& v : vectors_) {
+      std::string files;
+      if (fs::is_directory(v.path)) {
+        std::vector<fs::path> ps;
+        for (const auto& e : fs::directory_iterator(v.path))
+          if (e.is_regular_file()) ps.push_back(e.path());
+        std::sort(ps.begin(), ps.end());
+        for (const auto& p : ps)
+          files += p.filename().string() + ":" + sha256_file_pieces_hex(p) + ";";
+      } else {
+        files = sha256_file_pieces_hex(v.path);
+      }
+      char alpha[40];
+      snprintf(alpha, sizeof alpha, "%.17g", v.alpha);
+      fingerprint_ += "|vector:" + sha256_hex(files) + "*" + alpha;
+    }
     // A bf16 KV cache or bf16 activations change the responses: cache them apart.
     if (const std::string n = eng_->numerics(); !n.empty()) fingerprint_ += "|" + n;
   }
@@ -40,7 +59,13 @@ std::string EngineBackend::fingerprint() const {
 }
 
 std::string EngineBackend::describe() const {
-  return "reasonvec engine: " + (dir_.empty() ? eng_->model_name() : dir_.string());
+  std::string s = "reasonvec engine: " + (dir_.empty() ? eng_->model_name() : dir_.string());
+  for (const auto& v : vectors_) {
+    char alpha[32];
+    snprintf(alpha, sizeof alpha, "%g", v.alpha);
+    s += " + " + std::string(alpha) + "*" + v.path.string();
+  }
+  return s;
 }
 
 std::string EngineBackend::prompt_text(const GenRequest& r) const {

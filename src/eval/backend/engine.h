@@ -46,8 +46,9 @@ class EngineBackend : public Backend {
 
   // `identity` when given, else "engine|" + rv::model_fingerprint(model_dir)
   // (content of weights, config, tokenizer and chat template: base and
-  // base+v models with equal shapes differ); "|<numerics>" appended when
-  // Engine::numerics() is not empty. Computed once, lazily.
+  // base+v models with equal shapes differ); "|vector:<sha256>*<alpha>" per
+  // load-time vector (content of its files) and "|<numerics>" appended when
+  // there are any. Computed once, lazily.
   std::string fingerprint() const override;
   std::string describe() const override;
 
@@ -67,9 +68,9 @@ class EngineBackend : public Backend {
   std::shared_ptr<engine::Engine> eng_;
   std::filesystem::path dir_;
   std::string identity_;
+  std::vector<engine::LoadVector> vectors_;  // those open() loaded
   mutable std::string fingerprint_;
   mutable std::optional<ChatTemplateSource> chat_;
 };
-
 
 }  // namespace rv::eval

@@ -5,9 +5,12 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
-#include "eval/backend/http.h"
+#include "engine/model.h"
+
 #include "eval/backend/backend.h"
+#include "eval/backend/http.h"
 
 namespace rv::eval {
 
@@ -22,6 +25,9 @@ struct BackendSpec {
   int max_batch = 64;
   int max_context = 4096;
   bool kv_bf16 = false;  // bf16 KV cache (changes the numbers; cached apart)
+  // Vectors added to the weights at load (engine::ModelOptions::vectors);
+  // part of the fingerprint, so results are cached apart. kHttp: must be empty.
+  std::vector<engine::LoadVector> vectors;
 
   // kHttp: base URL, model name, API key, concurrency, retries.
   HttpOptions http;
@@ -36,8 +42,10 @@ struct BackendSpec {
   std::string identity;
 };
 
-// Opens the backend. Throws rv::Error for a missing model, a malformed URL or
-// an empty server model name; never contacts a server.
+// Opens the backend. Throws rv::Error for a missing model, a malformed URL,
+// an empty server model name or vectors with a server backend (a server's
+// weights are its own: serve the variant, `reasonvec serve --variant`);
+// never contacts a server.
 std::unique_ptr<Backend> make_backend(const BackendSpec& spec);
 
 }  // namespace rv::eval
