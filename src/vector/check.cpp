@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "vector/internal.h"
+#include "vector/sparsify.h"
 #include "vector/vector.h"
 
 namespace rv::vec {
@@ -30,7 +31,7 @@ json CheckResult::to_json() const {
 CheckResult check(const fs::path& target_p, const fs::path& vector_p, const CheckOptions& opt) {
   CheckResult r;
   ModelDir target(target_p);
-  TensorSet V(vector_p);
+  VectorReader V(vector_p);  // a sparse file is judged as the dense vector it encodes
   const TensorSet& T = target.tensors();
   const ModelConfig& c = target.config();
   const auto& meta = V.metadata();
@@ -60,9 +61,10 @@ CheckResult check(const fs::path& target_p, const fs::path& vector_p, const Chec
   const bool target_tied = !T.has(kLmHead) && T.has(kEmbed);
   size_t missing = 0;
   for (const auto& n : V.names()) {
-    const TensorView vv = V.view(n);
-    if (!is_float_dtype(vv.dtype())) {
-      r.errors.push_back("tensor '" + n + "': non-float dtype " + std::string(dtype_name(vv.dtype())));
+    const DType vdt = V.dtype(n);
+    const std::vector<int64_t>& vshape = V.shape(n);
+    if (!is_float_dtype(vdt)) {
+      r.errors.push_back("tensor '" + n + "': non-float dtype " + std::string(dtype_name(vdt)));
       continue;
     }
     if (!T.has(n)) {
@@ -80,15 +82,15 @@ CheckResult check(const fs::path& target_p, const fs::path& vector_p, const Chec
                          " is not a float type");
       continue;
     }
-    if (tv.shape() != vv.shape()) {
-      bool rows_only = is_vocab_tensor(n) && tv.shape().size() == vv.shape().size() &&
-                       std::equal(tv.shape().begin() + 1, tv.shape().end(), vv.shape().begin() + 1);
+    if (tv.shape() != vshape) {
+      bool rows_only = is_vocab_tensor(n) && tv.shape().size() == vshape.size() &&
+                       std::equal(tv.shape().begin() + 1, tv.shape().end(), vshape.begin() + 1);
       if (rows_only)
         r.warnings.push_back("tensor '" + n + "': vocabulary rows differ (" +
-                             std::to_string(vv.shape()[0]) + " in vector, " +
+                             std::to_string(vshape[0]) + " in vector, " +
                              std::to_string(tv.shape()[0]) + " in target)");
       else
-        r.errors.push_back("tensor '" + n + "': shape " + shape_str(vv.shape()) + " vs target " +
+        r.errors.push_back("tensor '" + n + "': shape " + shape_str(vshape) + " vs target " +
                            shape_str(tv.shape()));
       continue;
     }

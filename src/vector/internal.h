@@ -50,6 +50,14 @@ void for_chunks(uint64_t b, uint64_t e, Fn&& fn) {
   for (uint64_t c = b; c < e; c += kChunk) fn(c, std::min(e, c + kChunk), s0, s1);
 }
 
+// x rounded to dtype d and widened back (identity for f32): one operation
+// "in d" as PyTorch computes it on CPU (in f32, rounded once).
+inline float round_to(DType d, float x) {
+  if (d == DType::BF16) return bf16_to_f32(f32_to_bf16(x));
+  if (d == DType::F16) return f16_to_f32(f32_to_f16(x));
+  return x;
+}
+
 // Reads elements [b, e) of a float tensor view into f32.
 inline void load_f32(const TensorView& v, uint64_t b, uint64_t e, float* out) {
   to_f32(v.dtype(), v.data + b * dtype_size(v.dtype()), out, e - b);
