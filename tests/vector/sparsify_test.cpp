@@ -276,16 +276,18 @@ TEST(Sparsify, DareMatchesDefinitionAndStatistics) {
 }
 
 TEST(Sparsify, RandomDropsDoNotDependOnThreadCount) {
-  const size_t n = (3u << 20) + 17;  // several tiles
+  // DARE runs tile by tile (1 Mi elements), DELLA row by row: enough of each
+  // to give every thread work.
+  const size_t n = (2u << 20) + 17;
   std::vector<float> x(n);
   for (size_t i = 0; i < n; ++i) x[i] = rv::synth_normal(1, 2, i);
+  const std::vector<float> rows(x.begin(), x.begin() + 64 * 1000);
   const int before = rv::num_threads();
   std::vector<std::vector<float>> outs;
   for (int t : {1, 2, 4}) {
     rv::set_num_threads(t);
     auto a = run(Sparsification::kRandom, {0.2, 0, 0, true}, {int64_t(n)}, x, 7, 99);
-    auto b = run(Sparsification::kRankMagnitude, {0.2, 0.1, 0, true}, {3, int64_t(n / 3)},
-                 std::vector<float>(x.begin(), x.begin() + 3 * (n / 3)), 7, 99);
+    auto b = run(Sparsification::kRankMagnitude, {0.2, 0.1, 0, true}, {64, 1000}, rows, 7, 99);
     a.insert(a.end(), b.begin(), b.end());
     outs.push_back(std::move(a));
   }
