@@ -461,6 +461,22 @@ TEST(SparseFile, RoundTripsAndReadsLikeTheDenseVector) {
   EXPECT_EQ(k1.verdict, rv::vec::CheckResult::Verdict::kCompatible);
 }
 
+TEST(SparseFile, RandomControlOfASparseVectorIsTheDenseOnes) {
+  Models m = make_models();
+  rv::vec::SparsifyOptions o;
+  o.params.density = 0.2;
+  rv::vec::sparsify(m.v, m.dir + "/sp.safetensors", o, quiet());
+  o.format = rv::vec::SparseFormat::kDense;
+  rv::vec::sparsify(m.v, m.dir + "/dn.safetensors", o, quiet());
+  rv::vec::random_like(m.dir + "/sp.safetensors", 4, m.dir + "/rs.safetensors");
+  rv::vec::random_like(m.dir + "/dn.safetensors", 4, m.dir + "/rd.safetensors");
+  CheckedFile a = rvtest::read_safetensors_checked(m.dir + "/rs.safetensors"),
+              b = rvtest::read_safetensors_checked(m.dir + "/rd.safetensors");
+  EXPECT_EQ(a.metadata.count("reasonvec.sparse"), 0u);
+  ASSERT_EQ(a.tensors.size(), b.tensors.size());
+  for (auto& [name, t] : b.tensors) EXPECT_TRUE(a.tensors.at(name).bytes == t.bytes) << name;
+}
+
 TEST(SparseFile, MalformedEncodingsAreRejected) {
   Models m = make_models();
   rv::vec::SparsifyOptions o;
