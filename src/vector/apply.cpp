@@ -374,56 +374,64 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
   });
   // Merge methods need whole tensors (top-k, ranks, sign election): one
   // tensor at a time, each vector's share sparsified, merged, then added.
+  std::vector<size_t> merged;  // plan indices of the tensors merged here
+  std::vector<uint64_t> merged_size;
   if (merging)
-    for (size_t i = 0; i < plan.size(); ++i) {
-      const Planned& p = plan[i];
-      if (jobs[i].copy || p.adds.empty()) continue;
-      const uint64_t n = numel[i];
-      std::vector<std::vector<float>> deltas(p.adds.size());
-      std::vector<const float*> ptrs;
-      std::vector<uint64_t> limits;
-      std::vector<float> weights;
-      for (size_t j = 0; j < p.adds.size(); ++j) {
-        const Addend& a = p.adds[j];
-        const VectorReader& V = *vecs[a.term];
-        const uint64_t vn = V.numel(a.tensor);
-        deltas[j].resize(vn);
-        for_tiles(vn, [&](uint64_t lo, uint64_t hi) {
-          V.read_f32(a.tensor, lo, hi, deltas[j].data() + lo);
-          V.release(a.tensor, lo, hi);
-        });
-        sparsify_tensor(method->sparsification, sparams, V.shape(a.tensor), opt.seed,
-                        sparsify_stream(a.tensor, a.term), deltas[j].data());
-        ptrs.push_back(deltas[j].data());
-        limits.push_back(std::min<uint64_t>(n, static_cast<uint64_t>(a.rows) * jobs[i].row));
-        weights.push_back(static_cast<float>(terms[a.term].alpha));
+    for (size_t i = 0; i < plan.size(); ++i)
+      if (!jobs[i].copy && !plan[i].adds.empty()) {
+        merged.push_back(i);
+        merged_size.push_back(numel[i]);
       }
-      std::vector<float> delta(n);
-      merge_deltas(
-          DType::F32, method->consensus, opt.normalize,
-          method->uses_lambda ? std::optional<float>(static_cast<float>(opt.lambda)) : std::nullopt,
-          ptrs, limits, weights, n, delta.data());
-      deltas.clear();
-      const TensorView& tv = jobs[i].tv;
-      const size_t osz = dtype_size(p.dtype), tsz = dtype_size(tv.dtype());
-      std::atomic<uint64_t> bad_all{0};
-      for_tiles(n, [&](uint64_t lo, uint64_t hi) {
-        uint8_t* ob = scratch_bytes((hi - lo) * osz).data();
-        uint64_t bad = 0;
-        for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float*) {
-          load_f32(tv, c0, c1, acc);
-          const size_t m = c1 - c0;
-          for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + delta[c0 + k];
-          bad += count_nonfinite(acc, m);
-          from_f32(p.dtype, acc, ob + (c0 - lo) * osz, m);
-        });
-        if (bad) bad_all += bad;
-        w.write(i, lo * osz, ob, (hi - lo) * osz);
-        release(T, tv, lo, hi);
-        prog.add((hi - lo) * (tsz + osz));
+  // Tensors in parallel (memory: per worker, its tensor once per vector).
+  for_each_item(merged_size, [&](size_t item) {
+    const size_t i = merged[item];
+    const Planned& p = plan[i];
+    const uint64_t n = numel[i];
+    std::vector<std::vector<float>> deltas(p.adds.size());
+    std::vector<const float*> ptrs;
+    std::vector<uint64_t> limits;
+    std::vector<float> weights;
+    for (size_t j = 0; j < p.adds.size(); ++j) {
+      const Addend& a = p.adds[j];
+      const VectorReader& V = *vecs[a.term];
+      const uint64_t vn = V.numel(a.tensor);
+      deltas[j].resize(vn);
+      for_tiles(vn, [&](uint64_t lo, uint64_t hi) {
+        V.read_f32(a.tensor, lo, hi, deltas[j].data() + lo);
+        V.release(a.tensor, lo, hi);
       });
-      nonfinite += bad_all.load();
+      sparsify_tensor(method->sparsification, sparams, V.shape(a.tensor), opt.seed,
+                      sparsify_stream(a.tensor, a.term), deltas[j].data());
+      ptrs.push_back(deltas[j].data());
+      limits.push_back(std::min<uint64_t>(n, static_cast<uint64_t>(a.rows) * jobs[i].row));
+      weights.push_back(static_cast<float>(terms[a.term].alpha));
     }
+    std::vector<float> delta(n);
+    merge_deltas(
+        DType::F32, method->consensus, opt.normalize,
+        method->uses_lambda ? std::optional<float>(static_cast<float>(opt.lambda)) : std::nullopt,
+        ptrs, limits, weights, n, delta.data());
+    deltas.clear();
+    const TensorView& tv = jobs[i].tv;
+    const size_t osz = dtype_size(p.dtype), tsz = dtype_size(tv.dtype());
+    std::atomic<uint64_t> bad_all{0};
+    for_tiles(n, [&](uint64_t lo, uint64_t hi) {
+      uint8_t* ob = scratch_bytes((hi - lo) * osz).data();
+      uint64_t bad = 0;
+      for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float*) {
+        load_f32(tv, c0, c1, acc);
+        const size_t m = c1 - c0;
+        for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + delta[c0 + k];
+        bad += count_nonfinite(acc, m);
+        from_f32(p.dtype, acc, ob + (c0 - lo) * osz, m);
+      });
+      if (bad) bad_all += bad;
+      w.write(i, lo * osz, ob, (hi - lo) * osz);
+      release(T, tv, lo, hi);
+      prog.add((hi - lo) * (tsz + osz));
+    });
+    nonfinite += bad_all.load();
+  });
   prog.finish();
   r.nonfinite = nonfinite.load();
   if (r.nonfinite) {

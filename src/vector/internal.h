@@ -31,6 +31,13 @@ void for_tiles(uint64_t n, const std::function<void(uint64_t, uint64_t)>& fn);
 void for_all_tiles(const std::vector<uint64_t>& numel,
                    const std::function<void(size_t, uint64_t, uint64_t)>& fn);
 
+// Runs fn(i) for every i in [0, size.size()) on all cores, one item per
+// worker at a time, largest size first (so the big ones do not end up last
+// on one core). For whole-tensor work whose inner steps are sequential
+// (top-k selection, ranks): for_tiles calls inside fn run serially on the
+// worker. The first exception stops the remaining items and is rethrown.
+void for_each_item(const std::vector<uint64_t>& size, const std::function<void(size_t)>& fn);
+
 // Per-thread scratch buffers (reused across tiles and tensors).
 std::vector<float>& scratch(int slot, size_t n);
 std::vector<uint8_t>& scratch_bytes(size_t n);

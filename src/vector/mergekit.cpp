@@ -233,7 +233,7 @@ ApplyResult run_mergekit(const fs::path& cfg_path, const fs::path& out, const Me
     // TIES / DARE / DELLA / breadcrumbs: tensor by tensor, as mergekit's
     // GTATask: δ_j = x_j ⊖ base, sparsified, merged (sparsify.h), base ⊕ m.
     if (gta) {
-      for (size_t i = 0; i < specs.size(); ++i) {
+      for_each_item(numel, [&](size_t i) {  // tensors in parallel
         const std::string& name = specs[i].name;
         const TensorView& bv = jobs[i].bv;
         const uint64_t n = numel[i];
@@ -275,7 +275,7 @@ ApplyResult run_mergekit(const fs::path& cfg_path, const fs::path& out, const Me
           w.write(i, lo * osz, ob.data(), (hi - lo) * osz);
           prog.add((hi - lo) * dtype_size(bv.dtype()) * (srcs.size() + 1));
         });
-      }
+      });
     }
     if (!gta)
       for_all_tiles(numel, [&](size_t i, uint64_t lo, uint64_t hi) {

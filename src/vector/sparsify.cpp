@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -489,47 +490,101 @@ SparsifyResult sparsify(const fs::path& in, const fs::path& out, const SparsifyO
   const auto& names = R.names();
   uint64_t total = 0;
   for (const auto& n : names) total += R.numel(n);
-  Progress prog("sparsify", 2 * total, Progress::Unit::kItems, "values");
 
-  // The sparsified tensor `i` in buf (recomputed in pass 2: the writer
-  // needs every tensor's stored size before the first byte).
-  std::vector<float> buf;
-  auto compute = [&](size_t i) {
-    const std::string& n = names[i];
-    const uint64_t numel = R.numel(n);
-    buf.assign(numel, 0.0f);
-    for_tiles(numel, [&](uint64_t lo, uint64_t hi) {
-      R.read_f32(n, lo, hi, buf.data() + lo);
-      R.release(n, lo, hi);
-    });
-    sparsify_tensor(m, opt.params, R.shape(n), opt.seed, sparsify_stream(n, 0), buf.data());
-    prog.add(numel);
+  // Pass 1, one tensor per worker (selection and ranking are sequential
+  // within a tensor, so tensors in parallel keep every core busy; memory:
+  // one tensor per worker): sparsify, then append the tensor's stored form
+  // (index/value lists or dense f32) to a payload file beside the output.
+  // The safetensors header needs every stored size before the first byte,
+  // and copying the payload is far cheaper than sparsifying twice.
+  struct Piece {
+    uint64_t offset = 0, idx_bytes = 0, val_bytes = 0, nnz = 0;
+    bool sparse = false, wide = false;
   };
-  auto count_nnz = [&](uint64_t numel) {
-    std::atomic<uint64_t> nnz{0};
-    for_tiles(numel, [&](uint64_t lo, uint64_t hi) {
-      uint64_t c = 0;
-      for (uint64_t k = lo; k < hi; ++k) c += !is_plus_zero(buf[k]);
-      nnz += c;
-    });
-    return nnz.load();
-  };
+  std::vector<Piece> pieces(names.size());
+  AtomicOutput output(out, AtomicOutput::Kind::kFile, opt.force);
+  const fs::path payload_path = output.path().string() + ".payload";
+  struct Remove {
+    fs::path p;
+    ~Remove() {
+      std::error_code ec;
+      fs::remove(p, ec);
+    }
+  } remove_payload{payload_path};
+  FileWriter payload(payload_path);
+  std::mutex mu;  // payload appends
+  std::vector<size_t> order(names.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),  // largest first: balanced workers
+                   [&](size_t a, size_t b) { return R.numel(names[a]) > R.numel(names[b]); });
+  Progress prog("sparsify", total, Progress::Unit::kItems, "values");
+  std::atomic<size_t> next{0};
+  parallel_for(static_cast<size_t>(num_threads()), 1, [&](size_t, size_t) {
+    std::vector<float> buf;
+    std::vector<uint8_t> bytes;
+    for (size_t t; (t = next.fetch_add(1)) < order.size();) {
+      try {
+        check_interrupted();
+        const size_t i = order[t];
+        const std::string& n = names[i];
+        const uint64_t numel = R.numel(n);
+        buf.resize(numel);
+        R.read_f32(n, 0, numel, buf.data());
+        R.release(n, 0, numel);
+        sparsify_tensor(m, opt.params, R.shape(n), opt.seed, sparsify_stream(n, 0), buf.data());
+        Piece& pc = pieces[i];
+        for (uint64_t k = 0; k < numel; ++k) pc.nnz += !is_plus_zero(buf[k]);
+        pc.wide = numel > (1ull << 32);
+        const uint64_t isz = pc.wide ? 8 : 4;
+        pc.sparse = opt.format == SparseFormat::kSparse ||
+                    (opt.format == SparseFormat::kAuto && pc.nnz * (isz + 4) < numel * 4);
+        if (pc.sparse) {
+          pc.idx_bytes = pc.nnz * isz;
+          pc.val_bytes = pc.nnz * 4;
+          bytes.resize(pc.idx_bytes + pc.val_bytes);
+          uint8_t* ip = bytes.data();
+          uint8_t* vp = bytes.data() + pc.idx_bytes;
+          for (uint64_t k = 0; k < numel; ++k) {
+            if (is_plus_zero(buf[k])) continue;
+            if (pc.wide) {
+              const auto q = static_cast<int64_t>(k);
+              std::memcpy(ip, &q, 8);
+            } else {
+              const auto u = static_cast<uint32_t>(k);
+              std::memcpy(ip, &u, 4);
+            }
+            ip += isz;
+            std::memcpy(vp, &buf[k], 4);
+            vp += 4;
+          }
+        } else {
+          pc.val_bytes = numel * 4;
+          bytes.resize(pc.val_bytes);
+          if (numel) std::memcpy(bytes.data(), buf.data(), numel * 4);
+        }
+        {
+          std::lock_guard<std::mutex> lock(mu);
+          pc.offset = payload.offset();
+          payload.write(bytes.data(), bytes.size());
+        }
+        prog.add(numel);
+      } catch (...) {
+        next.store(order.size());  // the others stop at their next tensor
+        throw;
+      }
+    }
+  });
+  payload.close();
+  prog.finish();
 
-  std::vector<uint64_t> nnz(names.size());
-  std::vector<bool> as_sparse(names.size());
   std::vector<TensorSpec> specs;
   json sp = json::object();
   for (size_t i = 0; i < names.size(); ++i) {
-    compute(i);
+    const Piece& pc = pieces[i];
     const uint64_t numel = R.numel(names[i]);
-    nnz[i] = count_nnz(numel);
-    const bool wide = numel > (1ull << 32);
-    const uint64_t sparse_bytes = nnz[i] * ((wide ? 8 : 4) + 4);
-    as_sparse[i] = opt.format == SparseFormat::kSparse ||
-                   (opt.format == SparseFormat::kAuto && sparse_bytes < numel * 4);
-    if (as_sparse[i]) {
-      const auto len = static_cast<int64_t>(nnz[i]);
-      specs.push_back({names[i] + kIdxSuffix, wide ? DType::I64 : DType::U32, {len}});
+    if (pc.sparse) {
+      const auto len = static_cast<int64_t>(pc.nnz);
+      specs.push_back({names[i] + kIdxSuffix, pc.wide ? DType::I64 : DType::U32, {len}});
       specs.push_back({names[i] + kValSuffix, DType::F32, {len}});
       sp[names[i]] = R.shape(names[i]);
       ++r.sparse_tensors;
@@ -537,7 +592,7 @@ SparsifyResult sparsify(const fs::path& in, const fs::path& out, const SparsifyO
       specs.push_back({names[i], DType::F32, R.shape(names[i])});
     }
     r.elements += numel;
-    r.kept += nnz[i];
+    r.kept += pc.nnz;
     r.dense_bytes += numel * 4;
   }
   r.tensors = names.size();
@@ -559,7 +614,7 @@ SparsifyResult sparsify(const fs::path& in, const fs::path& out, const SparsifyO
     meta["reasonvec.kind"] = "sparse-vector";
   }
 
-  AtomicOutput output(out, AtomicOutput::Kind::kFile, opt.force);
+  // Pass 2: the payload, copied into place.
   SafetensorsWriter::Options wo;
   wo.shard_size = ~0ull;
   wo.metadata = meta;
@@ -567,39 +622,22 @@ SparsifyResult sparsify(const fs::path& in, const fs::path& out, const SparsifyO
   fs::path dir = output.path().parent_path();
   if (dir.empty()) dir = ".";
   SafetensorsWriter w(dir, specs, wo);
-  size_t spec = 0;
-  for (size_t i = 0; i < names.size(); ++i) {
-    compute(i);
-    const uint64_t numel = R.numel(names[i]);
-    if (!as_sparse[i]) {
-      if (numel) w.write(spec, 0, buf.data(), numel * 4);
-      ++spec;
-      continue;
-    }
-    const bool wide = numel > (1ull << 32);
-    std::vector<uint8_t> idx(nnz[i] * (wide ? 8 : 4));
-    std::vector<float> val(nnz[i]);
-    uint64_t j = 0;
-    for (uint64_t k = 0; k < numel; ++k) {
-      if (is_plus_zero(buf[k])) continue;
-      if (j == nnz[i])
-        throw Error(in.string(), "sparsify: non-deterministic result for '" + names[i] + "'");
-      if (wide) {
-        const auto q = static_cast<int64_t>(k);
-        std::memcpy(idx.data() + 8 * j, &q, 8);
+  {
+    MappedFile pm(payload_path);
+    size_t spec = 0;
+    for (size_t i = 0; i < names.size(); ++i) {
+      const Piece& pc = pieces[i];
+      const uint8_t* base = pm.data() + pc.offset;
+      if (pc.sparse) {
+        if (pc.idx_bytes) w.write(spec, 0, base, pc.idx_bytes);
+        if (pc.val_bytes) w.write(spec + 1, 0, base + pc.idx_bytes, pc.val_bytes);
+        spec += 2;
       } else {
-        const auto u = static_cast<uint32_t>(k);
-        std::memcpy(idx.data() + 4 * j, &u, 4);
+        if (pc.val_bytes) w.write(spec, 0, base, pc.val_bytes);
+        ++spec;
       }
-      val[j++] = buf[k];
     }
-    if (j != nnz[i])
-      throw Error(in.string(), "sparsify: non-deterministic result for '" + names[i] + "'");
-    if (!idx.empty()) w.write(spec, 0, idx.data(), idx.size());
-    if (!val.empty()) w.write(spec + 1, 0, val.data(), val.size() * 4);
-    spec += 2;
   }
-  prog.finish();
   w.finish();
   r.bytes_written = fs::file_size(output.path());
   output.commit();
