@@ -113,6 +113,8 @@ void add_apply_command(CLI::App& app) {
       if (!p->model.empty() || !p->vectors.empty())
         throw CLI::ValidationError("--mergekit-config",
                                    "takes the models from the config: drop --model/--vector");
+      if (p->o.method != "linear")
+        throw CLI::ValidationError("--method", "a mergekit config names its own merge_method");
       vec::MergekitOptions mo{p->o.force, parse_size(p->shard), command_line(), p->o.seed};
       auto r = vec::run_mergekit(p->mergekit, p->out, mo, logger());
       printf("wrote %s: %zu tensors, %s in %zu file(s)\n", p->out.c_str(), r.tensors_changed,

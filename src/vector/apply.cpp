@@ -387,7 +387,13 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     const size_t i = merged[item];
     const Planned& p = plan[i];
     const uint64_t n = numel[i];
-    std::vector<std::vector<float>> deltas(p.adds.size());
+    // Per-thread buffers, reused across tensors (fresh ones cost page faults).
+    // References, so that lambdas below name this thread's buffers.
+    thread_local std::vector<std::vector<float>> tl_deltas;
+    thread_local std::vector<float> tl_delta;
+    std::vector<std::vector<float>>& deltas = tl_deltas;
+    std::vector<float>& delta = tl_delta;
+    if (deltas.size() < p.adds.size()) deltas.resize(p.adds.size());
     std::vector<const float*> ptrs;
     std::vector<uint64_t> limits;
     std::vector<float> weights;
@@ -406,12 +412,11 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
       limits.push_back(std::min<uint64_t>(n, static_cast<uint64_t>(a.rows) * jobs[i].row));
       weights.push_back(static_cast<float>(terms[a.term].alpha));
     }
-    std::vector<float> delta(n);
+    delta.resize(n);
     merge_deltas(
         DType::F32, method->consensus, opt.normalize,
         method->uses_lambda ? std::optional<float>(static_cast<float>(opt.lambda)) : std::nullopt,
         ptrs, limits, weights, n, delta.data());
-    deltas.clear();
     const TensorView& tv = jobs[i].tv;
     const size_t osz = dtype_size(p.dtype), tsz = dtype_size(tv.dtype());
     std::atomic<uint64_t> bad_all{0};

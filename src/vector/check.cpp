@@ -100,11 +100,18 @@ CheckResult check(const fs::path& target_p, const fs::path& vector_p, const Chec
   if (T.has(kLmHead) && !V.has(kLmHead) && V.has(kEmbed))
     r.notes.push_back("vector comes from tied models: its embed_tokens delta will also be applied to "
                       "the target's lm_head");
+  // Target weights the vector leaves alone: apply refuses those without --partial.
   size_t untouched = 0;
-  for (const auto& n : T.names())
-    if (!V.has(n)) ++untouched;
+  std::string first;
+  for (const auto& n : T.names()) {
+    const bool weight = n.size() > 7 && (n.compare(n.size() - 7, 7, ".weight") == 0 ||
+                                         n.compare(n.size() - 5, 5, ".bias") == 0);
+    const bool via_embed = n == kLmHead && V.has(kEmbed);  // tied-model vector
+    if (weight && !V.has(n) && !via_embed && is_float_dtype(T.view(n).dtype()) && !untouched++) first = n;
+  }
   if (untouched)
-    r.notes.push_back(std::to_string(untouched) + " target tensor(s) are not in the vector and stay unchanged");
+    r.warnings.push_back(std::to_string(untouched) + " target weight(s) are not in the vector (e.g. '" +
+                         first + "'); apply refuses it unless --partial, which leaves them unchanged");
 
   if (!opt.base.empty()) {
     TensorSet S(opt.base);

@@ -96,11 +96,13 @@ Cut cut_at(std::vector<uint32_t>& keys, uint64_t r) {
 // Zeroes every entry of x whose ascending (|x|, index) rank is outside
 // [lo, hi), and, with rescale, scales the rest by Σ|x| / Σ|kept|.
 void keep_rank_range(float* x, uint64_t n, uint64_t lo, uint64_t hi, bool rescale) {
-  std::vector<uint32_t> keys(n);
+  // Reused per thread: a fresh multi-MB allocation per tensor costs more in
+  // page faults than the selection itself.
+  thread_local std::vector<uint32_t> keys;
+  keys.resize(n);
   for (uint64_t i = 0; i < n; ++i) keys[i] = mag_key(x[i]);
   const Cut a = cut_at(keys, lo);
   const Cut b = cut_at(keys, hi);
-  std::vector<uint32_t>().swap(keys);
   uint64_t seen_a = 0, seen_b = 0;  // earlier elements with key a.key / b.key
   double before = 0, after = 0;
   for (uint64_t i = 0; i < n; ++i) {
@@ -252,6 +254,17 @@ void merge_deltas(DType D, bool consensus, bool normalize, std::optional<float> 
                   const std::vector<const float*>& deltas, const std::vector<uint64_t>& limits,
                   const std::vector<float>& weights, uint64_t n, float* out) {
   const size_t k = deltas.size();
+  // One f32 delta, nothing to divide or scale: every path below reduces to
+  // 0 + w·δ (a zero term is left out, giving +0 all the same).
+  if (k == 1 && D == DType::F32 && !normalize && !lambda) {
+    const float w = weights[0];
+    const float* d = deltas[0];
+    const uint64_t lim = std::min(n, limits[0]);
+    for_tiles(n, [&](uint64_t lo, uint64_t hi) {
+      for (uint64_t i = lo; i < hi; ++i) out[i] = i < lim ? 0.0f + d[i] * w : 0.0f;
+    });
+    return;
+  }
   // Without consensus the divisor is the same for every element.
   float wsum = 0;
   for (float w : weights) wsum += w;
