@@ -41,7 +41,9 @@
 //
 // Selection (top-k, quantiles) uses std::nth_element on a 32-bit copy of
 // |v| per tensor, never a full sort; DELLA sorts within each row because it
-// needs every rank. Memory: O(one tensor) per tensor being processed.
+// needs every rank. Tensors are processed in parallel, one per worker, so
+// memory is O(largest tensor) per worker (times the number of vectors when
+// merging several).
 //
 // Merging several sparsified deltas δ_j with weights w_j (GTA):
 //   consensus (ties, dare_ties, della, breadcrumbs_ties): majority sign of
@@ -187,7 +189,7 @@ enum class SparseFormat { kAuto, kDense, kSparse };
 struct SparsifyOptions {
   // dare | ties | magnitude | della | breadcrumbs (ties ≡ magnitude for one vector).
   std::string method = "magnitude";
-  SparsifyParams params;  // rescale: use method_default_rescale() unless overridden
+  SparsifyParams params;  // rescale: the CLI uses sparsify_default_rescale(method)
   uint64_t seed = 0;
   SparseFormat format = SparseFormat::kAuto;  // auto: sparse where it is smaller
   bool force = false;
@@ -205,9 +207,10 @@ struct SparsifyResult {
 };
 
 // Writes the sparsified `vector` (any vector file, dense or sparse) to the
-// .safetensors file `out`, atomically. Validates the method and parameters
-// before reading any tensor. Metadata: the input's plus reasonvec.sparsify
-// (JSON of the method and parameters) and reasonvec.sparsified_from.
+// .safetensors file `out`, atomically (stored forms are staged in a
+// temporary "<out temp>.payload" beside it, removed in every case). Validates the method and
+// parameters before reading any tensor. Metadata: the input's plus reasonvec.sparsify (JSON of the
+// method and parameters) and reasonvec.sparsified_from.
 SparsifyResult sparsify(const std::filesystem::path& vector, const std::filesystem::path& out,
                         const SparsifyOptions& opt, const Log& log);
 

@@ -521,6 +521,30 @@ TEST(ApplyMethod, TiesOnOneVectorIsTrimmedVectorTimesAlpha) {
   }
 }
 
+TEST(ApplyMethod, DellaLinearScalesByLambda) {
+  Models m = make_models();
+  rv::vec::ApplyOptions o;
+  o.method = "della_linear";
+  o.density = 0.4;
+  o.epsilon = 0.1;
+  o.lambda = 0.5;
+  o.seed = 2;
+  rv::vec::apply(m.sft, {{m.v, 1.5}}, m.dir + "/out", o, quiet());
+  CheckedFile t = rvtest::read_model_checked(m.sft), v = rvtest::read_model_checked(m.v),
+              out = rvtest::read_model_checked(m.dir + "/out");
+  for (auto& [name, tv] : out.tensors) {
+    const auto& shape = v.tensors[name].shape;
+    const size_t rows = shape.size() == 2 ? size_t(shape[0]) : 1;
+    const size_t cols = shape.size() == 2 ? size_t(shape[1]) : size_t(shape[0]);
+    auto x = t.tensors[name].as_f32();
+    auto d =
+        ref_della(v.tensors[name].as_f32(), rows, cols, 0.4, 0.1, true, 2, ref_stream(name, 0));
+    auto got = tv.as_f32();
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(bits(got[i]), bits(x[i] + (0.0f + d[i] * 1.5f) * 0.5f)) << name << i;
+  }
+}
+
 TEST(ApplyMethod, TwoVectorsDareTiesAgainstReference) {
   Models m = make_models();
   rv::vec::ApplyOptions o;
