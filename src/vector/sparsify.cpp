@@ -179,6 +179,31 @@ std::string fmt_num(double v) {
   return b;
 }
 
+// Entry i of a sparse tensor's index list.
+inline uint64_t sparse_index(const TensorView& idx, uint64_t i) {
+  if (idx.dtype() == DType::U32) {
+    uint32_t u;
+    std::memcpy(&u, idx.data + 4 * i, 4);
+    return u;
+  }
+  int64_t q;
+  std::memcpy(&q, idx.data + 8 * i, 8);
+  return static_cast<uint64_t>(q);
+}
+
+// Position of the first stored index ≥ at, in an ascending list of nnz.
+uint64_t sparse_lower_bound(const TensorView& idx, uint64_t nnz, uint64_t at) {
+  uint64_t a = 0, b = nnz;
+  while (a < b) {
+    const uint64_t m = a + (b - a) / 2;
+    if (sparse_index(idx, m) < at)
+      a = m + 1;
+    else
+      b = m;
+  }
+  return a;
+}
+
 }  // namespace
 
 const MergeMethod* find_merge_method(std::string_view name) {
@@ -371,6 +396,7 @@ VectorReader::VectorReader(const fs::path& path) : set_(std::make_unique<TensorS
                                std::to_string(i) + " is out of range or not ascending");
       prev = v;
     }
+    detail::release(*set_, s.idx, 0, s.nnz);  // validated: no need to keep it resident
     inf.sparse = static_cast<int>(sparse_.size());
     sparse_.push_back(s);
     info_[name] = inf;
@@ -426,7 +452,18 @@ std::optional<TensorView> VectorReader::dense_view(const std::string& name) cons
 }
 
 void VectorReader::release(const std::string& name, uint64_t lo, uint64_t hi) const {
-  if (auto v = dense_view(name)) detail::release(*set_, *v, lo, hi);
+  const Info& inf = info(name);
+  if (inf.sparse < 0) {
+    detail::release(*set_, set_->view(name), lo, hi);
+    return;
+  }
+  // The stored entries of [lo, hi): their index and value pages.
+  const Sparse& s = sparse_[inf.sparse];
+  const uint64_t a = sparse_lower_bound(s.idx, s.nnz, lo), b = sparse_lower_bound(s.idx, s.nnz, hi);
+  if (b > a) {
+    detail::release(*set_, s.idx, a, b);
+    detail::release(*set_, s.val, a, b);
+  }
 }
 
 void VectorReader::read_f32(const std::string& name, uint64_t lo, uint64_t hi, float* out) const {
@@ -445,27 +482,8 @@ void VectorReader::read_f32(const std::string& name, uint64_t lo, uint64_t hi, f
   }
   const Sparse& s = sparse_[inf.sparse];
   std::fill(out, out + (hi - lo), 0.0f);
-  auto index = [&](uint64_t i) -> uint64_t {
-    if (s.idx.dtype() == DType::U32) {
-      uint32_t u;
-      std::memcpy(&u, s.idx.data + 4 * i, 4);
-      return u;
-    }
-    int64_t q;
-    std::memcpy(&q, s.idx.data + 8 * i, 8);
-    return static_cast<uint64_t>(q);
-  };
-  // First stored index ≥ lo.
-  uint64_t a = 0, b = s.nnz;
-  while (a < b) {
-    const uint64_t m = a + (b - a) / 2;
-    if (index(m) < lo)
-      a = m + 1;
-    else
-      b = m;
-  }
-  for (uint64_t i = a; i < s.nnz; ++i) {
-    const uint64_t at = index(i);
+  for (uint64_t i = sparse_lower_bound(s.idx, s.nnz, lo); i < s.nnz; ++i) {
+    const uint64_t at = sparse_index(s.idx, i);
     if (at >= hi) break;
     std::memcpy(out + (at - lo), s.val.data + 4 * i, 4);
   }
