@@ -1,4 +1,4 @@
-// extract / apply / inspect / compare / check: the reasoning-vector commands.
+// extract / apply / sparsify / inspect / compare / check: the reasoning-vector commands.
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -11,6 +11,7 @@
 #include "common/progress.h"
 #include "vector/lowrank.h"
 #include "vector/mergekit.h"
+#include "vector/sparsify.h"
 #include "vector/vector.h"
 
 namespace rv::cli {
@@ -80,6 +81,7 @@ void add_apply_command(CLI::App& app) {
     std::string model, out, dtype = "same", shard = "5GB", vocab = "error", mergekit;
     std::vector<std::string> vectors;
     std::vector<double> alphas;
+    bool no_rescale = false;
     vec::ApplyOptions o;
   };
   auto p = std::make_shared<Opts>();
@@ -89,7 +91,8 @@ void add_apply_command(CLI::App& app) {
   sub->add_option("--mergekit-config", p->mergekit,
                   "Run a mergekit YAML config (linear or task_arithmetic) instead of --model/--vector");
   sub->add_option("--alpha", p->alphas,
-                  "Scale of the matching --vector (repeatable, in the same order; default 1; negative subtracts)");
+                  "Scale of the matching --vector (repeatable, in the same order; default 1; "
+                  "negative subtracts)");
   sub->add_option("-o,--output", p->out, "Output model directory")->required();
   sub->add_option("--dtype", p->dtype, "Output dtype: same (the target's), bf16, f16 or f32")->capture_default_str();
   sub->add_option("--shard-size", p->shard, "Maximum shard size (Hugging Face style)")->capture_default_str();
@@ -101,11 +104,38 @@ void add_apply_command(CLI::App& app) {
   sub->add_flag("--strict", p->o.strict, "Error if the vector has tensors the target lacks");
   sub->add_flag("--fail-on-nonfinite", p->o.fail_on_nonfinite, "Error on NaN/Inf in the result");
   sub->add_flag("--force", p->o.force, "Overwrite the output directory if it exists");
+  sub->add_flag(
+      "--partial", p->o.partial,
+      "Apply a vector that covers only part of the target, or whose source config differs "
+      "(the model card lists the tensors left unchanged)");
+  sub->add_option(
+         "--method", p->o.method,
+         "Merge method: linear (theta + sum alpha_i v_i), ties, dare_linear, dare_ties, della, "
+         "della_linear, breadcrumbs, breadcrumbs_ties (mergekit semantics; alphas are the weights)")
+      ->capture_default_str();
+  sub->add_option("--density", p->o.density, "Fraction of each vector tensor kept, in (0, 1]")
+      ->capture_default_str();
+  sub->add_option("--epsilon", p->o.epsilon, "della: keep probabilities span density +- epsilon")
+      ->capture_default_str();
+  sub->add_option("--gamma", p->o.gamma, "breadcrumbs: fraction of the largest entries dropped")
+      ->capture_default_str();
+  sub->add_option("--lambda", p->o.lambda, "della: scale of the merged delta")
+      ->capture_default_str();
+  sub->add_flag("--no-rescale", p->no_rescale,
+                "Do not rescale kept entries (dare/della rescale by default)");
+  sub->add_flag("--normalize", p->o.normalize,
+                "Divide the merged delta by the sum of the (agreeing) alphas");
+  sub->add_option("--seed", p->o.seed, "Seed of the random drops (dare, della)")
+      ->capture_default_str();
   sub->callback([p] {
+    if (p->no_rescale) p->o.rescale = false;
     if (!p->mergekit.empty()) {
       if (!p->model.empty() || !p->vectors.empty())
-        throw CLI::ValidationError("--mergekit-config", "takes the models from the config: drop --model/--vector");
-      vec::MergekitOptions mo{p->o.force, parse_size(p->shard), command_line()};
+        throw CLI::ValidationError("--mergekit-config",
+                                   "takes the models from the config: drop --model/--vector");
+      if (p->o.method != "linear")
+        throw CLI::ValidationError("--method", "a mergekit config names its own merge_method");
+      vec::MergekitOptions mo{p->o.force, parse_size(p->shard), command_line(), p->o.seed};
       auto r = vec::run_mergekit(p->mergekit, p->out, mo, logger());
       printf("wrote %s: %zu tensors, %s in %zu file(s)\n", p->out.c_str(), r.tensors_changed,
              format_bytes(double(r.bytes_written)).c_str(), r.files.size());
@@ -128,6 +158,59 @@ void add_apply_command(CLI::App& app) {
     printf("wrote %s: %zu tensors changed, %zu copied, %s in %zu file(s)\n", p->out.c_str(),
            r.tensors_changed, r.tensors_copied, format_bytes(double(r.bytes_written)).c_str(),
            r.files.size());
+    if (!r.unchanged.empty())
+      printf("--partial: %zu target tensor(s) left unchanged (listed in README.md)\n",
+             r.unchanged.size());
+  });
+}
+
+void add_sparsify_command(CLI::App& app) {
+  struct Opts {
+    std::string in, out, format = "auto";
+    bool no_rescale = false;
+    vec::SparsifyOptions o;
+  };
+  auto p = std::make_shared<Opts>();
+  auto* sub =
+      app.add_subcommand("sparsify",
+                         "Write a sparsified vector (dare, ties/magnitude, della, breadcrumbs), "
+                         "stored compactly");
+  sub->add_option("vector", p->in, "Vector file")->required();
+  sub->add_option("-o,--output", p->out, "Output .safetensors file")->required();
+  sub->add_option("--method", p->o.method, "dare, ties, magnitude, della or breadcrumbs")
+      ->required();
+  sub->add_option("--density", p->o.params.density, "Fraction of entries kept, in (0, 1]")
+      ->required();
+  sub->add_option("--seed", p->o.seed, "Seed of the random drops (dare, della)")
+      ->capture_default_str();
+  sub->add_option("--epsilon", p->o.params.epsilon,
+                  "della: keep probabilities span density +- epsilon")
+      ->capture_default_str();
+  sub->add_option("--gamma", p->o.params.gamma,
+                  "breadcrumbs: fraction of the largest entries dropped")
+      ->capture_default_str();
+  sub->add_flag("--no-rescale", p->no_rescale,
+                "Do not rescale kept entries (dare/della rescale by default)");
+  sub->add_option("--format", p->format,
+                  "auto (sparse where smaller), sparse or dense storage of each tensor")
+      ->check(CLI::IsMember({"auto", "sparse", "dense"}))
+      ->capture_default_str();
+  sub->add_flag("--force", p->o.force, "Overwrite the output if it exists");
+  sub->callback([p] {
+    p->o.params.rescale = !p->no_rescale && vec::sparsify_default_rescale(p->o.method);
+    p->o.format = p->format == "sparse"  ? vec::SparseFormat::kSparse
+                  : p->format == "dense" ? vec::SparseFormat::kDense
+                                         : vec::SparseFormat::kAuto;
+    p->o.command_line = command_line();
+    auto r = vec::sparsify(p->in, p->out, p->o, logger());
+    printf(
+        "wrote %s: %zu tensors (%zu stored sparse), kept %llu of %llu values (%.2f%%), %s "
+        "(dense f32: %s, %.1f%%)\n",
+        p->out.c_str(), r.tensors, r.sparse_tensors, static_cast<unsigned long long>(r.kept),
+        static_cast<unsigned long long>(r.elements),
+        r.elements ? 100.0 * double(r.kept) / double(r.elements) : 0.0,
+        format_bytes(double(r.bytes_written)).c_str(), format_bytes(double(r.dense_bytes)).c_str(),
+        r.dense_bytes ? 100.0 * double(r.bytes_written) / double(r.dense_bytes) : 0.0);
   });
 }
 

@@ -39,6 +39,7 @@ void add_export_gguf_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_extract_command(CLI::App& app);
 void add_apply_command(CLI::App& app);
+void add_sparsify_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_compare_command(CLI::App& app);
 void add_check_command(CLI::App& app);

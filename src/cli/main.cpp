@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   rv::cli::add_synth_command(app);
   rv::cli::add_extract_command(app);
   rv::cli::add_apply_command(app);
+  rv::cli::add_sparsify_command(app);
   rv::cli::add_inspect_command(app);
   rv::cli::add_compare_command(app);
   rv::cli::add_check_command(app);

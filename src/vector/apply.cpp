@@ -1,5 +1,6 @@
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <set>
 
 #include "common/error.h"
@@ -7,6 +8,7 @@
 #include "common/progress.h"
 #include "vector/internal.h"
 #include "vector/kernels.h"
+#include "vector/sparsify.h"
 #include "vector/vector.h"
 
 namespace rv::vec {
@@ -38,8 +40,10 @@ std::string fmt_alpha(double a) {
 }
 
 std::string model_card(const fs::path& target, const std::vector<ApplyTerm>& terms,
-                       const std::vector<std::unique_ptr<TensorSet>>& vecs, const ApplyOptions& opt,
-                       DType out_dtype, const std::vector<std::string>& notes) {
+                       const std::vector<std::unique_ptr<VectorReader>>& vecs,
+                       const ApplyOptions& opt, DType out_dtype,
+                       const std::vector<std::string>& notes,
+                       const std::vector<std::string>& unchanged) {
   std::string s = "---\nbase_model: " + target.filename().string() +
                   "\ntags:\n- reasonvec\n- reasoning-vector\n- merge\n---\n\n";
   s += "# " + target.filename().string() + " + reasoning vector\n\n";
@@ -57,14 +61,86 @@ std::string model_card(const fs::path& target, const std::vector<ApplyTerm>& ter
     s += "| `" + terms[i].vector.string() + "` | " + fmt_alpha(terms[i].alpha) + " | `" +
          get("reasonvec.base") + "` | `" + get("reasonvec.tuned") + "` |\n";
   }
+  if (opt.method != "linear")
+    s += "\nMerge method `" + opt.method +
+         "` (mergekit semantics, see reasonvec's docs/vectors.md): "
+         "density " +
+         fmt_alpha(opt.density) + ", epsilon " + fmt_alpha(opt.epsilon) + ", gamma " +
+         fmt_alpha(opt.gamma) + ", lambda " + fmt_alpha(opt.lambda) + ", seed " +
+         std::to_string(opt.seed) + ", normalize " + (opt.normalize ? "true" : "false") + ".\n";
   s += "\nA positive α adds the reasoning behaviour that GRPO training put into the tuned model; a "
        "negative α removes it.\n";
   if (!notes.empty()) {
     s += "\n## Notes\n\n";
     for (const auto& n : notes) s += "- " + n + "\n";
   }
+  if (!unchanged.empty()) {
+    s += "\n## Tensors left unchanged (--partial)\n\nThe vector(s) do not cover these " +
+         std::to_string(unchanged.size()) + " target tensors; they are the target's own:\n\n";
+    for (const auto& n : unchanged) s += "- `" + n + "`\n";
+  }
   if (!opt.command_line.empty()) s += "\n## Command\n\n```\n" + opt.command_line + "\n```\n";
   return s;
+}
+
+// Refuses (unless opt.partial) a vector whose recorded source config differs
+// from the target's, or that leaves target weights untouched; with partial,
+// records the untouched weights in r.unchanged.
+void check_coverage(const fs::path& target_p, const ModelDir& target,
+                    const std::vector<ApplyTerm>& terms,
+                    const std::vector<std::unique_ptr<VectorReader>>& vecs,
+                    const std::vector<Planned>& plan,
+                    const std::vector<std::set<std::string>>& covered, const ApplyOptions& opt,
+                    ApplyResult& r) {
+  auto is_weight = [](const std::string& n) {
+    auto ends = [&](const char* s) {
+      const size_t l = std::strlen(s);
+      return n.size() >= l && n.compare(n.size() - l, l, s) == 0;
+    };
+    return ends(".weight") || ends(".bias");
+  };
+  const ModelConfig& c = target.config();
+  for (size_t k = 0; k < terms.size(); ++k) {
+    std::vector<std::string> problems;
+    const auto& m = vecs[k]->metadata();
+    auto field = [&](const char* key, const std::string& have, const char* what) {
+      auto it = m.find(key);
+      if (it != m.end() && !it->second.empty() && it->second != have)
+        problems.push_back(std::string(what) + " " + it->second + " in the vector's source, " +
+                           have + " in the target");
+    };
+    field("reasonvec.architecture", c.architecture, "architecture");
+    field("reasonvec.num_hidden_layers", std::to_string(c.num_layers), "num_hidden_layers");
+    field("reasonvec.hidden_size", std::to_string(c.hidden_size), "hidden_size");
+    std::vector<std::string> missing;
+    size_t weights = 0;
+    for (const auto& p : plan) {
+      if (!is_weight(p.name) || !is_float_dtype(target.tensors().view(p.source).dtype())) continue;
+      ++weights;
+      bool hit = covered[k].count(p.name) != 0;
+      for (const auto& a : p.adds) hit = hit || a.term == k;
+      if (!hit) missing.push_back(p.name);
+    }
+    if (!missing.empty()) {
+      std::string l = std::to_string(missing.size()) + " of " + std::to_string(weights) +
+                      " target weights are not in the vector (";
+      for (size_t i = 0; i < missing.size() && i < 6; ++i) l += (i ? ", " : "") + missing[i];
+      if (missing.size() > 6) l += ", ...";
+      problems.push_back(l + ")");
+    }
+    if (problems.empty() || opt.partial) continue;
+    std::string msg = "does not match " + target_p.string() + ": ";
+    for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
+    throw Error(terms[k].vector.string(), msg + " (--partial applies it anyway)");
+  }
+  if (!opt.partial) return;
+  for (const auto& p : plan)
+    if (p.adds.empty() && is_weight(p.name) &&
+        is_float_dtype(target.tensors().view(p.source).dtype()))
+      r.unchanged.push_back(p.name);
+  if (!r.unchanged.empty())
+    r.notes.push_back("--partial: " + std::to_string(r.unchanged.size()) +
+                      " target tensor(s) left unchanged (listed below)");
 }
 
 }  // namespace
@@ -73,12 +149,25 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
                   const ApplyOptions& opt, const Log& log) {
   if (terms.empty()) throw Error("apply: at least one --vector is required");
   if (opt.dtype && !is_float_dtype(*opt.dtype)) throw Error("--dtype must be f32, bf16 or f16");
+  // Method and parameters first: a typo costs nothing.
+  const MergeMethod* method = find_merge_method(opt.method);
+  if (!method || opt.method == "task_arithmetic")
+    throw Error("--method",
+                "unknown merge method '" + opt.method + "' (" + merge_method_names() + ")");
+  const SparsifyParams sparams{opt.density, opt.epsilon, opt.gamma,
+                               opt.rescale.value_or(method->default_rescale)};
+  validate_sparsify(method->sparsification, sparams, "--method " + opt.method);
+  if (!std::isfinite(opt.lambda)) throw Error("--lambda", "must be a finite number");
+  // The linear path stays the exact arithmetic it always was.
+  const bool merging = method->sparsification != Sparsification::kNone || opt.normalize;
+  if (method->sparsification == Sparsification::kNone && opt.density != 1.0)
+    log("warning: --density has no effect with --method linear");
   ModelDir target(target_p);
   const TensorSet& T = target.tensors();
-  std::vector<std::unique_ptr<TensorSet>> vecs;
+  std::vector<std::unique_ptr<VectorReader>> vecs;
   for (const auto& t : terms) {
     if (!std::isfinite(t.alpha)) throw Error(t.vector.string(), "alpha must be a finite number");
-    vecs.push_back(std::make_unique<TensorSet>(t.vector));
+    vecs.push_back(std::make_unique<VectorReader>(t.vector));
   }
   ApplyResult r;
   auto note = [&](const std::string& m) {
@@ -88,6 +177,8 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
 
   const bool target_tied = !T.has(kLmHead) && T.has(kEmbed);
   std::vector<std::set<std::string>> used(terms.size());
+  // Target tensors each term acts on, or leaves alone by policy (vocab skip).
+  std::vector<std::set<std::string>> covered(terms.size());
   std::vector<Planned> plan;
   for (const auto& name : T.names()) {
     const TensorView tv = T.view(name);
@@ -98,7 +189,7 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     }
     if (opt.dtype) p.dtype = *opt.dtype;
     for (size_t k = 0; k < terms.size(); ++k) {
-      const TensorSet& V = *vecs[k];
+      const VectorReader& V = *vecs[k];
       std::string vname = name;
       if (!V.has(name)) {
         // A vector from tied models carries the shared matrix as embed_tokens
@@ -112,20 +203,21 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
         }
       }
       used[k].insert(vname);
-      const TensorView vv = V.view(vname);
-      if (!is_float_dtype(vv.dtype()))
+      covered[k].insert(name);
+      if (!is_float_dtype(V.dtype(vname)))
         throw Error(terms[k].vector.string(), "tensor '" + vname + "' has non-float dtype " +
-                                                  std::string(dtype_name(vv.dtype())));
+                                                  std::string(dtype_name(V.dtype(vname))));
+      const std::vector<int64_t>& vshape = V.shape(vname);
       int64_t rows = tv.shape().empty() ? 1 : tv.shape()[0];
-      if (vv.shape() != tv.shape()) {
-        bool rows_only = is_vocab_tensor(name) && vv.shape().size() == tv.shape().size() &&
-                         vv.shape().size() >= 1 &&
-                         std::equal(vv.shape().begin() + 1, vv.shape().end(), tv.shape().begin() + 1);
+      if (vshape != tv.shape()) {
+        bool rows_only = is_vocab_tensor(name) && vshape.size() == tv.shape().size() &&
+                         vshape.size() >= 1 &&
+                         std::equal(vshape.begin() + 1, vshape.end(), tv.shape().begin() + 1);
         if (!rows_only)
           throw Error(terms[k].vector.string(), "tensor '" + vname + "' has shape " +
-                                                    shape_str(vv.shape()) + " but the target's is " +
+                                                    shape_str(vshape) + " but the target's is " +
                                                     shape_str(tv.shape()));
-        const std::string sizes = "vector has " + std::to_string(vv.shape()[0]) +
+        const std::string sizes = "vector has " + std::to_string(vshape[0]) +
                                   " vocabulary rows, target " + target_p.string() + " has " +
                                   std::to_string(tv.shape()[0]);
         if (opt.vocab_mismatch == VocabMismatch::kError)
@@ -135,7 +227,7 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
           note(name + " left unchanged: " + sizes + " (--vocab-mismatch skip)");
           continue;
         }
-        rows = std::min(vv.shape()[0], tv.shape()[0]);
+        rows = std::min(vshape[0], tv.shape()[0]);
         note(name + ": applied to the first " + std::to_string(rows) + " rows only: " + sizes +
              " (--vocab-mismatch overlap)");
       }
@@ -146,14 +238,15 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
 
   bool untied_now = false;
   for (size_t k = 0; k < terms.size(); ++k) {
-    const TensorSet& V = *vecs[k];
+    const VectorReader& V = *vecs[k];
     if (target_tied && V.has(kLmHead)) {
       used[k].insert(kLmHead);
       if (opt.untie) {
-        const TensorView ev = T.view(kEmbed), lv = V.view(kLmHead);
-        if (lv.shape() != ev.shape())
+        const TensorView ev = T.view(kEmbed);
+        const std::vector<int64_t>& lshape = V.shape(kLmHead);
+        if (lshape != ev.shape())
           throw Error(terms[k].vector.string(), std::string("tensor '") + kLmHead + "' has shape " +
-                                                    shape_str(lv.shape()) + " but the target's tied " +
+                                                    shape_str(lshape) + " but the target's tied " +
                                                     kEmbed + " is " + shape_str(ev.shape()));
         if (!untied_now) {
           Planned p{kLmHead, kEmbed, opt.dtype ? *opt.dtype : ev.dtype(), {}};
@@ -164,9 +257,11 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
           untied_now = true;
         }
         for (auto& q : plan)
-          if (q.name == kLmHead) q.adds.push_back({k, kLmHead, lv.shape()[0]});
-        note("target ties embeddings; --untie: wrote a separate lm_head.weight = embed_tokens + α·Δlm_head "
-             "and set tie_word_embeddings to false");
+          if (q.name == kLmHead) q.adds.push_back({k, kLmHead, lshape[0]});
+        note(
+            "target ties embeddings; --untie: wrote a separate lm_head.weight = embed_tokens + "
+            "α·Δlm_head "
+            "and set tie_word_embeddings to false");
       } else {
         note("target ties embeddings, so the vector's lm_head.weight delta is not applied (the "
              "shared matrix gets only the embed_tokens delta; --untie writes a separate lm_head)");
@@ -182,6 +277,8 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
       note(m + "; skipped");
     }
   }
+
+  check_coverage(target_p, target, terms, vecs, plan, covered, opt, r);
 
   std::vector<TensorSpec> specs;
   for (const auto& p : plan) specs.push_back({p.name, p.dtype, T.view(p.source).shape()});
@@ -212,8 +309,8 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
   // whether it is copied unchanged.
   struct Job {
     TensorView tv;
-    std::vector<TensorView> vviews;
-    uint64_t row = 1;  // elements per first-dimension row
+    std::vector<std::optional<TensorView>> vviews;  // nullopt: a sparse vector tensor
+    uint64_t row = 1;                               // elements per first-dimension row
     bool copy = false;
   };
   std::vector<Job> jobs;
@@ -221,7 +318,7 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
   for (const Planned& p : plan) {
     Job j{T.view(p.source), {}, 1, false};
     j.copy = !is_float_dtype(j.tv.dtype()) || (p.adds.empty() && p.dtype == j.tv.dtype());
-    for (const auto& a : p.adds) j.vviews.push_back(vecs[a.term]->view(a.tensor));
+    for (const auto& a : p.adds) j.vviews.push_back(vecs[a.term]->dense_view(a.tensor));
     if (!j.tv.shape().empty()) j.row = j.tv.numel() / std::max<int64_t>(1, j.tv.shape()[0]);
     ++(j.copy ? r.tensors_copied : r.tensors_changed);
     numel.push_back(j.tv.numel());
@@ -233,6 +330,7 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     const TensorView& tv = job.tv;
     const size_t osz = dtype_size(p.dtype), tsz = dtype_size(tv.dtype());
     const size_t n = hi - lo;
+    if (merging && !job.copy && !p.adds.empty()) return;  // merged tensor by tensor below
     if (job.copy) {
       w.write(i, lo * tsz, tv.data + lo * tsz, n * tsz);
       release(T, tv, lo, hi);
@@ -245,10 +343,10 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     uint64_t bad = 0;
     // One vector over the whole tile (the usual case) fuses into one pass.
     const bool one =
-        p.adds.size() == 1 && static_cast<uint64_t>(p.adds[0].rows) * row >= hi &&
+        p.adds.size() == 1 && vviews[0] && static_cast<uint64_t>(p.adds[0].rows) * row >= hi &&
         fused_axpy(tv.dtype(), tv.data + lo * tsz, static_cast<float>(terms[p.adds[0].term].alpha),
-                   vviews[0].dtype(), vviews[0].data + lo * dtype_size(vviews[0].dtype()), p.dtype,
-                   ob, n, &bad);
+                   vviews[0]->dtype(), vviews[0]->data + lo * dtype_size(vviews[0]->dtype()),
+                   p.dtype, ob, n, &bad);
     if (!one)
       for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* v) {
         load_f32(tv, c0, c1, acc);
@@ -257,7 +355,7 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
           const uint64_t lim = std::min<uint64_t>(c1, static_cast<uint64_t>(p.adds[j].rows) * row);
           if (lim <= c0) continue;
           const float alpha = static_cast<float>(terms[p.adds[j].term].alpha);
-          load_f32(vviews[j], c0, lim, v);
+          vecs[p.adds[j].term]->read_f32(p.adds[j].tensor, c0, lim, v);
           const size_t m = lim - c0;
           for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + alpha * v[k];
         }
@@ -268,11 +366,76 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     if (bad) nonfinite += bad;
     for (size_t j = 0; j < p.adds.size(); ++j) {
       const uint64_t lim = std::min<uint64_t>(hi, static_cast<uint64_t>(p.adds[j].rows) * row);
-      if (lim > lo) release(*vecs[p.adds[j].term], vviews[j], lo, lim);
+      if (lim > lo) vecs[p.adds[j].term]->release(p.adds[j].tensor, lo, lim);
     }
     w.write(i, lo * osz, ob, n * osz);
     release(T, tv, lo, hi);
     prog.add(n * (tsz + osz));
+  });
+  // Merge methods need whole tensors (top-k, ranks, sign election): one
+  // tensor at a time, each vector's share sparsified, merged, then added.
+  std::vector<size_t> merged;  // plan indices of the tensors merged here
+  std::vector<uint64_t> merged_size;
+  if (merging)
+    for (size_t i = 0; i < plan.size(); ++i)
+      if (!jobs[i].copy && !plan[i].adds.empty()) {
+        merged.push_back(i);
+        merged_size.push_back(numel[i]);
+      }
+  // Tensors in parallel (memory: per worker, its tensor once per vector).
+  for_each_item(merged_size, [&](size_t item) {
+    const size_t i = merged[item];
+    const Planned& p = plan[i];
+    const uint64_t n = numel[i];
+    // Per-thread buffers, reused across tensors (fresh ones cost page faults).
+    // References, so that lambdas below name this thread's buffers.
+    thread_local std::vector<std::vector<float>> tl_deltas;
+    thread_local std::vector<float> tl_delta;
+    std::vector<std::vector<float>>& deltas = tl_deltas;
+    std::vector<float>& delta = tl_delta;
+    if (deltas.size() < p.adds.size()) deltas.resize(p.adds.size());
+    std::vector<const float*> ptrs;
+    std::vector<uint64_t> limits;
+    std::vector<float> weights;
+    for (size_t j = 0; j < p.adds.size(); ++j) {
+      const Addend& a = p.adds[j];
+      const VectorReader& V = *vecs[a.term];
+      const uint64_t vn = V.numel(a.tensor);
+      deltas[j].resize(vn);
+      for_tiles(vn, [&](uint64_t lo, uint64_t hi) {
+        V.read_f32(a.tensor, lo, hi, deltas[j].data() + lo);
+        V.release(a.tensor, lo, hi);
+      });
+      sparsify_tensor(method->sparsification, sparams, V.shape(a.tensor), opt.seed,
+                      sparsify_stream(a.tensor, a.term), deltas[j].data());
+      ptrs.push_back(deltas[j].data());
+      limits.push_back(std::min<uint64_t>(n, static_cast<uint64_t>(a.rows) * jobs[i].row));
+      weights.push_back(static_cast<float>(terms[a.term].alpha));
+    }
+    delta.resize(n);
+    merge_deltas(
+        DType::F32, method->consensus, opt.normalize,
+        method->uses_lambda ? std::optional<float>(static_cast<float>(opt.lambda)) : std::nullopt,
+        ptrs, limits, weights, n, delta.data());
+    const TensorView& tv = jobs[i].tv;
+    const size_t osz = dtype_size(p.dtype), tsz = dtype_size(tv.dtype());
+    std::atomic<uint64_t> bad_all{0};
+    for_tiles(n, [&](uint64_t lo, uint64_t hi) {
+      uint8_t* ob = scratch_bytes((hi - lo) * osz).data();
+      uint64_t bad = 0;
+      for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float*) {
+        load_f32(tv, c0, c1, acc);
+        const size_t m = c1 - c0;
+        for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + delta[c0 + k];
+        bad += count_nonfinite(acc, m);
+        from_f32(p.dtype, acc, ob + (c0 - lo) * osz, m);
+      });
+      if (bad) bad_all += bad;
+      w.write(i, lo * osz, ob, (hi - lo) * osz);
+      release(T, tv, lo, hi);
+      prog.add((hi - lo) * (tsz + osz));
+    });
+    nonfinite += bad_all.load();
   });
   prog.finish();
   r.nonfinite = nonfinite.load();
@@ -298,7 +461,8 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     cfg_text = cfg.dump(2) + "\n";
   }
   write_file(dir / "config.json", cfg_text);
-  write_file(dir / "README.md", model_card(target_p, terms, vecs, opt, out_dtype, r.notes));
+  write_file(dir / "README.md",
+             model_card(target_p, terms, vecs, opt, out_dtype, r.notes, r.unchanged));
   r.files = w.files();
   r.bytes_written = w.total_bytes();
   output.commit();

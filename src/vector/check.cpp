@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "vector/internal.h"
+#include "vector/sparsify.h"
 #include "vector/vector.h"
 
 namespace rv::vec {
@@ -30,7 +31,7 @@ json CheckResult::to_json() const {
 CheckResult check(const fs::path& target_p, const fs::path& vector_p, const CheckOptions& opt) {
   CheckResult r;
   ModelDir target(target_p);
-  TensorSet V(vector_p);
+  VectorReader V(vector_p);  // a sparse file is judged as the dense vector it encodes
   const TensorSet& T = target.tensors();
   const ModelConfig& c = target.config();
   const auto& meta = V.metadata();
@@ -60,9 +61,10 @@ CheckResult check(const fs::path& target_p, const fs::path& vector_p, const Chec
   const bool target_tied = !T.has(kLmHead) && T.has(kEmbed);
   size_t missing = 0;
   for (const auto& n : V.names()) {
-    const TensorView vv = V.view(n);
-    if (!is_float_dtype(vv.dtype())) {
-      r.errors.push_back("tensor '" + n + "': non-float dtype " + std::string(dtype_name(vv.dtype())));
+    const DType vdt = V.dtype(n);
+    const std::vector<int64_t>& vshape = V.shape(n);
+    if (!is_float_dtype(vdt)) {
+      r.errors.push_back("tensor '" + n + "': non-float dtype " + std::string(dtype_name(vdt)));
       continue;
     }
     if (!T.has(n)) {
@@ -80,15 +82,15 @@ CheckResult check(const fs::path& target_p, const fs::path& vector_p, const Chec
                          " is not a float type");
       continue;
     }
-    if (tv.shape() != vv.shape()) {
-      bool rows_only = is_vocab_tensor(n) && tv.shape().size() == vv.shape().size() &&
-                       std::equal(tv.shape().begin() + 1, tv.shape().end(), vv.shape().begin() + 1);
+    if (tv.shape() != vshape) {
+      bool rows_only = is_vocab_tensor(n) && tv.shape().size() == vshape.size() &&
+                       std::equal(tv.shape().begin() + 1, tv.shape().end(), vshape.begin() + 1);
       if (rows_only)
         r.warnings.push_back("tensor '" + n + "': vocabulary rows differ (" +
-                             std::to_string(vv.shape()[0]) + " in vector, " +
+                             std::to_string(vshape[0]) + " in vector, " +
                              std::to_string(tv.shape()[0]) + " in target)");
       else
-        r.errors.push_back("tensor '" + n + "': shape " + shape_str(vv.shape()) + " vs target " +
+        r.errors.push_back("tensor '" + n + "': shape " + shape_str(vshape) + " vs target " +
                            shape_str(tv.shape()));
       continue;
     }
@@ -98,11 +100,18 @@ CheckResult check(const fs::path& target_p, const fs::path& vector_p, const Chec
   if (T.has(kLmHead) && !V.has(kLmHead) && V.has(kEmbed))
     r.notes.push_back("vector comes from tied models: its embed_tokens delta will also be applied to "
                       "the target's lm_head");
+  // Target weights the vector leaves alone: apply refuses those without --partial.
   size_t untouched = 0;
-  for (const auto& n : T.names())
-    if (!V.has(n)) ++untouched;
+  std::string first;
+  for (const auto& n : T.names()) {
+    const bool weight = n.size() > 7 && (n.compare(n.size() - 7, 7, ".weight") == 0 ||
+                                         n.compare(n.size() - 5, 5, ".bias") == 0);
+    const bool via_embed = n == kLmHead && V.has(kEmbed);  // tied-model vector
+    if (weight && !V.has(n) && !via_embed && is_float_dtype(T.view(n).dtype()) && !untouched++) first = n;
+  }
   if (untouched)
-    r.notes.push_back(std::to_string(untouched) + " target tensor(s) are not in the vector and stay unchanged");
+    r.warnings.push_back(std::to_string(untouched) + " target weight(s) are not in the vector (e.g. '" +
+                         first + "'); apply refuses it unless --partial, which leaves them unchanged");
 
   if (!opt.base.empty()) {
     TensorSet S(opt.base);

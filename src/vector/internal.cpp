@@ -44,6 +44,25 @@ void for_all_tiles(const std::vector<uint64_t>& numel,
   });
 }
 
+void for_each_item(const std::vector<uint64_t>& size, const std::function<void(size_t)>& fn) {
+  std::vector<size_t> order(size.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return size[a] > size[b]; });
+  std::atomic<size_t> next{0};
+  parallel_for(static_cast<size_t>(num_threads()), 1, [&](size_t, size_t) {
+    for (size_t t; (t = next.fetch_add(1)) < order.size();) {
+      try {
+        check_interrupted();
+        fn(order[t]);
+      } catch (...) {
+        next.store(order.size());
+        throw;
+      }
+    }
+  });
+}
+
 std::vector<float>& scratch(int slot, size_t n) {
   thread_local std::vector<float> bufs[4];
   auto& v = bufs[slot];

@@ -31,6 +31,13 @@ void for_tiles(uint64_t n, const std::function<void(uint64_t, uint64_t)>& fn);
 void for_all_tiles(const std::vector<uint64_t>& numel,
                    const std::function<void(size_t, uint64_t, uint64_t)>& fn);
 
+// Runs fn(i) for every i in [0, size.size()) on all cores, one item per
+// worker at a time, largest size first (so the big ones do not end up last
+// on one core). For whole-tensor work whose inner steps are sequential
+// (top-k selection, ranks): for_tiles calls inside fn run serially on the
+// worker. The first exception stops the remaining items and is rethrown.
+void for_each_item(const std::vector<uint64_t>& size, const std::function<void(size_t)>& fn);
+
 // Per-thread scratch buffers (reused across tiles and tensors).
 std::vector<float>& scratch(int slot, size_t n);
 std::vector<uint8_t>& scratch_bytes(size_t n);
@@ -48,6 +55,14 @@ void for_chunks(uint64_t b, uint64_t e, Fn&& fn) {
   float* s0 = scratch(0, kChunk).data();
   float* s1 = scratch(1, kChunk).data();
   for (uint64_t c = b; c < e; c += kChunk) fn(c, std::min(e, c + kChunk), s0, s1);
+}
+
+// x rounded to dtype d and widened back (identity for f32): one operation
+// "in d" as PyTorch computes it on CPU (in f32, rounded once).
+inline float round_to(DType d, float x) {
+  if (d == DType::BF16) return bf16_to_f32(f32_to_bf16(x));
+  if (d == DType::F16) return f16_to_f32(f32_to_f16(x));
+  return x;
 }
 
 // Reads elements [b, e) of a float tensor view into f32.

@@ -4,6 +4,7 @@
 #include "common/file.h"
 #include "formats/synth.h"
 #include "vector/internal.h"
+#include "vector/sparsify.h"
 #include "vector/vector.h"
 
 namespace rv::vec {
@@ -11,14 +12,12 @@ namespace rv::vec {
 using namespace detail;
 
 void random_like(const fs::path& v, uint64_t seed, const fs::path& out) {
-  TensorSet ts(v);
+  VectorReader ts(v);  // a sparse vector's control is dense, with its norms
   std::vector<TensorSpec> specs;
-  std::vector<TensorView> views;
   std::vector<uint64_t> numel, streams;
   for (const auto& name : ts.names()) {
-    specs.push_back({name, DType::F32, ts.find(name)->shape});
-    views.push_back(ts.view(name));
-    numel.push_back(views.back().numel());
+    specs.push_back({name, DType::F32, ts.shape(name)});
+    numel.push_back(ts.numel(name));
     streams.push_back(hash_name(name));
   }
 
@@ -31,7 +30,7 @@ void random_like(const fs::path& v, uint64_t seed, const fs::path& out) {
   }
   for_all_tiles(numel, [&](size_t i, uint64_t lo, uint64_t hi) {
     std::vector<float>& buf = scratch(0, kTile);
-    load_f32(views[i], lo, hi, buf.data());
+    ts.read_f32(specs[i].name, lo, hi, buf.data());
     double vs = 0, rs = 0;
     for (uint64_t k = lo; k < hi; ++k) {
       vs += static_cast<double>(buf[k - lo]) * buf[k - lo];
@@ -40,7 +39,7 @@ void random_like(const fs::path& v, uint64_t seed, const fs::path& out) {
     }
     vsq[i][lo / kTile] = vs;
     rsq[i][lo / kTile] = rs;
-    release(ts, views[i], lo, hi);
+    ts.release(specs[i].name, lo, hi);
   });
   std::vector<double> scale(specs.size());
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -56,6 +55,7 @@ void random_like(const fs::path& v, uint64_t seed, const fs::path& out) {
   AtomicOutput output(out, AtomicOutput::Kind::kFile, /*force=*/true);
   SafetensorsWriter::Options wo;
   wo.metadata = ts.metadata();
+  wo.metadata.erase("reasonvec.sparse");  // the control is stored densely
   wo.metadata["reasonvec.kind"] = "random-control";
   wo.metadata["reasonvec.seed"] = std::to_string(seed);
   wo.metadata["reasonvec.norms_of"] = v.string();

@@ -4,6 +4,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "vector/internal.h"
+#include "vector/sparsify.h"
 #include "vector/vector.h"
 
 namespace rv::vec {
@@ -102,22 +103,25 @@ json InspectResult::to_json() const {
 }
 
 InspectResult inspect(const fs::path& path, const fs::path& reference) {
-  Opened o = open_any(path);
-  const TensorSet& S = *o.set;
+  // A sparse vector file reads as the dense vector it encodes.
+  VectorReader S(path);
   std::unique_ptr<TensorSet> ref;
   if (!reference.empty()) ref = std::make_unique<TensorSet>(reference);
   InspectResult r;
   for (const auto& [k, v] : S.metadata()) r.metadata[k] = v;
-  Progress prog("inspect", S.total_bytes() + (ref ? S.total_bytes() : 0), Progress::Unit::kBytes);
+  uint64_t bytes = 0;  // of the dense tensors the file encodes
+  for (const auto& name : S.names()) bytes += S.numel(name) * dtype_size(S.dtype(name));
+  Progress prog("inspect", bytes * (ref ? 2 : 1), Progress::Unit::kBytes);
   for (const auto& name : S.names()) {
-    const TensorView v = S.view(name);
+    const DType dt = S.dtype(name);
+    const uint64_t vbytes = S.numel(name) * dtype_size(dt);
     Stats st;
-    st.numel = v.numel();
-    if (is_float_dtype(v.dtype())) {
-      std::vector<Stats> part((v.numel() + kTile - 1) / kTile);
-      for_tiles(v.numel(), [&](uint64_t lo, uint64_t hi) {
+    st.numel = S.numel(name);
+    if (is_float_dtype(dt)) {
+      std::vector<Stats> part((st.numel + kTile - 1) / kTile);
+      for_tiles(st.numel, [&](uint64_t lo, uint64_t hi) {
         float* x = scratch(0, hi - lo).data();
-        load_f32(v, lo, hi, x);
+        S.read_f32(name, lo, hi, x);
         Stats& s = part[lo / kTile];
         for (size_t k = 0; k < hi - lo; ++k) {
           float f = x[k];
@@ -131,22 +135,22 @@ InspectResult inspect(const fs::path& path, const fs::path& reference) {
             s.zeros += f == 0.0f;
           }
         }
-        release(S, v, lo, hi);
-        prog.add((hi - lo) * dtype_size(v.dtype()));
+        S.release(name, lo, hi);
+        prog.add((hi - lo) * dtype_size(dt));
       });
       for (const Stats& s : part) st.merge(s);  // in tile order: deterministic
     } else {
-      prog.add(v.nbytes());
+      prog.add(vbytes);
     }
     if (ref) {
       if (!ref->has(name))
         throw Error(reference.string(), "has no tensor '" + name + "' to compare norms with");
       const TensorView rv = ref->view(name);
-      if (rv.numel() != v.numel())
+      if (rv.numel() != st.numel)
         throw Error(reference.string(), "tensor '" + name + "' has shape " + shape_str(rv.shape()) +
-                                            ", the vector's is " + shape_str(v.shape()));
+                                            ", the vector's is " + shape_str(S.shape(name)));
       st.ref_sum_sq = is_float_dtype(rv.dtype()) ? sum_squares(*ref, rv) : 0;
-      prog.add(v.nbytes());
+      prog.add(vbytes);
     }
     int li = layer_index(name);
     if (li >= 0) r.layers[li].merge(st);
@@ -181,43 +185,46 @@ json CompareResult::to_json() const {
 }
 
 CompareResult compare(const fs::path& a_p, const fs::path& b_p) {
-  Opened oa = open_any(a_p), ob = open_any(b_p);
-  const TensorSet &A = *oa.set, &B = *ob.set;
+  VectorReader A(a_p), B(b_p);  // sparse files read as the dense vectors they encode
   CompareResult r;
   for (const auto& n : B.names())
     if (!A.has(n)) r.only_in_b.push_back(n);
+  auto dense_bytes = [](const VectorReader& V, const std::string& n) {
+    return V.numel(n) * dtype_size(V.dtype(n));
+  };
   uint64_t work = 0;
   for (const auto& n : A.names())
-    if (B.has(n)) work += A.find(n)->nbytes() + B.find(n)->nbytes();
+    if (B.has(n)) work += dense_bytes(A, n) + dense_bytes(B, n);
   Progress prog("compare", work, Progress::Unit::kBytes);
   for (const auto& name : A.names()) {
     if (!B.has(name)) {
       r.only_in_a.push_back(name);
       continue;
     }
-    const TensorView a = A.view(name), b = B.view(name);
-    if (a.shape() != b.shape()) {
-      r.shape_mismatch.push_back(name + " " + shape_str(a.shape()) + " vs " + shape_str(b.shape()));
+    if (A.shape(name) != B.shape(name)) {
+      r.shape_mismatch.push_back(name + " " + shape_str(A.shape(name)) + " vs " +
+                                 shape_str(B.shape(name)));
       continue;
     }
-    if (!is_float_dtype(a.dtype()) || !is_float_dtype(b.dtype())) continue;
+    const DType adt = A.dtype(name), bdt = B.dtype(name);
+    if (!is_float_dtype(adt) || !is_float_dtype(bdt)) continue;
     PairStats ps;
-    ps.numel = a.numel();
-    std::vector<PairStats> part((a.numel() + kTile - 1) / kTile);
-    for_tiles(a.numel(), [&](uint64_t lo, uint64_t hi) {
+    ps.numel = A.numel(name);
+    std::vector<PairStats> part((ps.numel + kTile - 1) / kTile);
+    for_tiles(ps.numel, [&](uint64_t lo, uint64_t hi) {
       float* x = scratch(0, hi - lo).data();
       float* y = scratch(1, hi - lo).data();
-      load_f32(a, lo, hi, x);
-      load_f32(b, lo, hi, y);
+      A.read_f32(name, lo, hi, x);
+      B.read_f32(name, lo, hi, y);
       double d = 0, xx = 0, yy = 0;
       for (size_t k = 0; k < hi - lo; ++k) {
         d += double(x[k]) * y[k];
         xx += double(x[k]) * x[k];
         yy += double(y[k]) * y[k];
       }
-      release(A, a, lo, hi);
-      release(B, b, lo, hi);
-      prog.add((hi - lo) * (dtype_size(a.dtype()) + dtype_size(b.dtype())));
+      A.release(name, lo, hi);
+      B.release(name, lo, hi);
+      prog.add((hi - lo) * (dtype_size(adt) + dtype_size(bdt)));
       PairStats& q = part[lo / kTile];
       q.dot = d;
       q.a_sq = xx;

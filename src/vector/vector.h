@@ -74,6 +74,22 @@ struct ApplyOptions {
   bool force = false;
   uint64_t shard_size = 5'000'000'000ull;
   std::string command_line;      // recorded in metadata and the model card
+  // A vector that leaves target weights (".weight"/".bias" float tensors)
+  // untouched, or whose recorded source config (architecture, hidden_size,
+  // num_hidden_layers) differs from the target's, is refused unless partial;
+  // with partial the model card lists the tensors left unchanged.
+  bool partial = false;
+  // Merge method (vector/sparsify.h), with the αᵢ as mergekit's weights:
+  // "linear" (θ + Σ αᵢ·vᵢ, the default) or ties, dare_linear, dare_ties,
+  // della, della_linear, breadcrumbs, breadcrumbs_ties: θ + merge(sparsify(vᵢ)).
+  std::string method = "linear";
+  double density = 1.0;         // fraction of each vector tensor kept, (0, 1]
+  double epsilon = 0.15;        // della*: keep probability spread
+  double gamma = 0.01;          // breadcrumbs*: fraction of largest entries dropped
+  double lambda = 1.0;          // della*: scale of the merged delta
+  std::optional<bool> rescale;  // default: the method's (dare*, della*: true)
+  bool normalize = false;       // divide the merged delta by Σ αᵢ (agreeing terms)
+  uint64_t seed = 0;            // random drops (dare*, della*)
 };
 
 struct ApplyResult {
@@ -82,6 +98,7 @@ struct ApplyResult {
   std::vector<std::string> notes;  // what the policies did (vocab overlap, tied embeddings, ...)
   std::vector<std::string> files;
   uint64_t nonfinite = 0;
+  std::vector<std::string> unchanged;  // target weights no vector touched (with partial)
 };
 
 // Writes a Hugging Face–loadable model directory at `out`: the target's

@@ -227,3 +227,63 @@ TEST(Cli, InterruptLeavesNoPartialOutput) {
   EXPECT_FALSE(fs::exists(d + "/v.safetensors"));
   EXPECT_TRUE(no_temporaries(d));
 }
+
+TEST(Cli, SparsifyThenApplyInspectCompareCheck) {
+  const Models& m = models();
+  const std::string sp = m.dir + "/v_sparse.safetensors";
+  auto r =
+      run_cli({"sparsify", m.v, "--method", "dare", "--density", "0.1", "--seed", "3", "-o", sp});
+  ASSERT_EQ(r.code, 0) << r.err;
+  // The summary: kept fraction and size against the dense f32 file.
+  EXPECT_NE(r.out.find("stored sparse"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("dense f32"), std::string::npos) << r.out;
+  EXPECT_LT(fs::file_size(sp), fs::file_size(m.v) / 3);
+  rvtest::CheckedFile f = rvtest::read_safetensors_checked(sp);
+  EXPECT_EQ(f.metadata["reasonvec.kind"], "sparse-vector");
+  EXPECT_EQ(run_cli({"inspect", sp, "--summary"}).code, 0);
+  r = run_cli({"compare", sp, m.v, "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const double cos = nlohmann::json::parse(r.out)["total"]["cosine"].get<double>();
+  EXPECT_GT(cos, 0.2);  // a 10 % DARE sample of v: cosine ≈ √0.1
+  EXPECT_LT(cos, 0.45);
+  EXPECT_EQ(run_cli({"check", "--model", m.sft, "--vector", sp}).code, 0);
+  r = run_cli({"apply", "--model", m.sft, "--vector", sp, "-o", m.dir + "/from_sparse"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  // apply --method dare_linear with the same seed and density gives the same weights.
+  r = run_cli({"apply", "--model", m.sft, "--vector", m.v, "--method", "dare_linear", "--density",
+               "0.1", "--seed", "3", "-o", m.dir + "/dare"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto a = rvtest::read_model_checked(m.dir + "/from_sparse"),
+       b = rvtest::read_model_checked(m.dir + "/dare");
+  for (auto& [name, t] : a.tensors) EXPECT_TRUE(t.bytes == b.tensors[name].bytes) << name;
+}
+
+TEST(Cli, ApplyMethodAndPartialErrors) {
+  const Models& m = models();
+  auto r = run_cli({"apply", "--model", m.sft, "--vector", m.v, "--method", "ties", "--density",
+                    "0", "-o", m.dir + "/bad1"});
+  EXPECT_TRUE(one_line_error(r)) << r.err;
+  EXPECT_NE(r.err.find("density must be in (0, 1]"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(m.dir + "/bad1"));
+  r = run_cli(
+      {"apply", "--model", m.sft, "--vector", m.v, "--method", "slerp", "-o", m.dir + "/bad2"});
+  EXPECT_TRUE(one_line_error(r)) << r.err;
+  EXPECT_NE(r.err.find("unknown merge method 'slerp'"), std::string::npos) << r.err;
+  r = run_cli({"sparsify", m.v, "--method", "breadcrumbs", "--density", "0.5", "--gamma", "-1",
+               "-o", m.dir + "/bad3.safetensors"});
+  EXPECT_TRUE(one_line_error(r)) << r.err;
+  EXPECT_FALSE(fs::exists(m.dir + "/bad3.safetensors"));
+  // A 3-layer target: refused, then accepted with --partial.
+  const std::string three = m.dir + "/three";
+  ASSERT_EQ(run_cli({"synth", "--layers", "3", "--hidden", "32", "--heads", "4", "--kv-heads", "2",
+                     "--intermediate", "48", "--vocab", "64", "-o", three})
+                .code,
+            0);
+  r = run_cli({"apply", "--model", three, "--vector", m.v, "-o", m.dir + "/p"});
+  EXPECT_TRUE(one_line_error(r)) << r.err;
+  EXPECT_NE(r.err.find("num_hidden_layers 2"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(m.dir + "/p"));
+  r = run_cli({"apply", "--model", three, "--vector", m.v, "--partial", "-o", m.dir + "/p"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("left unchanged"), std::string::npos) << r.out;
+}

@@ -64,7 +64,8 @@ TEST(Mergekit, LinearBf16NoNormalizeWithFilters) {
   rv::synth_model(tiny(rv::DType::BF16, 2, 0.01f), d + "/b", false);
   write(d + "/m.yml",
         "merge_method: linear\nparameters:\n  normalize: false\nmodels:\n"
-        "  - model: a\n    parameters:\n      weight:\n        - filter: self_attn\n          value: 0.3\n"
+        "  - model: a\n    parameters:\n      weight:\n        - filter: self_attn\n          "
+        "value: 0.3\n"
         "        - value: 1.0\n"
         "  - model: b\n    parameters:\n      weight: -0.7\ndtype: bfloat16\n");
   rv::vec::run_mergekit(d + "/m.yml", d + "/out", {}, [](const std::string&) {});
@@ -84,12 +85,13 @@ TEST(Mergekit, LinearBf16NoNormalizeWithFilters) {
 
 TEST(Mergekit, ConfigErrorsNameTheLine) {
   std::string d = rvtest::temp_dir("mk3");
-  write(d + "/bad.yml", "merge_method: ties\nmodels: []\n");
+  write(d + "/bad.yml", "merge_method: slerp\nmodels: []\n");
   try {
     rv::vec::run_mergekit(d + "/bad.yml", d + "/out", {}, [](const std::string&) {});
     FAIL();
   } catch (const rv::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("bad.yml:1: merge_method 'ties' is not supported"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("bad.yml:1: merge_method 'slerp' is not supported"),
+              std::string::npos)
         << e.what();
   }
   write(d + "/missing.yml", "merge_method: linear\nmodels:\n  - model: nowhere\n    parameters:\n      weight: 1\n");
