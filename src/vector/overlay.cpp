@@ -1,4 +1,5 @@
 #include "vector/overlay.h"
+#include "vector/sparsify.h"
 
 #include <atomic>
 #include <cmath>
@@ -46,27 +47,35 @@ std::string fmt(double x) {
   return b;
 }
 
-// A full vector: Δ is the stored tensor.
+// A full vector, stored densely or in `sparsify`'s compact encoding
+// (VectorReader expands it): Δ is the stored tensor.
 class FullDelta final : public Delta {
  public:
-  explicit FullDelta(const fs::path& p) : set_(p) {
-    for (const auto& n : set_.names()) {
-      TensorView v = set_.view(n);
-      if (!is_float_dtype(v.dtype()))
+  explicit FullDelta(const fs::path& p) : reader_(p) {
+    for (const auto& n : reader_.names()) {
+      const DType dt = reader_.dtype(n);
+      if (!is_float_dtype(dt))
         throw Error(p.string(),
-                    "tensor '" + n + "' has non-float dtype " + std::string(dtype_name(v.dtype())));
-      shapes[n] = v.shape();
-      views_[n] = v;
+                    "tensor '" + n + "' has non-float dtype " + std::string(dtype_name(dt)));
+      shapes[n] = reader_.shape(n);
+      if (auto v = reader_.dense_view(n)) views_[n] = *v;
     }
   }
   void read_f32(const std::string& name, uint64_t b, uint64_t e, float* out) const override {
-    load_f32(views_.at(name), b, e, out);
+    auto it = views_.find(name);
+    if (it != views_.end())
+      load_f32(it->second, b, e, out);
+    else
+      reader_.read_f32(name, b, e, out);
   }
-  const TensorView* view(const std::string& name) const override { return &views_.at(name); }
+  const TensorView* view(const std::string& name) const override {
+    auto it = views_.find(name);
+    return it == views_.end() ? nullptr : &it->second;
+  }
 
  private:
-  TensorSet set_;
-  std::map<std::string, TensorView> views_;
+  VectorReader reader_;
+  std::map<std::string, TensorView> views_;  // dense tensors only
 };
 
 // A LoRA adapter: Δ = (B·A) · scale, A [r, in] and B [out, r] kept as f32.
