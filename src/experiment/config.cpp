@@ -82,7 +82,7 @@ struct Parser : YamlReader {
     }
     const auto sp = n["sparse"];
     const std::string k = key + ".sparse";
-    only_keys(sp, k, {"method", "density", "seed", "epsilon", "gamma", "lambda", "rescale"});
+    only_keys(sp, k, {"method", "density", "seed", "epsilon", "gamma", "rescale"});
     VectorForm f;
     f.kind = VectorForm::Kind::kSparse;
     if (!sp["method"])
@@ -91,7 +91,6 @@ struct Parser : YamlReader {
     if (sp["seed"]) f.seed = num<uint64_t>(sp["seed"], k + ".seed", "a non-negative integer");
     if (sp["epsilon"]) f.epsilon = real(sp["epsilon"], k + ".epsilon");
     if (sp["gamma"]) f.gamma = real(sp["gamma"], k + ".gamma");
-    if (sp["lambda"]) f.lambda = real(sp["lambda"], k + ".lambda");
     if (sp["rescale"]) f.rescale = boolean(sp["rescale"], k + ".rescale");
     if (!sp["density"]) fail(sp, k + ".density", "missing (the kept fraction, in (0, 1])");
     for (double d : reals(sp["density"], k + ".density")) {
@@ -454,9 +453,9 @@ std::string VectorForm::label() const {
 std::string VectorForm::key() const {
   if (kind != Kind::kSparse) return label();
   char b[160];
-  snprintf(b, sizeof b, "%s|seed=%llu|eps=%.17g|gamma=%.17g|lambda=%.17g|rescale=%d",
-           label().c_str(), static_cast<unsigned long long>(seed), epsilon, gamma, lambda,
-           rescale ? 1 : 0);
+  snprintf(b, sizeof b, "%s|seed=%llu|eps=%.17g|gamma=%.17g|rescale=%d", label().c_str(),
+           static_cast<unsigned long long>(seed), epsilon, gamma,
+           rescale ? (*rescale ? 1 : 0) : -1);
   return b;
 }
 

@@ -23,7 +23,7 @@
 //   (a target's own `backend` overrides the top-level one)
 //   vector_form: full | {lowrank: {rank: R | energy: F}}
 //              | {sparse: {method: M, density: D, seed: N, epsilon: E, gamma: G,
-//                          lambda: L, rescale: true}}
+//                          rescale: true|false}}   (as `reasonvec sparsify`)
 //              | a list of those; `rank`, `energy` and `density` may each be
 //                a list (a sweep: one form per value)
 //   (default: full. Every form is evaluated at every α; the random control
@@ -40,6 +40,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -79,8 +80,8 @@ struct VectorForm {
   std::string method;  // sparse: dare, ties, magnitude, della, breadcrumbs
   double density = 1;  // sparse: kept fraction, (0, 1]
   uint64_t seed = 0;   // sparse: random drops
-  double epsilon = 0, gamma = 0, lambda = 1;
-  bool rescale = true;
+  double epsilon = 0.15, gamma = 0.01;  // della, breadcrumbs (vec::SparsifyParams defaults)
+  std::optional<bool> rescale;          // default: the method's (vec::sparsify_default_rescale)
   // "full", "lowrank r=16", "lowrank e=0.9", "sparse dare d=0.1": labels,
   // report column, and (with every parameter) the derived vector's identity.
   std::string label() const;

@@ -344,12 +344,11 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
            if (sparse) {
              vec::SparsifyOptions so;
              so.method = F.method;
-             so.density = F.density;
+             so.params.density = F.density;
+             so.params.epsilon = F.epsilon;
+             so.params.gamma = F.gamma;
+             so.params.rescale = F.rescale ? *F.rescale : vec::sparsify_default_rescale(F.method);
              so.seed = F.seed;
-             so.epsilon = F.epsilon;
-             so.gamma = F.gamma;
-             so.lambda = F.lambda;
-             so.rescale = F.rescale;
              so.force = true;
              so.command_line = command_line;
              vec::sparsify(vpath, p, so, log);

@@ -170,7 +170,8 @@ TEST(ExperimentConfig, VectorFormsAndSweeps) {
             (std::vector<std::string>{"full", "lowrank r=4", "lowrank r=16", "lowrank e=0.9",
                                       "sparse dare d=0.1", "sparse dare d=0.5"}));
   EXPECT_EQ(c.forms[4].seed, 3u);
-  EXPECT_FALSE(c.forms[5].rescale);
+  EXPECT_FALSE(*c.forms[5].rescale);
+  EXPECT_FALSE(c.forms[0].rescale.has_value());
   EXPECT_EQ(rv::experiment::parse_experiment_config(head, "e.yaml").forms.size(), 1u);
   EXPECT_EQ(error_of(head + "vector_form: {sparse: {method: dare, density: 1.5}}\n"),
             "exp.yaml:4: vector_form.sparse.density: must be in (0, 1]");
