@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <set>
 
 #include "common/error.h"
@@ -21,6 +22,84 @@ namespace {
 
 // The experiment schema over the shared typed accessors.
 struct Parser : YamlReader {
+  // One number or a list of numbers (a sweep).
+  std::vector<double> reals(const YAML::Node& n, const std::string& key) const {
+    std::vector<double> r;
+    if (n.IsSequence()) {
+      if (n.size() == 0) fail(n, key, "expected a number or a non-empty list of numbers");
+      for (const auto& x : n) r.push_back(real(x, key));
+    } else {
+      r.push_back(real(n, key));
+    }
+    return r;
+  }
+
+  // vector_form: one form or a list of forms (sweeps expanded).
+  void forms(const YAML::Node& n, std::vector<VectorForm>& out) const {
+    const std::string key = "vector_form";
+    if (n.IsSequence()) {
+      if (n.size() == 0) fail(n, key, "expected a form or a non-empty list of forms");
+      for (const auto& x : n) forms(x, out);
+      return;
+    }
+    if (n.IsScalar()) {
+      const std::string s = n.Scalar();
+      if (s == "full") {
+        out.push_back(VectorForm{});
+        return;
+      }
+      fail(n, key, "expected 'full', {lowrank: {...}} or {sparse: {...}}, got '" + s + "'");
+    }
+    only_keys(n, key, {"full", "lowrank", "sparse"});
+    if (n.size() != 1) fail(n, key, "give one of full, lowrank, sparse per list entry");
+    if (n["full"]) {
+      out.push_back(VectorForm{});
+      return;
+    }
+    if (const auto l = n["lowrank"]) {
+      const std::string k = key + ".lowrank";
+      only_keys(l, k, {"rank", "energy"});
+      if (!!l["rank"] == !!l["energy"]) fail(l, k, "give exactly one of 'rank' and 'energy'");
+      if (l["rank"]) {
+        for (double r : reals(l["rank"], k + ".rank")) {
+          if (!(r >= 1) || r != std::floor(r) || r > 1e6)
+            fail(l["rank"], k + ".rank", "must be a positive integer");
+          VectorForm f;
+          f.kind = VectorForm::Kind::kLowrank;
+          f.rank = static_cast<int>(r);
+          out.push_back(f);
+        }
+      } else {
+        for (double e : reals(l["energy"], k + ".energy")) {
+          if (!(e > 0 && e <= 1)) fail(l["energy"], k + ".energy", "must be in (0, 1]");
+          VectorForm f;
+          f.kind = VectorForm::Kind::kLowrank;
+          f.energy = e;
+          out.push_back(f);
+        }
+      }
+      return;
+    }
+    const auto sp = n["sparse"];
+    const std::string k = key + ".sparse";
+    only_keys(sp, k, {"method", "density", "seed", "epsilon", "gamma", "rescale"});
+    VectorForm f;
+    f.kind = VectorForm::Kind::kSparse;
+    if (!sp["method"])
+      fail(sp, k + ".method", "missing (dare, ties, magnitude, della, breadcrumbs)");
+    f.method = str(sp["method"], k + ".method");
+    if (sp["seed"]) f.seed = num<uint64_t>(sp["seed"], k + ".seed", "a non-negative integer");
+    if (sp["epsilon"]) f.epsilon = real(sp["epsilon"], k + ".epsilon");
+    if (sp["gamma"]) f.gamma = real(sp["gamma"], k + ".gamma");
+    if (sp["rescale"]) f.rescale = boolean(sp["rescale"], k + ".rescale");
+    if (!sp["density"]) fail(sp, k + ".density", "missing (the kept fraction, in (0, 1])");
+    for (double d : reals(sp["density"], k + ".density")) {
+      if (!(d > 0 && d <= 1)) fail(sp["density"], k + ".density", "must be in (0, 1]");
+      f.density = d;
+      out.push_back(f);
+    }
+  }
+
   TargetBackend backend(const YAML::Node& n, const std::string& key) const {
     TargetBackend b;
     if (n.IsScalar()) {
@@ -32,8 +111,10 @@ struct Parser : YamlReader {
     if (n["engine"] && n["server"]) fail(n, key, "give either 'engine' or 'server', not both");
     if (const auto e = n["engine"]) {
       if (!e.IsNull()) {
-        only_keys(e, key + ".engine", {"max_batch", "max_context", "kv_bf16"});
+        only_keys(e, key + ".engine", {"max_batch", "max_context", "kv_bf16", "write_models"});
         if (e["kv_bf16"]) b.kv_bf16 = boolean(e["kv_bf16"], key + ".engine.kv_bf16");
+        if (e["write_models"])
+          b.write_models = boolean(e["write_models"], key + ".engine.write_models");
         if (e["max_batch"])
           b.max_batch = num<int>(e["max_batch"], key + ".engine.max_batch", "a positive integer");
         if (e["max_context"])
@@ -46,9 +127,9 @@ struct Parser : YamlReader {
     }
     if (const auto s = n["server"]) {
       const std::string k = key + ".server";
-      only_keys(
-          s, k,
-          {"command", "base_url", "model_name", "startup_timeout", "concurrency", "replicas"});
+      only_keys(s, k,
+                {"command", "base_url", "model_name", "startup_timeout", "concurrency", "replicas",
+                 "lora_command", "adapter_arg"});
       b.server = true;
       if (!s["command"])
         fail(s, k, "missing 'command' (e.g. \"vllm serve {model} --port {port}\")");
@@ -66,6 +147,17 @@ struct Parser : YamlReader {
       if (s["concurrency"]) {
         b.srv.concurrency = num<int>(s["concurrency"], k + ".concurrency", "a positive integer");
         if (b.srv.concurrency <= 0) fail(s["concurrency"], k + ".concurrency", "must be positive");
+      }
+      if (s["lora_command"]) {
+        b.srv.lora_command = str(s["lora_command"], k + ".lora_command");
+        for (const char* need : {"{model}", "{adapters}"})
+          if (b.srv.lora_command.find(need) == std::string::npos)
+            fail(s["lora_command"], k + ".lora_command", std::string("must contain ") + need);
+      }
+      if (s["adapter_arg"]) {
+        b.srv.adapter_arg = str(s["adapter_arg"], k + ".adapter_arg");
+        if (b.srv.adapter_arg.find("{path}") == std::string::npos)
+          fail(s["adapter_arg"], k + ".adapter_arg", "must contain {path} (the adapter directory)");
       }
       if (s["replicas"]) {
         b.srv.replicas = num<int>(s["replicas"], k + ".replicas", "a positive integer");
@@ -167,9 +259,9 @@ ExperimentConfig parse_experiment_config(const std::string& text, const fs::path
     throw Error(P.src + ":" + std::to_string(e.mark.line + 1), "YAML syntax error: " + e.msg);
   }
   if (!root.IsMap()) throw Error(P.src, "expected a YAML mapping at the top level");
-  P.only_keys(
-      root, "",
-      {"vector", "targets", "alphas", "controls", "tasks", "limit", "seed", "data_dir", "backend"});
+  P.only_keys(root, "",
+              {"vector", "targets", "alphas", "controls", "tasks", "limit", "seed", "data_dir",
+               "backend", "vector_form"});
   ExperimentConfig c;
   c.source = source;
 
@@ -240,6 +332,25 @@ ExperimentConfig parse_experiment_config(const std::string& text, const fs::path
       }
     }
     if (k["reverse"]) c.control_reverse = P.boolean(k["reverse"], "controls.reverse");
+  }
+
+  if (const auto f = root["vector_form"]) {
+    c.forms.clear();
+    P.forms(f, c.forms);
+    std::set<std::string> seen;
+    for (const auto& x : c.forms)
+      if (!seen.insert(x.key()).second)
+        P.fail(f, "vector_form", "duplicate form '" + x.label() + "'");
+    const bool lowrank = std::any_of(c.forms.begin(), c.forms.end(), [](const VectorForm& x) {
+      return x.kind == VectorForm::Kind::kLowrank;
+    });
+    for (const auto& tg : c.targets)
+      if (lowrank && tg.backend.server && tg.backend.srv.lora_command.empty())
+        P.fail(f, "vector_form",
+               "lowrank variants of server target '" + tg.name +
+                   "' are LoRA adapters served by one server: give the server a lora_command "
+                   "(e.g. \"vllm serve {model} --port {port} --enable-lora --lora-modules "
+                   "{adapters}\")");
   }
 
   int default_limit = 0;
@@ -321,6 +432,31 @@ ExperimentConfig parse_experiment_config(const std::string& text, const fs::path
     c.tasks.push_back(et);
   }
   return c;
+}
+
+std::string VectorForm::label() const {
+  char b[96];
+  switch (kind) {
+    case Kind::kFull:
+      return "full";
+    case Kind::kLowrank:
+      if (rank > 0) return "lowrank r=" + std::to_string(rank);
+      snprintf(b, sizeof b, "lowrank e=%g", energy);
+      return b;
+    case Kind::kSparse:
+      snprintf(b, sizeof b, "sparse %s d=%g", method.c_str(), density);
+      return b;
+  }
+  return "?";
+}
+
+std::string VectorForm::key() const {
+  if (kind != Kind::kSparse) return label();
+  char b[160];
+  snprintf(b, sizeof b, "%s|seed=%llu|eps=%.17g|gamma=%.17g|rescale=%d", label().c_str(),
+           static_cast<unsigned long long>(seed), epsilon, gamma,
+           rescale ? (*rescale ? 1 : 0) : -1);
+  return b;
 }
 
 ExperimentConfig load_experiment_config(const fs::path& path) {

@@ -1,6 +1,7 @@
 #include "experiment/report.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <set>
 #include <sstream>
@@ -177,6 +178,15 @@ json to_json(const Report& r) {
                            {"alpha", row.alpha},
                            {"model_dir", row.model_dir},
                            {"cells", cells}});
+    json& jr = rep["rows"].back();
+    if (!row.form.empty()) {
+      jr["form"] = row.form;
+      jr["delta"] = row.delta;
+      jr["in_memory"] = row.in_memory;
+      if (row.rank) jr["rank"] = row.rank;
+      if (row.energy > 0) jr["energy"] = row.energy;
+      if (row.density > 0) jr["density"] = row.density;
+    }
   }
   rep["steps"] = {{"run", r.steps_run}, {"cached", r.steps_cached}};
   return rep;
@@ -190,14 +200,24 @@ std::string to_markdown(const Report& r) {
         "documents "
         "[paired bootstrap 95% CI] ("
      << r.stats.bootstrap << " resamples, seed " << r.stats.seed << ").\n\n";
-  md << "| model |";
+  const bool forms = std::any_of(r.rows.begin(), r.rows.end(),
+                                 [](const Row& x) { return !x.form.empty() && x.form != "full"; });
+  const bool in_memory =
+      std::any_of(r.rows.begin(), r.rows.end(), [](const Row& x) { return x.in_memory; });
+  if (in_memory)
+    md << "Variants marked in memory were evaluated by the built-in engine with the vector "
+          "applied to the target's weights at load time (no model directory written).\n\n";
+  md << "| model |" << (forms ? " form |" : "");
   for (const auto& t : r.tasks) md << " " << t.label << " |";
-  md << "\n|---|";
+  md << "\n|---|" << (forms ? "---|" : "");
   for (size_t k = 0; k < r.tasks.size(); ++k) md << "---|";
   md << "\n";
   bool any_groups = false;
   for (const auto& row : r.rows) {
     md << "| " << row.label << " |";
+    if (forms)
+      md << " " << (row.form.empty() ? "–" : row.form) << (row.in_memory ? " (in memory)" : "")
+         << " |";
     for (const auto& t : r.tasks) {
       const TaskCells* tc = cells_of(row, t.label);
       if (tc && !tc->groups.empty()) any_groups = true;
@@ -231,12 +251,18 @@ std::string to_markdown(const Report& r) {
   }
   md << "\nPlots:";
   for (const auto& t : r.tasks) md << " [" << t.label << "](plots/accuracy_" << t.label << ".svg)";
+  for (const char* p : {"rank", "density"})
+    for (const auto& t : r.tasks)
+      if (!sweep_svg(r, t.label, p).empty())
+        md << " [" << t.label << " vs " << p << "](plots/accuracy_vs_" << p << "_" << t.label
+           << ".svg)";
   md << ", [‖v‖ per layer](plots/vector_norms.svg)\n";
   return md.str();
 }
 
 std::string accuracy_svg(const Report& rep, const std::string& task) {
   std::map<std::string, std::vector<std::pair<double, double>>> series;
+  std::map<std::string, std::string> series_target;
   double amin = 0, amax = 0;
   std::map<std::string, double> base_acc;
   for (const auto& r : rep.rows) {
@@ -245,19 +271,24 @@ std::string accuracy_svg(const Report& rep, const std::string& task) {
     double a = r.alpha, acc = tc->all->accuracy;
     amin = std::min(amin, a);
     amax = std::max(amax, a);
-    if (r.vector == "base")
+    if (r.vector == "base") {
       base_acc[r.target] = acc;
-    else
-      series[r.target + " " + r.vector].push_back({a, acc});
+    } else {
+      const std::string name = r.target + " " + r.vector +
+                               (r.form.empty() || r.form == "full" ? "" : "[" + r.form + "]");
+      series[name].push_back({a, acc});
+      series_target[name] = r.target;
+    }
   }
+  std::set<std::string> with_series;
   for (auto& [name, pts] : series) {
-    std::string tgt = name.substr(0, name.rfind(' '));
+    const std::string& tgt = series_target[name];
+    with_series.insert(tgt);
     if (base_acc.count(tgt)) pts.push_back({0.0, base_acc[tgt]});
     std::sort(pts.begin(), pts.end());
   }
   for (const auto& [tgt, acc] : base_acc)
-    if (!series.count(tgt + " v") && !series.count(tgt + " random"))
-      series[tgt + " base"] = {{0.0, acc}};
+    if (!with_series.count(tgt)) series[tgt + " base"] = {{0.0, acc}};
   if (amax - amin < 1e-9) {
     amin -= 1;
     amax += 1;
@@ -288,7 +319,7 @@ std::string accuracy_svg(const Report& rep, const std::string& task) {
   int k = 0;
   for (const auto& [name, pts] : series) {
     const char* col = kColors[k % 8];
-    bool dashed = name.size() > 7 && name.substr(name.size() - 7) == " random";
+    bool dashed = name.find(" random") != std::string::npos;
     s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\"2\""
       << (dashed ? " stroke-dasharray=\"5,4\"" : "") << " points=\"";
     for (const auto& [a, v] : pts) s << X(a) << "," << Y(v) << " ";
@@ -302,6 +333,86 @@ std::string accuracy_svg(const Report& rep, const std::string& task) {
       << ly << "\" stroke=\"" << col << "\" stroke-width=\"2\""
       << (dashed ? " stroke-dasharray=\"5,4\"" : "") << "/><text x=\"" << L + pw + 42 << "\" y=\""
       << ly + 4 << "\">" << xml(name) << "</text>\n";
+    ++k;
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+std::string sweep_svg(const Report& rep, const std::string& task, const std::string& param) {
+  const bool rank = param == "rank";
+  // (target vector α) -> points (x, accuracy); the full vector's accuracy at that α.
+  std::map<std::string, std::vector<std::pair<double, double>>> series;
+  std::map<std::string, double> full;
+  for (const auto& r : rep.rows) {
+    const TaskCells* tc = cells_of(r, task);
+    if (r.form.empty() || !tc || !tc->all || tc->all->missing) continue;
+    const std::string name = r.target + " " + r.vector + " α=" + format_alpha(r.alpha);
+    if (r.form == "full")
+      full[name] = tc->all->accuracy;
+    else if (rank ? r.rank > 0 : r.density > 0)
+      series[name].push_back({rank ? static_cast<double>(r.rank) : r.density, tc->all->accuracy});
+  }
+  if (series.empty()) return "";
+  double xmin = 1e300, xmax = -1e300;
+  for (auto& [name, pts] : series) {
+    if (!rank && full.count(name)) pts.push_back({1.0, full[name]});
+    std::sort(pts.begin(), pts.end());
+    for (const auto& [x, v] : pts) {
+      xmin = std::min(xmin, x);
+      xmax = std::max(xmax, x);
+    }
+  }
+  auto tx = [&](double x) { return rank ? std::log2(x) : x; };
+  double lo = tx(xmin), hi = tx(xmax);
+  if (!rank) lo = 0, hi = 1;
+  if (hi - lo < 1e-9) lo -= 1, hi += 1;
+  const double W = 640, H = 400, L = 60, R = 210, T = 40, B = 50, pw = W - L - R, ph = H - T - B;
+  auto X = [&](double x) { return L + pw * (tx(x) - lo) / (hi - lo); };
+  auto Y = [&](double v) { return T + ph * (1 - v); };
+  std::ostringstream s;
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
+       "fill=\"white\"/>\n";
+  s << "<text x=\"" << W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" << xml(task)
+    << ": accuracy vs " << (rank ? "LoRA rank" : "density") << "</text>\n";
+  for (int i = 0; i <= 4; ++i) {
+    double v = i / 4.0;
+    s << "<line x1=\"" << L << "\" x2=\"" << L + pw << "\" y1=\"" << Y(v) << "\" y2=\"" << Y(v)
+      << "\" stroke=\"#ddd\"/><text x=\"" << L - 6 << "\" y=\"" << Y(v) + 4
+      << "\" text-anchor=\"end\">" << 100 * v << "%</text>\n";
+  }
+  std::set<double> ticks;
+  for (const auto& [name, pts] : series)
+    for (const auto& [x, v] : pts) ticks.insert(x);
+  for (double x : ticks) {
+    char b[32];
+    snprintf(b, sizeof b, "%g", x);
+    s << "<text x=\"" << X(x) << "\" y=\"" << T + ph + 18 << "\" text-anchor=\"middle\">" << b
+      << "</text>\n";
+  }
+  s << "<text x=\"" << L + pw / 2 << "\" y=\"" << H - 10 << "\" text-anchor=\"middle\">"
+    << (rank ? "rank (log scale); dashed: the full vector" : "kept fraction (1 = the full vector)")
+    << "</text>\n";
+  s << "<rect x=\"" << L << "\" y=\"" << T << "\" width=\"" << pw << "\" height=\"" << ph
+    << "\" fill=\"none\" stroke=\"#444\"/>\n";
+  int k = 0;
+  for (const auto& [name, pts] : series) {
+    const char* col = kColors[k % 8];
+    if (rank && full.count(name))
+      s << "<line x1=\"" << L << "\" x2=\"" << L + pw << "\" y1=\"" << Y(full[name]) << "\" y2=\""
+        << Y(full[name]) << "\" stroke=\"" << col << "\" stroke-dasharray=\"5,4\"/>\n";
+    s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\"2\" points=\"";
+    for (const auto& [x, v] : pts) s << X(x) << "," << Y(v) << " ";
+    s << "\"/>\n";
+    for (const auto& [x, v] : pts)
+      s << "<circle cx=\"" << X(x) << "\" cy=\"" << Y(v) << "\" r=\"3.5\" fill=\"" << col
+        << "\"><title>" << xml(name) << " " << param << "=" << x << ": " << pct(v)
+        << "%</title></circle>\n";
+    double ly = T + 10 + 18 * k;
+    s << "<line x1=\"" << L + pw + 12 << "\" x2=\"" << L + pw + 36 << "\" y1=\"" << ly << "\" y2=\""
+      << ly << "\" stroke=\"" << col << "\" stroke-width=\"2\"/><text x=\"" << L + pw + 42
+      << "\" y=\"" << ly + 4 << "\">" << xml(name) << "</text>\n";
     ++k;
   }
   s << "</svg>\n";
@@ -353,6 +464,12 @@ void write_report(const Report& r, const fs::path& out) {
   fs::create_directories(out / "plots");
   for (const auto& t : r.tasks)
     write_file(out / "plots" / ("accuracy_" + t.label + ".svg"), accuracy_svg(r, t.label));
+  for (const char* p : {"rank", "density"})
+    for (const auto& t : r.tasks) {
+      std::string svg = sweep_svg(r, t.label, p);
+      if (!svg.empty())
+        write_file(out / "plots" / ("accuracy_vs_" + std::string(p) + "_" + t.label + ".svg"), svg);
+    }
   write_file(out / "plots" / "vector_norms.svg", norms_svg(r));
   write_file(out / "report.json", to_json(r).dump(2) + "\n");
   write_file(out / "report.md", to_markdown(r));

@@ -51,6 +51,14 @@ struct Row {
   double alpha = 0;
   std::string model_dir;
   std::map<std::string, TaskCells> cells;  // by task label
+  // The vector's form (experiment/config.h VectorForm::label(); empty for
+  // the base row) and its sweep parameter: rank (0: by energy), energy,
+  // density (0: not sparse).
+  std::string form;
+  int rank = 0;
+  double energy = 0, density = 0;
+  std::string delta;       // the vector or adapter added (empty for the base row)
+  bool in_memory = false;  // applied at load time by the built-in engine
 };
 
 struct TaskColumn {
@@ -90,10 +98,18 @@ std::string to_markdown(const Report& r);
 // Accuracy vs α for one task column: one line per (target, vector), the
 // target at α=0 shared.
 std::string accuracy_svg(const Report& r, const std::string& task_label);
+// Accuracy vs rank (`param` "rank", log₂ axis) or vs density ("density")
+// for one task column: one line per (target, vector, α) over the lowrank or
+// sparse forms, the full vector at the same α drawn as a dashed reference
+// (at density 1 it is the line's last point). Empty when no row has such a
+// form.
+std::string sweep_svg(const Report& r, const std::string& task_label, const std::string& param);
 // Per-layer ‖v‖₂ bars.
 std::string norms_svg(const Report& r);
 
-// Writes OUT/plots/*.svg, OUT/report.json and OUT/report.md.
+// Writes OUT/plots/*.svg (accuracy_<task>, accuracy_vs_rank_<task> and
+// accuracy_vs_density_<task> when there are such forms, vector_norms),
+// OUT/report.json and OUT/report.md.
 void write_report(const Report& r, const std::filesystem::path& out);
 
 }  // namespace rv::experiment

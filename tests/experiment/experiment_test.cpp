@@ -157,6 +157,45 @@ TEST(ExperimentConfig, ErrorsNameLineAndKey) {
   EXPECT_EQ(c.targets[0].name, "t");
 }
 
+TEST(ExperimentConfig, VectorFormsAndSweeps) {
+  const std::string head = "vector: {base: a, tuned: b}\ntargets: [t]\ntasks: [sciq]\n";
+  auto c = rv::experiment::parse_experiment_config(
+      head +
+          "vector_form: [full, {lowrank: {rank: [4, 16]}}, {lowrank: {energy: 0.9}},\n"
+          "  {sparse: {method: dare, density: [0.1, 0.5], seed: 3, rescale: false}}]\n",
+      "e.yaml");
+  std::vector<std::string> labels;
+  for (const auto& f : c.forms) labels.push_back(f.label());
+  EXPECT_EQ(labels,
+            (std::vector<std::string>{"full", "lowrank r=4", "lowrank r=16", "lowrank e=0.9",
+                                      "sparse dare d=0.1", "sparse dare d=0.5"}));
+  EXPECT_EQ(c.forms[4].seed, 3u);
+  EXPECT_FALSE(*c.forms[5].rescale);
+  EXPECT_FALSE(c.forms[0].rescale.has_value());
+  EXPECT_EQ(rv::experiment::parse_experiment_config(head, "e.yaml").forms.size(), 1u);
+  EXPECT_EQ(error_of(head + "vector_form: {sparse: {method: dare, density: 1.5}}\n"),
+            "exp.yaml:4: vector_form.sparse.density: must be in (0, 1]");
+  EXPECT_EQ(error_of(head + "vector_form: {lowrank: {rank: 4, energy: 0.5}}\n"),
+            "exp.yaml:4: vector_form.lowrank: give exactly one of 'rank' and 'energy'");
+  EXPECT_EQ(error_of(head + "vector_form: {lowrank: {rank: 0}}\n"),
+            "exp.yaml:4: vector_form.lowrank.rank: must be a positive integer");
+  EXPECT_EQ(error_of(head + "vector_form: [full, full]\n"),
+            "exp.yaml:4: vector_form: duplicate form 'full'");
+  EXPECT_EQ(error_of(head + "vector_form: half\n"),
+            "exp.yaml:4: vector_form: expected 'full', {lowrank: {...}} or {sparse: {...}}, got "
+            "'half'");
+  // A server target's LoRA variants need {adapters} in its command.
+  EXPECT_EQ(error_of(head + "backend: {server: {command: \"vllm serve {model}\"}}\n"
+                            "vector_form: {lowrank: {rank: 8}}\n")
+                .rfind("exp.yaml:5: vector_form: lowrank variants of server target 't' are LoRA "
+                       "adapters served by one server: give the server a lora_command",
+                       0),
+            0u)
+      << error_of(head +
+                  "backend: {server: {command: \"vllm serve {model}\"}}\n"
+                  "vector_form: {lowrank: {rank: 8}}\n");
+}
+
 TEST(ExperimentConfig, PerTaskSamplingAndReasoningKeys) {
   const std::string head = "vector: {base: a, tuned: b}\ntargets: [t]\n";
   auto c = rv::experiment::parse_experiment_config(
@@ -245,8 +284,10 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
   o.out_dir = out;
   o.log = [&](const std::string& s) { lines.push_back(s); };
   auto r1 = rv::experiment::run_experiment(cfg, o);
-  // extract + random + 2 targets x 4 applied variants + 2 x 5 variants x 2 tasks.
-  EXPECT_EQ(r1.steps_run, 1 + 1 + 8 + 20);
+  // extract + random + 2 x 5 variants x 2 tasks; the engine applies the
+  // vectors in memory, so there are no apply steps and no model copies.
+  EXPECT_EQ(r1.steps_run, 1 + 1 + 20);
+  EXPECT_FALSE(fs::exists(out / "models"));
   EXPECT_EQ(r1.steps_cached, 0);
   EXPECT_TRUE(fs::exists(out / "report.md"));
   EXPECT_TRUE(fs::exists(out / "plots/accuracy_gsm8k.svg"));
@@ -300,19 +341,16 @@ TEST(Experiment, EngineEndToEndCachedAndReportMatchesRuns) {
       EXPECT_LT(std::abs(dot) / (std::sqrt(na) * std::sqrt(nb)), 0.5) << name;
     }
   }
-  // An applied model really is target - v at α = -1 (f32 math, bf16 output).
+  // Every variant row says which vector it added, in memory, to its target.
   for (const auto& row : rep["rows"]) {
-    if (row["target"] != "instruct-a" || row["vector"] != "v" || row["alpha"] != -1.0) continue;
-    rv::TensorSet tgt(f.dir / "instruct-a"), app(fs::path(row["model_dir"].get<std::string>()));
-    const std::string name = "model.layers.1.mlp.down_proj.weight";
-    auto t = tensor_f32(tgt, name), d = tensor_f32(v, name), m = tensor_f32(app, name);
-    for (size_t i = 0; i < t.size(); i += 97) {
-      uint16_t h = 0;
-      float want = t[i] - d[i], back = 0;
-      rv::from_f32(rv::DType::BF16, &want, &h, 1);
-      rv::to_f32(rv::DType::BF16, &h, &back, 1);
-      ASSERT_EQ(m[i], back) << i;
-    }
+    if (row["vector"] == "base") continue;
+    EXPECT_EQ(row["form"], "full") << row["label"];
+    EXPECT_TRUE(row["in_memory"].get<bool>()) << row["label"];
+    EXPECT_EQ(row["delta"],
+              row["vector"] == "v" ? rep["vector"]["path"] : rep["random_control"]["path"])
+        << row["label"];
+    EXPECT_EQ(row["model_dir"],
+              (f.dir / (row["target"] == "b" ? "instruct-b" : "instruct-a")).string());
   }
 
   // Rerun: nothing is recomputed and the report is unchanged.
@@ -452,6 +490,86 @@ TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
     EXPECT_NE(m.find("exited before answering"), std::string::npos) << m;
     EXPECT_NE(m.find("| boom "), std::string::npos) << m;
   }
+}
+
+// Sparse and low-rank forms of v next to v itself: with the built-in engine
+// every variant is applied in memory (only the derived vectors are written);
+// with our own server as the backend, full and sparse variants are written
+// model directories and the low-rank ones are LoRA adapters of ONE server.
+// Both paths give the same outputs (α = 1: the adapter the server gets is
+// the one the engine applies, bit for bit).
+TEST(Experiment, VectorFormsInMemoryMatchWrittenModelsAndOneLoraServer) {
+  Fixture& f = fx();
+  const bool san = rv_test::sanitizer_run();
+  const std::string task = san ? "gsm8k" : "sciq";
+  const std::string entry =
+      san ? "{name: gsm8k, limit: 1, max_gen_toks: 16}" : "{name: sciq, limit: 3}";
+  auto write_cfg = [&](const std::string& name, const std::string& backend) {
+    std::string y =
+        "vector: {base: sft, tuned: grpo}\ntargets: [instruct-a]\nalphas: [0, 1]\n"
+        "vector_form: [full, {lowrank: {rank: [2, 8]}}, {sparse: {method: dare, density: 0.5, "
+        "seed: 1}}]\ntasks:\n  - " +
+        entry + "\ndata_dir: " + kData.string() + "\n" + backend;
+    rv::write_file(f.dir / name, y);
+    return rv::experiment::load_experiment_config(f.dir / name);
+  };
+  auto eng = write_cfg("forms-eng.yaml", "");
+  rv::experiment::ExperimentOptions o;
+  o.out_dir = f.dir / "out-forms-eng";
+  auto a = rv::experiment::run_experiment(eng, o);
+  // extract + sparse + 2 lowrank + 5 evaluations; nothing else written.
+  EXPECT_EQ(a.steps_run, 1 + 1 + 2 + 5);
+  EXPECT_FALSE(fs::exists(o.out_dir / "models"));
+  const json& rows = a.report["rows"];
+  ASSERT_EQ(rows.size(), 5u);
+  std::vector<std::string> labels;
+  for (const auto& r : rows) labels.push_back(r["label"]);
+  EXPECT_EQ(labels, (std::vector<std::string>{
+                        "instruct-a", "instruct-a v α=+1", "instruct-a v[lowrank r=2] α=+1",
+                        "instruct-a v[lowrank r=8] α=+1", "instruct-a v[sparse dare d=0.5] α=+1"}));
+  EXPECT_EQ(rows[2]["rank"], 2);
+  EXPECT_EQ(rows[4]["density"], 0.5);
+  EXPECT_TRUE(fs::exists(fs::path(rows[2]["delta"].get<std::string>()) / "adapter_config.json"));
+  EXPECT_TRUE(fs::is_regular_file(rows[4]["delta"].get<std::string>()));
+  EXPECT_TRUE(fs::exists(o.out_dir / "plots" / ("accuracy_vs_rank_" + task + ".svg")));
+  EXPECT_TRUE(fs::exists(o.out_dir / "plots" / ("accuracy_vs_density_" + task + ".svg")));
+  std::string md = rv::read_file(o.out_dir / "report.md");
+  EXPECT_NE(md.find("| instruct-a v[lowrank r=2] α=+1 | lowrank r=2 (in memory) |"),
+            std::string::npos)
+      << md;
+
+  // The same with the full and sparse variants written by apply and loaded
+  // from disk: the same outputs.
+  auto wm = write_cfg("forms-wm.yaml", "backend: {engine: {write_models: true}}\n");
+  o.out_dir = f.dir / "out-forms-wm";
+  auto w = rv::experiment::run_experiment(wm, o);
+  EXPECT_EQ(w.steps_run, 1 + 1 + 2 + 2 + 5);  // + 2 applies
+  EXPECT_EQ(w.report["rows"][1]["in_memory"], false);
+  EXPECT_EQ(w.report["rows"][2]["in_memory"], true);  // lowrank stays in memory
+  EXPECT_EQ(cell_outputs(a.report), cell_outputs(w.report));
+
+  auto srv = write_cfg(
+      "forms-srv.yaml",
+      std::string("backend:\n  server:\n    command: \"exec ") + RV_CLI_PATH +
+          " -q serve --model {model} --port {port}\"\n    lora_command: \"exec " + RV_CLI_PATH +
+          " -q serve --model {model} --port {port} {adapters}\"\n"
+          "    adapter_arg: \"--variant {name}={path}:1\"\n    startup_timeout: 60\n");
+  o.out_dir = f.dir / "out-forms-srv";
+  std::vector<std::string> lines;
+  o.log = [&](const std::string& s) { lines.push_back(s); };
+  auto b = rv::experiment::run_experiment(srv, o);
+  // Two applied model directories (full, sparse) and two adapters.
+  int models = 0, adapters = 0;
+  for (const auto& e : fs::directory_iterator(o.out_dir / "models")) models += e.is_directory();
+  for (const auto& e : fs::directory_iterator(o.out_dir / "adapters")) adapters += e.is_directory();
+  EXPECT_EQ(models, 2);
+  EXPECT_EQ(adapters, 2);
+  // One server for the base and both LoRA variants, one per written model.
+  int starts = 0;
+  for (const auto& l : lines) starts += l.rfind("[start ] server for", 0) == 0;
+  EXPECT_EQ(starts, 3);
+  EXPECT_TRUE(fs::exists(o.out_dir / "logs" / "instruct-a__lora.server.log"));
+  EXPECT_EQ(cell_outputs(a.report), cell_outputs(b.report));
 }
 
 TEST(Experiment, ServerThatDiesMidRunIsReportedAndTheRunResumes) {

@@ -79,9 +79,26 @@ std::string read_data_text(const fs::path& path) {
   return ss.str();
 }
 
-static std::vector<nlohmann::json> parse_jsonl(const fs::path& path, const std::string& text,
-                                               const std::vector<std::string>& required) {
-  std::vector<nlohmann::json> out;
+template <class J>
+std::vector<LocatedRecord<J>> parse_json_objects(const fs::path& path, const std::string& text,
+                                                 bool arrays, const std::string& hint) {
+  const std::string tail = hint.empty() ? "" : "; " + hint;
+  std::vector<LocatedRecord<J>> out;
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  if (arrays && first != std::string::npos && text[first] == '[') {
+    J arr;
+    try {
+      arr = J::parse(text);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw Error(path.string(), std::string("invalid JSON (") + e.what() + ")" + tail);
+    }
+    for (size_t i = 0; i < arr.size(); ++i) {
+      std::string where = path.string() + ": element " + std::to_string(i);
+      if (!arr[i].is_object()) throw Error(where, "record is not a JSON object");
+      out.push_back({std::move(arr[i]), std::move(where)});
+    }
+    return out;
+  }
   size_t line_no = 0, pos = 0;
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);
@@ -91,14 +108,33 @@ static std::vector<nlohmann::json> parse_jsonl(const fs::path& path, const std::
     ++line_no;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
     std::string where = path.string() + ":" + std::to_string(line_no);
-    nlohmann::json rec;
+    J rec;
     try {
-      rec = nlohmann::json::parse(line);
+      rec = J::parse(line);
     } catch (const nlohmann::json::parse_error& e) {
-      throw Error(where, std::string("invalid JSON (") + e.what() + "); " + kFetchHint);
+      throw Error(where, std::string("invalid JSON (") + e.what() + ")" + tail);
     }
-    check_fields(rec, required, where);
-    out.push_back(std::move(rec));
+    if (!rec.is_object()) throw Error(where, "record is not a JSON object");
+    out.push_back({std::move(rec), std::move(where)});
+  }
+  return out;
+}
+
+template std::vector<LocatedRecord<nlohmann::json>> parse_json_objects(const fs::path&,
+                                                                       const std::string&, bool,
+                                                                       const std::string&);
+template std::vector<LocatedRecord<nlohmann::ordered_json>> parse_json_objects(const fs::path&,
+                                                                               const std::string&,
+                                                                               bool,
+                                                                               const std::string&);
+
+// The records of a data file holding every field in `required`.
+static std::vector<nlohmann::json> records(const fs::path& path, const std::string& text,
+                                           bool arrays, const std::vector<std::string>& required) {
+  std::vector<nlohmann::json> out;
+  for (auto& r : parse_json_objects<nlohmann::json>(path, text, arrays, kFetchHint)) {
+    check_fields(r.rec, required, r.where);
+    out.push_back(std::move(r.rec));
   }
   if (out.empty()) throw Error(path.string(), std::string("no records; ") + kFetchHint);
   return out;
@@ -106,28 +142,15 @@ static std::vector<nlohmann::json> parse_jsonl(const fs::path& path, const std::
 
 std::vector<nlohmann::json> load_jsonl(const fs::path& path,
                                        const std::vector<std::string>& required) {
-  return parse_jsonl(path, read_data_text(path), required);
+  return records(path, read_data_text(path), false, required);
 }
 
 std::vector<nlohmann::json> load_json_records(const fs::path& path,
                                               const std::vector<std::string>& required) {
   std::string text = read_data_text(path);
-  size_t first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string::npos) throw Error(path.string(), std::string("empty; ") + kFetchHint);
-  if (text[first] != '[') return parse_jsonl(path, text, required);
-  nlohmann::json arr;
-  try {
-    arr = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw Error(path.string(), std::string("invalid JSON (") + e.what() + "); " + kFetchHint);
-  }
-  std::vector<nlohmann::json> out;
-  for (size_t i = 0; i < arr.size(); ++i) {
-    check_fields(arr[i], required, path.string() + ": element " + std::to_string(i));
-    out.push_back(std::move(arr[i]));
-  }
-  if (out.empty()) throw Error(path.string(), std::string("no records; ") + kFetchHint);
-  return out;
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    throw Error(path.string(), std::string("empty; ") + kFetchHint);
+  return records(path, text, true, required);
 }
 
 const std::vector<std::string>& bbh_subtasks() {

@@ -33,6 +33,24 @@ fs::path require_data_file(const fs::path& data_dir, const std::string& rel);
 // unreadable or corrupt-gzip files.
 std::string read_data_text(const fs::path& path);
 
+// One record of a JSON data file and where it came from ("<file>:<line>" or
+// "<file>: element N").
+template <class J>
+struct LocatedRecord {
+  J rec;
+  std::string where;
+};
+
+// The objects in `text`, the contents of `path`: JSONL (one object per
+// non-empty line) or, when `arrays` is set and the first non-space byte is
+// '[', a JSON array of objects. J is nlohmann::json or nlohmann::ordered_json
+// (which keeps each record's key order). Invalid JSON and records that are
+// not objects throw rv::Error naming the line or element, with "; <hint>"
+// appended when `hint` is not empty. An empty result is returned as such.
+template <class J>
+std::vector<LocatedRecord<J>> parse_json_objects(const fs::path& path, const std::string& text,
+                                                 bool arrays, const std::string& hint);
+
 // One JSON object per non-empty line (".gz" allowed). Each record must be an
 // object holding every name in `required` (any JSON type).
 std::vector<nlohmann::json> load_jsonl(const fs::path& path,

@@ -108,47 +108,10 @@ DataRef data_ref(const Parser& P, const YAML::Node& n, const std::string& key) {
 
 // Records of a JSONL file (or a JSON array), key order kept, each with the
 // "<file>:<line>" (or "<file>: element N") it came from.
-struct Doc {
-  ojson rec;
-  std::string where;
-};
+using Doc = LocatedRecord<ojson>;
 
 std::vector<Doc> load_docs(const fs::path& path) {
-  std::string text = read_data_text(path);
-  std::vector<Doc> out;
-  size_t first = text.find_first_not_of(" \t\r\n");
-  if (first != std::string::npos && text[first] == '[') {
-    ojson arr;
-    try {
-      arr = ojson::parse(text);
-    } catch (const ojson::parse_error& e) {
-      throw Error(path.string(), std::string("invalid JSON (") + e.what() + ")");
-    }
-    for (size_t i = 0; i < arr.size(); ++i) {
-      std::string where = path.string() + ": element " + std::to_string(i);
-      if (!arr[i].is_object()) throw Error(where, "record is not a JSON object");
-      out.push_back({std::move(arr[i]), where});
-    }
-  } else {
-    size_t line_no = 0, pos = 0;
-    while (pos < text.size()) {
-      size_t nl = text.find('\n', pos);
-      if (nl == std::string::npos) nl = text.size();
-      std::string_view line(text.data() + pos, nl - pos);
-      pos = nl + 1;
-      ++line_no;
-      if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-      std::string where = path.string() + ":" + std::to_string(line_no);
-      ojson rec;
-      try {
-        rec = ojson::parse(line);
-      } catch (const ojson::parse_error& e) {
-        throw Error(where, std::string("invalid JSON (") + e.what() + ")");
-      }
-      if (!rec.is_object()) throw Error(where, "record is not a JSON object");
-      out.push_back({std::move(rec), where});
-    }
-  }
+  std::vector<Doc> out = parse_json_objects<ojson>(path, read_data_text(path), true, "");
   if (out.empty()) throw Error(path.string(), "no records");
   return out;
 }
