@@ -427,8 +427,10 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
             x.model_dir = t.dir;
           } else if (t.backend.server && F.kind == VectorForm::Kind::kLowrank) {
             x.lora = true;
-            x.adapter = x.dirname;
-            x.model_dir = out / "adapters" / (x.dirname + "-" + x.model_fp.substr(0, 12));
+            // No '+' in adapter names and paths: servers' adapter lists use it
+            // (reasonvec serve --variant A:1+B:1).
+            x.adapter = safe_name(x.dirname);
+            x.model_dir = out / "adapters" / (x.adapter + "-" + x.model_fp.substr(0, 12));
           } else {
             x.model_dir = out / "models" / (x.dirname + "-" + x.model_fp.substr(0, 12));
           }
@@ -566,7 +568,12 @@ ExperimentResult run_experiment(const ExperimentConfig& cfg, const ExperimentOpt
                          et.options.transforms, et.options.cot_hint,
                          et.options.apply_chat_template});
   for (const auto& x : variants) {
-    Row row{x.label, cfg.targets[x.target].name, x.vec, x.alpha, x.model_dir.string(), {}};
+    Row row;
+    row.label = x.label;
+    row.target = cfg.targets[x.target].name;
+    row.vector = x.vec;
+    row.alpha = x.alpha;
+    row.model_dir = x.model_dir.string();
     const VectorForm& F = cfg.forms[x.form];
     row.form = x.vec == "base" ? "" : F.label();
     if (x.vec != "base" && F.kind == VectorForm::Kind::kLowrank) {

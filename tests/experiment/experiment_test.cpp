@@ -453,7 +453,9 @@ TEST(Experiment, OwnServerAsExternalCommandMatchesEngine) {
     EXPECT_EQ(ca["accuracy"], cb["accuracy"]) << i;
   }
   // Greedy text is the same from the engine and from the server.
-  if (san) EXPECT_EQ(cell_outputs(a.report), cell_outputs(b.report));
+  if (san) {
+    EXPECT_EQ(cell_outputs(a.report), cell_outputs(b.report));
+  }
   // Each variant was served by its own server process, whose log we kept.
   for (const char* v : {"instruct-a__base", "instruct-a__v_a+1"}) {
     fs::path l = f.dir / "out-srv/logs" / (std::string(v) + ".server.log");
