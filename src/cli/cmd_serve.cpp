@@ -47,6 +47,7 @@ void run_serve(ServeArgs& a) {
     for (const auto& [n, vs] : variants) taken = taken || n == name;
     if (taken) throw CLI::ValidationError("--variant", "model name '" + name + "' is used twice");
     variants.push_back({name, parse_vector_list(v.substr(eq + 1))});
+    for (auto& lv : variants.back().second) lv.partial = a.vectors.partial;
   }
   a.engine.vectors = load_vectors(a.vectors);
   a.engine.log = log_line;

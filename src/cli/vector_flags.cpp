@@ -14,6 +14,9 @@ void add_vector_flags(CLI::App* sub, VectorFlags* f) {
   sub->add_option("--alpha", f->alphas,
                   "Scale of the matching --vector (repeatable, in the same order; default 1; "
                   "negative subtracts)");
+  sub->add_flag("--partial", f->partial,
+                "Allow a full vector that leaves some of the model's weights unchanged (refused "
+                "by default, as by `apply`: such a vector was most likely made for another model)");
 }
 
 std::vector<engine::LoadVector> load_vectors(const VectorFlags& f) {
@@ -21,7 +24,7 @@ std::vector<engine::LoadVector> load_vectors(const VectorFlags& f) {
     throw CLI::ValidationError("--alpha", "give one --alpha per --vector (or none for alpha = 1)");
   std::vector<engine::LoadVector> r;
   for (size_t i = 0; i < f.vectors.size(); ++i)
-    r.push_back({f.vectors[i], f.alphas.empty() ? 1.0 : f.alphas[i]});
+    r.push_back({f.vectors[i], f.alphas.empty() ? 1.0 : f.alphas[i], f.partial});
   return r;
 }
 

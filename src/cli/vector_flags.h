@@ -15,6 +15,7 @@ namespace rv::cli {
 struct VectorFlags {
   std::vector<std::string> vectors;
   std::vector<double> alphas;
+  bool partial = false;  // --partial: full vectors may leave weights unchanged
   bool given() const { return !vectors.empty() || !alphas.empty(); }
 };
 

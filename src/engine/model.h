@@ -72,6 +72,7 @@ ModelSpec make_model_spec(const ModelConfig& c, const std::string& where);
 struct LoadVector {
   std::filesystem::path path;
   double alpha = 1;
+  bool partial = false;  // a full vector may leave weights unchanged (vec::OverlayTerm::partial)
 };
 
 struct ModelOptions {

@@ -38,7 +38,7 @@ class OverlaySource final : public TensorSource {
  private:
   static std::vector<vec::OverlayTerm> terms(const std::vector<LoadVector>& v) {
     std::vector<vec::OverlayTerm> r;
-    for (const auto& x : v) r.push_back({x.path, x.alpha});
+    for (const auto& x : v) r.push_back({x.path, x.alpha, x.partial});
     return r;
   }
 

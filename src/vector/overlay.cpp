@@ -24,6 +24,8 @@ class Overlay::Delta {
  public:
   virtual ~Delta() = default;
   bool has(const std::string& name) const { return shapes.count(name) != 0; }
+  // A full vector (as opposed to a LoRA adapter): expected to cover every weight.
+  virtual bool full() const { return false; }
   // The one step that turns a stored vector tensor into dense f32 values:
   // elements [b, e) of Δ[name] in row-major Hugging Face layout, before α.
   // (A sparse vector format would add its reader here.)
@@ -72,6 +74,7 @@ class FullDelta final : public Delta {
     auto it = views_.find(name);
     return it == views_.end() ? nullptr : &it->second;
   }
+  bool full() const override { return true; }
 
  private:
   VectorReader reader_;
@@ -404,6 +407,29 @@ Overlay::Overlay(const OverlayTarget& target, const std::vector<OverlayTerm>& te
       if (!used[k].count(n))
         throw Error(terms_[k].path.string(),
                     "tensor '" + D.file_name(n) + "' is not in the model " + target_.name);
+    if (!D.full() || terms_[k].partial) continue;
+    // As apply: a full vector that leaves weights unchanged was most likely
+    // made for another model.
+    std::vector<std::string> missing;
+    size_t weights = 0;
+    for (const auto& [name, tt] : T) {
+      const bool weight = name.size() > 7 && (name.compare(name.size() - 7, 7, ".weight") == 0 ||
+                                              name.compare(name.size() - 5, 5, ".bias") == 0);
+      if (!weight || !is_float_dtype(tt.dtype)) continue;
+      ++weights;
+      auto it = plan_.find(name);
+      bool hit = false;
+      if (it != plan_.end())
+        for (const auto& a : it->second) hit = hit || a.term == k;
+      if (!hit) missing.push_back(name);
+    }
+    if (!missing.empty()) {
+      std::string l = "does not match " + target_.name + ": " + std::to_string(missing.size()) +
+                      " of " + std::to_string(weights) + " weights are not in the vector (";
+      for (size_t i = 0; i < missing.size() && i < 6; ++i) l += (i ? ", " : "") + missing[i];
+      throw Error(terms_[k].path.string(),
+                  l + (missing.size() > 6 ? ", ...)" : ")") + " (--partial applies it anyway)");
+    }
   }
 }
 

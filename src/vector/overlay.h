@@ -50,6 +50,11 @@ namespace rv::vec {
 struct OverlayTerm {
   std::filesystem::path path;  // full vector, PEFT adapter directory or GGUF adapter
   double alpha = 1.0;          // finite; negative subtracts
+  // A full vector that leaves some of the target's weights (float *.weight /
+  // *.bias tensors) unchanged is refused unless this is set, as `apply`
+  // refuses it without --partial. (LoRA adapters cover projections only by
+  // design and are never refused for it.)
+  bool partial = false;
 };
 
 // What the overlay checks the vectors against.
@@ -72,7 +77,8 @@ class Overlay {
   // arithmetic. Throws rv::Error "<term's file>: <problem>" naming the
   // tensor: unreadable or unknown file kinds, a non-finite alpha, tensors
   // the target lacks, other shapes, a vocabulary-size mismatch, non-float
-  // dtypes, LoRA A/B ranks or sizes that do not fit, unsupported adapter
+  // dtypes, a full vector that leaves target weights unchanged (unless
+  // partial), LoRA A/B ranks or sizes that do not fit, unsupported adapter
   // features (DoRA, embedding LoRA, modules_to_save, another architecture).
   // `log` (may be empty) gets notes and warnings ("warning: ...": an
   // adapter's base_model_name_or_path that is not target.name).

@@ -243,8 +243,9 @@ void check_llamacpp_lora(const std::string& arch, const std::string& tok) {
     dense.push_back({t.name, t.shape, d});
   }
   write_st(tmp.p / "d.safetensors", dense);
-  run(cli + "apply --model " + md.string() + " --vector " + (tmp.p / "d.safetensors").string() +
-      " -o " + (tmp.p / "merged").string() + " > /dev/null");
+  // The dense delta covers the projections only: --partial says so.
+  run(cli + "apply --partial --model " + md.string() + " --vector " +
+      (tmp.p / "d.safetensors").string() + " -o " + (tmp.p / "merged").string() + " > /dev/null");
   run(cli + "export-gguf --dtype f32 --model " + (tmp.p / "merged").string() + " -o " +
       (tmp.p / "merged.gguf").string() + " 2> /dev/null");
 

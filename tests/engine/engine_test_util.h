@@ -18,6 +18,7 @@
 #include "formats/model_dir.h"
 #include "formats/safetensors.h"
 #include "formats/synth.h"
+#include "support/llamacpp_oracle.h"
 
 namespace rv::enginetest {
 
@@ -32,10 +33,7 @@ inline fs::path temp_dir(const std::string& name) {
   return p;
 }
 
-inline bool sanitizer_run() {
-  const char* e = std::getenv("RV_SANITIZER_RUN");
-  return e && std::string(e) == "1";
-}
+using rv_test::sanitizer_run;
 
 // A 2-layer, 64-wide model of `arch` with peaked next-token distributions
 // (init_scale 0.2), the engine suites' usual fixture.

@@ -13,6 +13,7 @@
 #include "engine_test_util.h"
 #include "formats/arch.h"
 #include "formats/gguf.h"
+#include "formats/model_dir.h"
 #include "support/llamacpp_oracle.h"
 #include "vector/vector.h"
 
@@ -46,6 +47,7 @@ fs::path apply(const fs::path& target, const std::vector<LoadVector>& v, const f
   for (const auto& x : v) terms.push_back({x.path, x.alpha});
   vec::ApplyOptions o;
   o.force = true;
+  o.partial = true;  // some of these vectors change only a few tensors, on purpose
   vec::apply(target, terms, out, o, [](const std::string&) {});
   return out;
 }
@@ -132,7 +134,26 @@ TEST(LoadVectors, OnlyChangedTensorsAreOwned) {
   const std::string name = "model.layers.1.mlp.up_proj.weight";  // [96, 64]
   write_tensors(dir / "v.safetensors", {name}, {{96, 64}}, {randn(96 * 64, 1, 0.1f)});
   engine::ModelOptions mo;
+  // A one-tensor vector leaves the other weights unchanged: refused, as by
+  // apply, unless partial says it is meant.
   mo.vectors = {{dir / "v.safetensors", 2.0}};
+  try {
+    Model::load(dir / "base", mo);
+    ADD_FAILURE() << "a partial vector loaded without partial";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    size_t weights = 0;  // every tensor of the synthesized model is a float weight or bias
+    const rv::TensorSet base(dir / "base");
+    for (const auto& n : base.names()) weights += n.ends_with(".weight") || n.ends_with(".bias");
+    EXPECT_EQ(m.rfind((dir / "v.safetensors").string() +
+                          ": does not match base: " + std::to_string(weights - 1) + " of " +
+                          std::to_string(weights) + " weights are not in the vector (",
+                      0),
+              0u)
+        << m;
+    EXPECT_NE(m.find("(--partial applies it anyway)"), std::string::npos) << m;
+  }
+  mo.vectors = {{dir / "v.safetensors", 2.0, true}};
   auto m = Model::load(dir / "base", mo);
   EXPECT_EQ(m->owned_bytes(), 96u * 64 * 2);  // one bf16 matrix, kept in bf16
   EXPECT_EQ(m->vectors().size(), 1u);
@@ -329,7 +350,7 @@ TEST(LoadVectors, GgufModelEqualsDirectory) {
                                           "model.layers.1.mlp.down_proj.weight"};
   write_tensors(dir / "v.safetensors", names, {{32, 32}, {16, 32}, {32, 48}},
                 {randn(32 * 32, 1, 0.3f), randn(16 * 32, 2, 0.3f), randn(32 * 48, 3, 0.3f)});
-  const std::vector<LoadVector> v = {{dir / "v.safetensors", -0.75}};
+  const std::vector<LoadVector> v = {{dir / "v.safetensors", -0.75, true}};  // q/k/v only: partial
   engine::ModelOptions mo;
   mo.threads = 2;
   mo.vectors = v;
@@ -398,7 +419,7 @@ TEST(LoadVectors, VariantSharesUnchangedTensors) {
   const auto base_logits = base->forward_all(toks);  // touches every weight page
   engine::ModelOptions mo;
   mo.threads = 2;
-  mo.vectors = {{dir / "v.safetensors", 1.5}};
+  mo.vectors = {{dir / "v.safetensors", 1.5, true}};  // one tensor: partial
   const uint64_t before = rss_bytes();
   auto var = base->variant(mo);
   const uint64_t grown = rss_bytes() - std::min(before, rss_bytes());

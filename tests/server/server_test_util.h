@@ -22,15 +22,13 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
+#include "support/llamacpp_oracle.h"
 
 namespace rv::server::test {
 
 using json = nlohmann::json;
 
-inline bool sanitizer_run() {
-  const char* s = std::getenv("RV_SANITIZER_RUN");
-  return s && std::string(s) == "1";
-}
+using rv_test::sanitizer_run;
 
 // `reasonvec <args...>` in a child process; the constructor returns once the
 // server printed its address (or throws with what it printed instead).

@@ -31,6 +31,7 @@
 #include "eval/math/math_verify.h"
 #include "eval/run/runner.h"
 #include "eval/tasks/task.h"
+#include "support/llamacpp_oracle.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -40,10 +41,7 @@ namespace {
 
 const fs::path kData = fs::path(RV_SHARED_DIR) / "data";
 
-bool sanitizer_run() {
-  const char* s = std::getenv("RV_SANITIZER_RUN");
-  return s && *s && std::string(s) != "0";
-}
+using rv_test::sanitizer_run;
 
 std::vector<json> read_jsonl(const fs::path& p) {
   std::vector<json> v;

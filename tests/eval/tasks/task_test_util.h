@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include "support/llamacpp_oracle.h"
 
 namespace rv::eval::testing {
 
@@ -16,10 +17,7 @@ inline std::filesystem::path shared_data() {
   return std::filesystem::path(RV_SHARED_DIR) / "data";
 }
 
-inline bool sanitizer_run() {
-  const char* s = std::getenv("RV_SANITIZER_RUN");
-  return s && *s && std::string(s) != "0";
-}
+using rv_test::sanitizer_run;
 
 // A private temporary directory removed at scope exit.
 struct ScratchDir {
