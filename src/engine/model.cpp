@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <numbers>
 
 #include "common/error.h"
@@ -154,6 +156,30 @@ bool Model::has_bf16_matrices() const {
 
 int Model::threads() const {
   return pool_->size();
+}
+
+namespace {
+constexpr size_t kHugeOwned = size_t{2} << 20;
+}
+
+void* owned_alloc(size_t bytes) {
+  if (bytes < kHugeOwned) {
+    void* p = std::malloc(bytes ? bytes : 1);
+    if (!p) throw std::bad_alloc();
+    return p;
+  }
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  madvise(p, bytes, MADV_HUGEPAGE);  // a hint: fine if THP is off
+  return p;
+}
+
+void owned_free(void* p, size_t bytes) noexcept {
+  if (!p) return;
+  if (bytes < kHugeOwned)
+    std::free(p);
+  else
+    munmap(p, bytes);
 }
 
 uint64_t Model::owned_bytes() const {

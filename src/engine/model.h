@@ -25,6 +25,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/kernels.h"
@@ -35,6 +36,37 @@ namespace rv::engine {
 
 class ThreadPool;
 struct TensorSource;
+
+// Bytes for the engine's owned weight copies: growing does not zero-fill
+// (a copy is written in full right after it is allocated, and zeroing a
+// gigabyte first would cost a whole extra pass), and buffers of 2 MiB or more
+// are mapped with transparent huge pages requested, since writing a
+// gigabyte of fresh 4 KiB pages spends as long in page faults as in the
+// arithmetic that fills them.
+void* owned_alloc(size_t bytes);
+void owned_free(void* p, size_t bytes) noexcept;
+template <class T>
+struct NoInitAllocator {
+  using value_type = T;
+  NoInitAllocator() = default;
+  template <class U>
+  NoInitAllocator(const NoInitAllocator<U>&) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(owned_alloc(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) noexcept { owned_free(p, n * sizeof(T)); }
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... A>
+  void construct(U* p, A&&... a) {
+    ::new (static_cast<void*>(p)) U(std::forward<A>(a)...);
+  }
+  template <class U>
+  bool operator==(const NoInitAllocator<U>&) const noexcept {
+    return true;
+  }
+};
+using OwnedBytes = std::vector<uint8_t, NoInitAllocator<uint8_t>>;
 
 // The architecture table's id (formats/arch.h).
 using Arch = ArchId;
@@ -243,7 +275,7 @@ class Model {
   // Shared with variant() models, so unchanged tensors are mapped once.
   std::shared_ptr<const ModelDir> dir_;
   std::shared_ptr<const MappedFile> gguf_;
-  std::vector<std::vector<uint8_t>> owned_;
+  std::vector<OwnedBytes> owned_;
   std::vector<LoadVector> vectors_;
   uint64_t weight_bytes_ = 0;
   kern::WeightView embed_, lm_head_;

@@ -185,7 +185,7 @@ class GgufSource final : public TensorSource {
  public:
   GgufSource(const MappedFile& file, const gguf::Header& h,
              const std::map<std::string, const gguf::TensorInfo*>& ts, const ModelSpec& spec,
-             std::vector<std::vector<uint8_t>>& owned)
+             std::vector<OwnedBytes>& owned)
       : file_(file), h_(h), ts_(ts), spec_(spec), owned_(owned) {
     where = file.path().string();
     implied_by = "the GGUF metadata";
@@ -218,7 +218,7 @@ class GgufSource final : public TensorSource {
         return out;  // the caller's shape check reports it
       const int64_t rows = out.shape[0];
       const size_t row_bytes = static_cast<size_t>(t.nbytes() / rows);
-      std::vector<uint8_t> buf(t.nbytes());
+      OwnedBytes buf(t.nbytes());
       for (int64_t r = 0; r < rows; ++r)
         std::memcpy(buf.data() + gguf_qk_source_row(r, hd) * row_bytes, out.data + r * row_bytes,
                     row_bytes);
@@ -240,7 +240,7 @@ class GgufSource final : public TensorSource {
   const gguf::Header& h_;
   const std::map<std::string, const gguf::TensorInfo*>& ts_;
   const ModelSpec& spec_;
-  std::vector<std::vector<uint8_t>>& owned_;
+  std::vector<OwnedBytes>& owned_;
   std::set<std::string> used_;
 };
 

@@ -10,7 +10,7 @@ class OverlaySource final : public TensorSource {
  public:
   OverlaySource(TensorSource& inner, const vec::OverlayTarget& target,
                 const std::vector<LoadVector>& vectors, const ModelOptions::Log& log,
-                std::vector<std::vector<uint8_t>>& owned)
+                std::vector<OwnedBytes>& owned)
       : inner_(inner), overlay_(target, terms(vectors), log), log_(log), owned_(owned) {
     where = inner.where;
     implied_by = inner.implied_by;
@@ -25,7 +25,7 @@ class OverlaySource final : public TensorSource {
     if (!overlay_.changes(n)) return t;
     uint64_t numel = 1;
     for (int64_t d : t.shape) numel *= static_cast<uint64_t>(d);
-    std::vector<uint8_t> buf(numel * dtype_size(t.dtype));
+    OwnedBytes buf(numel * dtype_size(t.dtype));
     const uint64_t bad = overlay_.compute(n, t.data, buf.data());
     if (bad && log_)
       log_("warning: " + std::to_string(bad) + " non-finite value(s) (NaN/Inf) in '" + n +
@@ -45,14 +45,14 @@ class OverlaySource final : public TensorSource {
   TensorSource& inner_;
   vec::Overlay overlay_;
   ModelOptions::Log log_;
-  std::vector<std::vector<uint8_t>>& owned_;
+  std::vector<OwnedBytes>& owned_;
 };
 
 }  // namespace
 
 std::unique_ptr<TensorSource> overlay_source(TensorSource& inner, const ModelSpec& spec,
                                              const std::string& model_name, const ModelOptions& opt,
-                                             std::vector<std::vector<uint8_t>>& owned) {
+                                             std::vector<OwnedBytes>& owned) {
   vec::OverlayTarget target;
   for (auto& [name, t] : inner.list()) target.tensors[name] = {t.dtype, t.shape};
   target.arch = spec.arch;

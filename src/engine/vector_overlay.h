@@ -25,6 +25,6 @@ namespace rv::engine {
 // source's results (the Model's owned_). `inner` must outlive the source.
 std::unique_ptr<TensorSource> overlay_source(TensorSource& inner, const ModelSpec& spec,
                                              const std::string& model_name, const ModelOptions& opt,
-                                             std::vector<std::vector<uint8_t>>& owned);
+                                             std::vector<OwnedBytes>& owned);
 
 }  // namespace rv::engine

@@ -26,6 +26,9 @@ class Overlay::Delta {
   bool has(const std::string& name) const { return shapes.count(name) != 0; }
   // A full vector (as opposed to a LoRA adapter): expected to cover every weight.
   virtual bool full() const { return false; }
+  // Elements [b, e) of Δ[name] will not be read again soon: a mapped file may
+  // drop their pages (they fault back in if they are).
+  virtual void release(const std::string&, uint64_t, uint64_t) const {}
   // The one step that turns a stored vector tensor into dense f32 values:
   // elements [b, e) of Δ[name] in row-major Hugging Face layout, before α.
   // (A sparse vector format would add its reader here.)
@@ -75,6 +78,9 @@ class FullDelta final : public Delta {
     return it == views_.end() ? nullptr : &it->second;
   }
   bool full() const override { return true; }
+  void release(const std::string& name, uint64_t b, uint64_t e) const override {
+    reader_.release(name, b, e);
+  }
 
  private:
   VectorReader reader_;
@@ -475,6 +481,9 @@ uint64_t Overlay::compute(const std::string& name, const uint8_t* base, uint8_t*
         from_f32(dt, acc, out + c0 * tsz, m);
       });
     if (bad) nonfinite += bad;
+    // A model's vector is as large as the model (f32: twice a bf16 one);
+    // keeping its pages resident after use would double the load's memory.
+    for (const Add& a : adds) deltas_[a.term]->release(a.tensor, lo, hi);
   });
   return nonfinite.load();
 }
