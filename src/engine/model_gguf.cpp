@@ -46,18 +46,6 @@ std::string gguf_name(const std::string& hf) {
   return name.empty() ? hf : name;
 }
 
-DType dtype_of(gguf::TensorType t) {
-  switch (t) {
-    case gguf::TensorType::F32:
-      return DType::F32;
-    case gguf::TensorType::F16:
-      return DType::F16;
-    case gguf::TensorType::BF16:
-      return DType::BF16;
-  }
-  return DType::F32;  // unreachable: gguf::parse admits only these
-}
-
 // The metadata of one file, with messages naming it and the key.
 class Meta {
  public:
@@ -175,7 +163,7 @@ json config_from_metadata(const Meta& meta,
   c["rope_theta"] = meta.real(a + k::kRopeFreqBase);
   c["tie_word_embeddings"] = ts.count("output.weight") == 0;
   if (!info->qkv_bias_always) c["attention_bias"] = ts.count("blk.0.attn_q.bias") != 0;
-  const DType dt = dtype_of(emb->second->type);
+  const DType dt = gguf::tensor_dtype(emb->second->type);
   c["torch_dtype"] = dt == DType::F32 ? "float32" : dt == DType::F16 ? "float16" : "bfloat16";
   return c;
 }
@@ -197,7 +185,7 @@ class GgufSource final : public TensorSource {
     for (const auto& t : h_.tensors) {
       if (t.name == kRopeFreqsTensor) continue;  // not a weight; no Hugging Face name
       const std::string hf = hf_tensor_name(t.name);
-      r.push_back({hf.empty() ? t.name : hf, {nullptr, dtype_of(t.type), hf_shape(t)}});
+      r.push_back({hf.empty() ? t.name : hf, {nullptr, gguf::tensor_dtype(t.type), hf_shape(t)}});
     }
     return r;
   }
@@ -206,7 +194,7 @@ class GgufSource final : public TensorSource {
     const std::string name = gguf_name(hf);
     const gguf::TensorInfo& t = *ts_.at(name);
     used_.insert(name);
-    Tensor out{file_.data() + h_.data_start + t.offset, dtype_of(t.type), hf_shape(t)};
+    Tensor out{file_.data() + h_.data_start + t.offset, gguf::tensor_dtype(t.type), hf_shape(t)};
     // export-gguf interleaved the two rotated halves of every q/k head
     // (llama.cpp's RoPE layout); put the rows back in Hugging Face's
     // rotate-half order.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <set>
 #include <sstream>
 
@@ -117,6 +118,23 @@ std::string cell_text(const Cell* c) {
     s += " (Δ " + spct(c->delta) + " [" + spct(c->delta_ci95.first) + ", " +
          spct(c->delta_ci95.second) + "])";
   return s;
+}
+
+// The opening of an accuracy plot: the SVG element, a white background, the
+// title and horizontal grid lines at 0, 25, ..., 100 % (y = Y(accuracy)).
+void accuracy_frame(std::ostringstream& s, double W, double H, double L, double pw,
+                    const std::function<double(double)>& Y, const std::string& title_xml) {
+  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
+    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
+       "fill=\"white\"/>\n";
+  s << "<text x=\"" << W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" << title_xml
+    << "</text>\n";
+  for (int i = 0; i <= 4; ++i) {
+    double v = i / 4.0;
+    s << "<line x1=\"" << L << "\" x2=\"" << L + pw << "\" y1=\"" << Y(v) << "\" y2=\"" << Y(v)
+      << "\" stroke=\"#ddd\"/><text x=\"" << L - 6 << "\" y=\"" << Y(v) + 4
+      << "\" text-anchor=\"end\">" << 100 * v << "%</text>\n";
+  }
 }
 
 const TaskCells* cells_of(const Row& r, const std::string& label) {
@@ -297,17 +315,7 @@ std::string accuracy_svg(const Report& rep, const std::string& task) {
   auto X = [&](double a) { return L + pw * (a - amin) / (amax - amin); };
   auto Y = [&](double v) { return T + ph * (1 - v); };
   std::ostringstream s;
-  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
-       "fill=\"white\"/>\n";
-  s << "<text x=\"" << W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" << xml(task)
-    << ": accuracy vs α</text>\n";
-  for (int i = 0; i <= 4; ++i) {
-    double v = i / 4.0;
-    s << "<line x1=\"" << L << "\" x2=\"" << L + pw << "\" y1=\"" << Y(v) << "\" y2=\"" << Y(v)
-      << "\" stroke=\"#ddd\"/><text x=\"" << L - 6 << "\" y=\"" << Y(v) + 4
-      << "\" text-anchor=\"end\">" << 100 * v << "%</text>\n";
-  }
+  accuracy_frame(s, W, H, L, pw, Y, xml(task) + ": accuracy vs α");
   std::set<double> ticks;
   for (const auto& r : rep.rows) ticks.insert(r.alpha);
   for (double a : ticks)
@@ -371,17 +379,8 @@ std::string sweep_svg(const Report& rep, const std::string& task, const std::str
   auto X = [&](double x) { return L + pw * (tx(x) - lo) / (hi - lo); };
   auto Y = [&](double v) { return T + ph * (1 - v); };
   std::ostringstream s;
-  s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
-    << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
-       "fill=\"white\"/>\n";
-  s << "<text x=\"" << W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" << xml(task)
-    << ": accuracy vs " << (rank ? "LoRA rank" : "density") << "</text>\n";
-  for (int i = 0; i <= 4; ++i) {
-    double v = i / 4.0;
-    s << "<line x1=\"" << L << "\" x2=\"" << L + pw << "\" y1=\"" << Y(v) << "\" y2=\"" << Y(v)
-      << "\" stroke=\"#ddd\"/><text x=\"" << L - 6 << "\" y=\"" << Y(v) + 4
-      << "\" text-anchor=\"end\">" << 100 * v << "%</text>\n";
-  }
+  accuracy_frame(s, W, H, L, pw, Y,
+                 xml(task) + ": accuracy vs " + (rank ? "LoRA rank" : "density"));
   std::set<double> ticks;
   for (const auto& [name, pts] : series)
     for (const auto& [x, v] : pts) ticks.insert(x);

@@ -255,6 +255,18 @@ const char* tensor_type_name(TensorType t) {
   return "?";
 }
 
+DType tensor_dtype(TensorType t) {
+  switch (t) {
+    case TensorType::F32:
+      return DType::F32;
+    case TensorType::F16:
+      return DType::F16;
+    case TensorType::BF16:
+      return DType::BF16;
+  }
+  return DType::F32;  // unreachable: parse() admits only these
+}
+
 size_t tensor_type_size(TensorType t) {
   return t == TensorType::F32 ? 4 : 2;
 }

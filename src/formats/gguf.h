@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "common/file.h"
+#include "formats/dtype.h"
 
 namespace rv::gguf {
 
@@ -55,6 +56,7 @@ const char* value_type_name(ValueType t);
 enum class TensorType : uint32_t { F32 = 0, F16 = 1, BF16 = 30 };
 const char* tensor_type_name(TensorType t);
 size_t tensor_type_size(TensorType t);  // bytes per element
+DType tensor_dtype(TensorType t);       // the same element type as a safetensors DType
 
 // llama.cpp's general.file_type (llama_ftype) for all-float files.
 enum class FileType : uint32_t { ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_BF16 = 32 };

@@ -259,18 +259,6 @@ std::unique_ptr<Delta> open_peft(const fs::path& dir, const OverlayTarget& targe
   return d;
 }
 
-DType dtype_of(gguf::TensorType t) {
-  switch (t) {
-    case gguf::TensorType::F32:
-      return DType::F32;
-    case gguf::TensorType::F16:
-      return DType::F16;
-    case gguf::TensorType::BF16:
-      return DType::BF16;
-  }
-  return DType::F32;  // unreachable: gguf::parse admits only these
-}
-
 std::unique_ptr<Delta> open_gguf_lora(const fs::path& path, const OverlayTarget& target,
                                       const Overlay::Log& log) {
   gguf::File f(path);
@@ -324,8 +312,8 @@ std::unique_ptr<Delta> open_gguf_lora(const fs::path& path, const OverlayTarget&
     p.in = static_cast<int64_t>(A.ne[0]);
     p.out = static_cast<int64_t>(B.ne[1]);
     p.scale = static_cast<float>(alpha != 0 ? alpha / p.r : 1.0);
-    p.a = widen(dtype_of(A.type), f.data(A), A.numel());
-    std::vector<float> b = widen(dtype_of(B.type), f.data(B), B.numel());
+    p.a = widen(gguf::tensor_dtype(A.type), f.data(A), A.numel());
+    std::vector<float> b = widen(gguf::tensor_dtype(B.type), f.data(B), B.numel());
     // llama.cpp's q/k rows are interleaved per head (the exporter's
     // permutation); B's rows are output rows, so put them back.
     const bool qk =
