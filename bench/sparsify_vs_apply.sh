@@ -39,25 +39,8 @@ ops=(
   "ap_ties|$work/out|$q apply --model '$work/sft' --vector '$work/v.safetensors' --method ties --density 0.1 -o '$work/out'"
   "ap_sparse|$work/out|$q apply --model '$work/sft' --vector '$work/vs.safetensors' -o '$work/out'"
 )
-declare -A walls rss
-for ((i = 0; i < runs; i++)); do
-  for op in "${ops[@]}"; do
-    IFS='|' read -r name out cmd <<< "$op"
-    rm -rf "$out"
-    /usr/bin/time -v -o "$work/time.$name" sh -c "$cmd" > /dev/null
-    rm -rf "$out"
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/time.$name" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
-    r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.$name")
-    walls[$name]+="$wall "
-    (( r > ${rss[$name]:-0} )) && rss[$name]=$r
-  done
-done
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-ratio() {
-  paste -d' ' <(echo "${walls[$1]}" | tr ' ' '\n' | grep .) <(echo "${walls[$2]}" | tr ' ' '\n' | grep .) |
-    awk '{print $1/$2}' | median
-}
-t() { echo "${walls[$1]}" | median; }
+source "$(dirname "$0")/lib/timing.sh"
+time_ops
 printf "\nvector %.2f GiB f32, sparse (dare 0.1) %.2f GiB; %s threads, %d round(s)\n" \
   "$(awk "BEGIN{print $(stat -c %s "$work/v.safetensors")/1073741824}")" \
   "$(awk "BEGIN{print $(stat -c %s "$work/vs.safetensors")/1073741824}")" "$(nproc)" "$runs"

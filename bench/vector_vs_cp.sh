@@ -62,28 +62,9 @@ warm_page_cache() {
   dd if=/dev/zero of="$work/warm" bs=8M count=$(( size / 8388608 + 1 )) status=none
   rm -f "$work/warm"
 }
-declare -A walls rss
-for ((i = 0; i < runs; i++)); do
-  for op in "${ops[@]}"; do
-    IFS='|' read -r name out cmd <<< "$op"
-    rm -rf "$out"
-    sync
-    warm_page_cache
-    /usr/bin/time -v -o "$work/time.$name" sh -c "$cmd" > /dev/null
-    rm -rf "$out"
-    wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/time.$name" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
-    r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.$name")
-    walls[$name]+="$wall "
-    (( r > ${rss[$name]:-0} )) && rss[$name]=$r
-  done
-done
-median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# Median of the per-round ratios NAME / BASE (paired, so drift cancels).
-ratio() {
-  paste -d' ' <(echo "${walls[$1]}" | tr ' ' '\n' | grep .) <(echo "${walls[$2]}" | tr ' ' '\n' | grep .) |
-    awk '{print $1/$2}' | median
-}
-t() { echo "${walls[$1]}" | median; }
+source "$(dirname "$0")/lib/timing.sh"
+before_op() { sync; warm_page_cache; }
+time_ops
 
 largest=$(python3 - "$work/sft/model.safetensors" <<'PY'
 import json, struct, sys
