@@ -92,13 +92,6 @@ void check_coverage(const fs::path& target_p, const ModelDir& target,
                     const std::vector<Planned>& plan,
                     const std::vector<std::set<std::string>>& covered, const ApplyOptions& opt,
                     ApplyResult& r) {
-  auto is_weight = [](const std::string& n) {
-    auto ends = [&](const char* s) {
-      const size_t l = std::strlen(s);
-      return n.size() >= l && n.compare(n.size() - l, l, s) == 0;
-    };
-    return ends(".weight") || ends(".bias");
-  };
   const ModelConfig& c = target.config();
   for (size_t k = 0; k < terms.size(); ++k) {
     std::vector<std::string> problems;
@@ -115,19 +108,14 @@ void check_coverage(const fs::path& target_p, const ModelDir& target,
     std::vector<std::string> missing;
     size_t weights = 0;
     for (const auto& p : plan) {
-      if (!is_weight(p.name) || !is_float_dtype(target.tensors().view(p.source).dtype())) continue;
+      if (!is_weight_name(p.name) || !is_float_dtype(target.tensors().view(p.source).dtype()))
+        continue;
       ++weights;
       bool hit = covered[k].count(p.name) != 0;
       for (const auto& a : p.adds) hit = hit || a.term == k;
       if (!hit) missing.push_back(p.name);
     }
-    if (!missing.empty()) {
-      std::string l = std::to_string(missing.size()) + " of " + std::to_string(weights) +
-                      " target weights are not in the vector (";
-      for (size_t i = 0; i < missing.size() && i < 6; ++i) l += (i ? ", " : "") + missing[i];
-      if (missing.size() > 6) l += ", ...";
-      problems.push_back(l + ")");
-    }
+    if (!missing.empty()) problems.push_back(uncovered_text(missing, weights, "target weights"));
     if (problems.empty() || opt.partial) continue;
     std::string msg = "does not match " + target_p.string() + ": ";
     for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
@@ -135,7 +123,7 @@ void check_coverage(const fs::path& target_p, const ModelDir& target,
   }
   if (!opt.partial) return;
   for (const auto& p : plan)
-    if (p.adds.empty() && is_weight(p.name) &&
+    if (p.adds.empty() && is_weight_name(p.name) &&
         is_float_dtype(target.tensors().view(p.source).dtype()))
       r.unchanged.push_back(p.name);
   if (!r.unchanged.empty())
@@ -145,8 +133,8 @@ void check_coverage(const fs::path& target_p, const ModelDir& target,
 
 }  // namespace
 
-ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms, const fs::path& out,
-                  const ApplyOptions& opt, const Log& log) {
+ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
+                  const fs::path& out, const ApplyOptions& opt, const Log& log) {
   if (terms.empty()) throw Error("apply: at least one --vector is required");
   if (opt.dtype && !is_float_dtype(*opt.dtype)) throw Error("--dtype must be f32, bf16 or f16");
   // Method and parameters first: a typo costs nothing.
@@ -221,8 +209,8 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
                                   " vocabulary rows, target " + target_p.string() + " has " +
                                   std::to_string(tv.shape()[0]);
         if (opt.vocab_mismatch == VocabMismatch::kError)
-          throw Error(terms[k].vector.string(), "tensor '" + name + "': " + sizes +
-                                                    " (use --vocab-mismatch overlap|skip)");
+          throw Error(terms[k].vector.string(),
+                      "tensor '" + name + "': " + sizes + " (use --vocab-mismatch overlap|skip)");
         if (opt.vocab_mismatch == VocabMismatch::kSkip) {
           note(name + " left unchanged: " + sizes + " (--vocab-mismatch skip)");
           continue;
@@ -263,8 +251,9 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
             "α·Δlm_head "
             "and set tie_word_embeddings to false");
       } else {
-        note("target ties embeddings, so the vector's lm_head.weight delta is not applied (the "
-             "shared matrix gets only the embed_tokens delta; --untie writes a separate lm_head)");
+        note(
+            "target ties embeddings, so the vector's lm_head.weight delta is not applied (the "
+            "shared matrix gets only the embed_tokens delta; --untie writes a separate lm_head)");
       }
     }
     std::vector<std::string> unused;
@@ -453,7 +442,9 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     if (f != "config.json") extras.push_back(f);
   copy_extra_files(target_p, extras, dir);
   std::string cfg_text = read_file(target_p / "config.json");
-  const std::string dt_name = out_dtype == DType::BF16 ? "bfloat16" : out_dtype == DType::F16 ? "float16" : "float32";
+  const std::string dt_name = out_dtype == DType::BF16  ? "bfloat16"
+                              : out_dtype == DType::F16 ? "float16"
+                                                        : "float32";
   if (untied_now || (opt.dtype && target.config().torch_dtype != dt_name)) {
     json cfg = json::parse(cfg_text);
     if (untied_now) cfg["tie_word_embeddings"] = false;

@@ -112,6 +112,22 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return r + "]";
 }
 
+bool is_weight_name(const std::string& name) {
+  auto ends = [&](const std::string& s) {
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  return ends(".weight") || ends(".bias");
+}
+
+std::string uncovered_text(const std::vector<std::string>& missing, size_t total,
+                           const std::string& what) {
+  std::string l = std::to_string(missing.size()) + " of " + std::to_string(total) + " " + what +
+                  " are not in the vector (";
+  for (size_t i = 0; i < missing.size() && i < 6; ++i) l += (i ? ", " : "") + missing[i];
+  if (missing.size() > 6) l += ", ...";
+  return l + ")";
+}
+
 bool is_vocab_tensor(const std::string& name) {
   auto ends = [&](const std::string& s) {
     return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;

@@ -99,6 +99,15 @@ inline uint64_t count_nonfinite(const float* x, size_t n) {
 
 std::string shape_str(const std::vector<int64_t>& s);
 
+// A *.weight or *.bias tensor: what a full vector is expected to cover
+// (apply and load-time vectors refuse one that leaves such target tensors
+// unchanged, unless partial).
+bool is_weight_name(const std::string& name);
+// "<missing.size()> of <total> <what> are not in the vector (a, b, ...)",
+// naming the first six.
+std::string uncovered_text(const std::vector<std::string>& missing, size_t total,
+                           const std::string& what);
+
 // Input and output embedding matrices, whose first dimension is the vocabulary.
 bool is_vocab_tensor(const std::string& name);
 inline const char* kEmbed = "model.embed_tokens.weight";

@@ -407,9 +407,7 @@ Overlay::Overlay(const OverlayTarget& target, const std::vector<OverlayTerm>& te
     std::vector<std::string> missing;
     size_t weights = 0;
     for (const auto& [name, tt] : T) {
-      const bool weight = name.size() > 7 && (name.compare(name.size() - 7, 7, ".weight") == 0 ||
-                                              name.compare(name.size() - 5, 5, ".bias") == 0);
-      if (!weight || !is_float_dtype(tt.dtype)) continue;
+      if (!is_weight_name(name) || !is_float_dtype(tt.dtype)) continue;
       ++weights;
       auto it = plan_.find(name);
       bool hit = false;
@@ -417,13 +415,10 @@ Overlay::Overlay(const OverlayTarget& target, const std::vector<OverlayTerm>& te
         for (const auto& a : it->second) hit = hit || a.term == k;
       if (!hit) missing.push_back(name);
     }
-    if (!missing.empty()) {
-      std::string l = "does not match " + target_.name + ": " + std::to_string(missing.size()) +
-                      " of " + std::to_string(weights) + " weights are not in the vector (";
-      for (size_t i = 0; i < missing.size() && i < 6; ++i) l += (i ? ", " : "") + missing[i];
-      throw Error(terms_[k].path.string(),
-                  l + (missing.size() > 6 ? ", ...)" : ")") + " (--partial applies it anyway)");
-    }
+    if (!missing.empty())
+      throw Error(terms_[k].path.string(), "does not match " + target_.name + ": " +
+                                               uncovered_text(missing, weights, "weights") +
+                                               " (--partial applies it anyway)");
   }
 }
 
