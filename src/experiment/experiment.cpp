@@ -62,8 +62,7 @@ struct Variant {
 struct ServerSet {
   std::vector<std::unique_ptr<ServerProcess>> procs;
   std::vector<std::string> urls;
-  std::string served;      // the first model id the first replica lists
-  std::string first_port;  // for model_name's {port}
+  std::string model;  // what requests for the base name: model_name, else /v1/models' first id
   std::string desc;
 
   ServerProcess* process() {
@@ -86,20 +85,19 @@ std::unique_ptr<ServerSet> start_servers(const std::string& label, const std::st
   auto set = std::make_unique<ServerSet>();
   const std::string model_abs = fs::absolute(model_dir).string();
   std::vector<std::string> ports, cmds;
+  auto fill = [&](const std::string& s, int r) {
+    return subst(subst(subst(subst(s, "{model}", model_abs), "{port}", ports[r]), "{replica}",
+                       std::to_string(r)),
+                 "{adapters}", adapters);
+  };
   for (int r = 0; r < srv.replicas; ++r) {
     std::string port = std::to_string(free_local_port());
     for (int tries = 0; tries < 20 && std::find(ports.begin(), ports.end(), port) != ports.end();
          ++tries)
       port = std::to_string(free_local_port());  // the servers are not listening yet
     ports.push_back(port);
-    if (r == 0) set->first_port = port;
-    auto fill = [&](const std::string& s) {
-      return subst(subst(subst(subst(s, "{model}", model_abs), "{port}", port), "{replica}",
-                         std::to_string(r)),
-                   "{adapters}", adapters);
-    };
-    cmds.push_back(fill(command));
-    set->urls.push_back(fill(srv.base_url));
+    cmds.push_back(fill(command, r));
+    set->urls.push_back(fill(srv.base_url, r));
     if (log) log("[start ] server for " + label + ": " + cmds.back());
     const std::string log_name =
         log_stem + (r == 0 ? std::string(".server.log") : ".server" + std::to_string(r) + ".log");
@@ -108,7 +106,7 @@ std::unique_ptr<ServerSet> start_servers(const std::string& label, const std::st
   for (size_t r = 0; r < set->procs.size(); ++r) {
     try {
       std::string s = set->procs[r]->wait_ready(set->urls[r], srv.startup_timeout);
-      if (r == 0) set->served = s;
+      if (r == 0) set->model = srv.model_name.empty() ? s : fill(srv.model_name, 0);
     } catch (const Error& e) {
       throw Error(label, e.what());
     }
@@ -199,15 +197,7 @@ class VariantBackend {
       spec.kind = eval::BackendSpec::Kind::kHttp;
       spec.http.base_url = set->urls.front();
       spec.http.base_urls = set->urls;
-      if (x_.lora)
-        spec.http.model = x_.adapter;
-      else
-        spec.http.model = bs_.srv.model_name.empty()
-                              ? set->served
-                              : subst(subst(subst(bs_.srv.model_name, "{model}",
-                                                  fs::absolute(x_.model_dir).string()),
-                                            "{port}", set->first_port),
-                                      "{replica}", "0");
+      spec.http.model = x_.lora ? x_.adapter : set->model;
       spec.http.concurrency = bs_.srv.concurrency;
       spec.http.max_retries = 2;
       desc_ = set->desc;
