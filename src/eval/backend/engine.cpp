@@ -31,26 +31,27 @@ EngineBackend::EngineBackend(std::shared_ptr<engine::Engine> eng, fs::path model
 
 std::string EngineBackend::fingerprint() const {
   if (fingerprint_.empty()) {
-    if (!identity_.empty())
-      fingerprint_ = identity_;
-    else
+    if (!identity_.empty()) {
+      fingerprint_ = identity_;  // names the vectors too (make.h)
+    } else {
       fingerprint_ = "engine|" + (dir_.empty() ? eng_->model_name() : model_fingerprint(dir_));
-    // Vectors applied at load change the weights: their content and alpha.
-    for (const auto& v : vectors_) {
-      std::string files;
-      if (fs::is_directory(v.path)) {
-        std::vector<fs::path> ps;
-        for (const auto& e : fs::directory_iterator(v.path))
-          if (e.is_regular_file()) ps.push_back(e.path());
-        std::sort(ps.begin(), ps.end());
-        for (const auto& p : ps)
-          files += p.filename().string() + ":" + sha256_file_pieces_hex(p) + ";";
-      } else {
-        files = sha256_file_pieces_hex(v.path);
+      // Vectors applied at load change the weights: their content and alpha.
+      for (const auto& v : vectors_) {
+        std::string files;
+        if (fs::is_directory(v.path)) {
+          std::vector<fs::path> ps;
+          for (const auto& e : fs::directory_iterator(v.path))
+            if (e.is_regular_file()) ps.push_back(e.path());
+          std::sort(ps.begin(), ps.end());
+          for (const auto& p : ps)
+            files += p.filename().string() + ":" + sha256_file_pieces_hex(p) + ";";
+        } else {
+          files = sha256_file_pieces_hex(v.path);
+        }
+        char alpha[40];
+        snprintf(alpha, sizeof alpha, "%.17g", v.alpha);
+        fingerprint_ += "|vector:" + sha256_hex(files) + "*" + alpha;
       }
-      char alpha[40];
-      snprintf(alpha, sizeof alpha, "%.17g", v.alpha);
-      fingerprint_ += "|vector:" + sha256_hex(files) + "*" + alpha;
     }
     // A bf16 KV cache or bf16 activations change the responses: cache them apart.
     if (const std::string n = eng_->numerics(); !n.empty()) fingerprint_ += "|" + n;

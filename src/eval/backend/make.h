@@ -26,7 +26,9 @@ struct BackendSpec {
   int max_context = 4096;
   bool kv_bf16 = false;  // bf16 KV cache (changes the numbers; cached apart)
   // Vectors added to the weights at load (engine::ModelOptions::vectors);
-  // part of the fingerprint, so results are cached apart. kHttp: must be empty.
+  // their content and alpha are part of the backend's own fingerprint, so
+  // results are cached apart (an `identity` given below must cover them
+  // itself). kHttp: must be empty.
   std::vector<engine::LoadVector> vectors;
 
   // kHttp: base URL, model name, API key, concurrency, retries.
@@ -37,8 +39,10 @@ struct BackendSpec {
   // see ModelDir::fingerprint; server: "openai|URL|model"). Set it when the
   // caller knows a better identity, e.g. the experiment, whose servers get a
   // new port on every run and whose applied models are identified by their
-  // inputs. The engine still appends "|<numerics>" (bf16 KV cache or
-  // activations change the responses), so such runs stay cached apart.
+  // inputs (the vector and α included, which spares hashing a vector file
+  // as large as the model once per variant). The engine still appends
+  // "|<numerics>" (bf16 KV cache or activations change the responses), so
+  // such runs stay cached apart.
   std::string identity;
 };
 
