@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-.PHONY: all deps oracles build build-asan test test-fast test-asan demo bench fuzz format clean
+.PHONY: all deps test-deps oracles build build-asan test test-fast test-asan demo bench fuzz format clean
 
 all: build
 
@@ -16,6 +16,10 @@ deps:
 
 oracles: deps
 	@scripts/install-oracles.sh
+
+# Test-only packages (python3-torch, the training oracle).
+test-deps: deps
+	@scripts/install-test-deps.sh
 
 # Release (-O3, no debug info) keeps CI's compile and link time down; a
 # developer build configured by hand defaults to RelWithDebInfo.
@@ -34,12 +38,12 @@ build-asan: deps $(ASAN_BUILD)/build.ninja
 # The optimised build runs everything, oracle comparisons included; the
 # sanitizer build runs the same suites (slow oracle sweeps are trimmed there
 # via RV_SANITIZER_RUN) and a bounded libFuzzer session.
-test: oracles build build-asan
+test: oracles test-deps build build-asan
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(ASAN_BUILD) && RV_SANITIZER_RUN=1 ctest --output-on-failure -j $(JOBS)
 	@scripts/run-fuzz.sh 60
 
-test-fast: oracles build
+test-fast: oracles test-deps build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 # The demo's evaluation step uses the Qwen2.5 tokenizer shipped in the npm

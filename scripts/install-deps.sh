@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config make
       nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev
       libsqlite3-dev libyaml-cpp-dev zlib1g-dev libssl-dev libicu-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libgmp-dev libeigen3-dev
+      libgtest-dev libgmock-dev libbenchmark-dev libgmp-dev libeigen3-dev libopenblas-dev
       python3 clang nodejs npm time)
 missing=()
 for p in "${pkgs[@]}"; do
