@@ -40,11 +40,16 @@ int main(int argc, char** argv) try {
       if (i + 1 >= argc) throw rv::Error("bench_train_throughput: " + a + " needs a value");
       return std::atoi(argv[++i]);
     };
-    if (a == "--threads") threads = val();
-    else if (a == "--steps") steps = val();
-    else if (a == "--rows") rows = val();
-    else if (a == "--T") T = val();
-    else throw rv::Error("bench_train_throughput: unknown argument " + a);
+    if (a == "--threads")
+      threads = val();
+    else if (a == "--steps")
+      steps = val();
+    else if (a == "--rows")
+      rows = val();
+    else if (a == "--T")
+      T = val();
+    else
+      throw rv::Error("bench_train_throughput: unknown argument " + a);
   }
   if (threads > 0) rv::set_num_threads(threads);
   threads = rv::num_threads();
@@ -88,10 +93,11 @@ int main(int argc, char** argv) try {
     t_opt += t3 - t2;
   }
   const double per = (t_fwd + t_bwd + t_opt) / steps;
-  std::printf("reasonvec TrainModel: vocab %d hidden %d layers %d heads %d/%d inter %d, batch %d x %d, "
-              "threads %d\n",
-              shape.vocab, shape.hidden, shape.layers, shape.heads, shape.kv_heads,
-              shape.intermediate, rows, T, threads);
+  std::printf(
+      "reasonvec TrainModel: vocab %d hidden %d layers %d heads %d/%d inter %d, batch %d x %d, "
+      "threads %d\n",
+      shape.vocab, shape.hidden, shape.layers, shape.heads, shape.kv_heads, shape.intermediate,
+      rows, T, threads);
   std::printf("%-28s %10s\n", "phase", "ms/step");
   std::printf("%-28s %10.2f\n", "forward + cross_entropy", 1e3 * t_fwd / steps);
   std::printf("%-28s %10.2f\n", "backward", 1e3 * t_bwd / steps);

@@ -237,21 +237,28 @@ double cross_entropy(const std::vector<float>& logits, int vocab,
   for (int32_t t : targets)
     if (t >= vocab)
       throw Error("train: cross_entropy: target " + std::to_string(t) + " outside the vocabulary");
-  dlogits.assign(logits.size(), 0.0f);
+  dlogits.resize(logits.size());  // every row is written below
   std::vector<double> row_loss(targets.size(), 0.0);
-  parallel_for(targets.size(), 16, [&](size_t b, size_t e) {
-    for (size_t r = b; r < e; ++r) {
-      if (targets[r] < 0) continue;
-      const float* z = &logits[r * vocab];
+  parallel_for(targets.size(), 16, [&](size_t b, size_t end) {
+    std::vector<double> e(static_cast<size_t>(vocab));  // exp(z - max) of one row
+    for (size_t r = b; r < end; ++r) {
       float* d = &dlogits[r * vocab];
+      if (targets[r] < 0) {
+        std::fill(d, d + vocab, 0.0f);
+        continue;
+      }
+      const float* z = &logits[r * vocab];
       double mx = -INFINITY;
       for (int i = 0; i < vocab; ++i) mx = std::max(mx, double(z[i]));
       double sum = 0;
-      for (int i = 0; i < vocab; ++i) sum += std::exp(double(z[i]) - mx);
-      const double lse = mx + std::log(sum);
-      row_loss[r] = lse - z[targets[r]];
-      for (int i = 0; i < vocab; ++i) d[i] = float(std::exp(double(z[i]) - lse) / normalizer);
-      d[targets[r]] = float((std::exp(double(z[targets[r]]) - lse) - 1.0) / normalizer);
+      for (int i = 0; i < vocab; ++i) {
+        e[size_t(i)] = std::exp(double(z[i]) - mx);
+        sum += e[size_t(i)];
+      }
+      row_loss[r] = mx + std::log(sum) - z[targets[r]];
+      const double scale = 1.0 / (sum * normalizer);
+      for (int i = 0; i < vocab; ++i) d[i] = float(e[size_t(i)] * scale);
+      d[targets[r]] = float((e[size_t(targets[r])] / sum - 1.0) / normalizer);
     }
   });
   double loss = 0;

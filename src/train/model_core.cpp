@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/error.h"
+#include "engine/kernels.h"
 #include "engine/thread_pool.h"
 
 namespace rv::train {
@@ -133,9 +134,21 @@ void rope_back(R* dx, int d, const R* cs, const R* sn) {
   }
 }
 
-template <class R>
-void fill_zero(std::vector<R>& v, size_t n) {
-  v.assign(n, R(0));
+// Head-sized dot products and y += a·x: the engine's SIMD kernels in f32,
+// plain loops in f64 (the gradient check's precision matters, not its speed).
+float dot(const float* a, const float* b, int n) {
+  return engine::kern::dot(a, b, n);
+}
+double dot(const double* a, const double* b, int n) {
+  double d = 0;
+  for (int i = 0; i < n; ++i) d += a[i] * b[i];
+  return d;
+}
+void axpy(float a, const float* x, float* y, int n) {
+  engine::kern::axpy(a, x, y, n);
+}
+void axpy(double a, const double* x, double* y, int n) {
+  for (int i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
 }  // namespace
@@ -187,7 +200,7 @@ void Decoder<R>::attention_forward(LayerAct& A) {
         const size_t ti = size_t(row) * T + i;
         R* Pi = P + size_t(i) * T;
         R* out = &A.att[ti * QD + size_t(h) * HD];
-        std::fill(Pi, Pi + T, R(0));
+        // Only the entries backward reads (j <= i, same segment) are written.
         std::fill(out, out + HD, R(0));
         if (seg[ti] < 0) continue;
         const R* q = &A.q[ti * QD + size_t(h) * HD];
@@ -195,10 +208,7 @@ void Decoder<R>::attention_forward(LayerAct& A) {
         for (int j = 0; j <= i; ++j) {
           const size_t tj = size_t(row) * T + j;
           if (seg[tj] != seg[ti]) continue;
-          const R* k = &A.k[tj * KVD + size_t(kvh) * HD];
-          R d = 0;
-          for (int c = 0; c < HD; ++c) d += q[c] * k[c];
-          Pi[j] = d * scale;
+          Pi[j] = dot(q, &A.k[tj * KVD + size_t(kvh) * HD], HD) * scale;
           mx = std::max(mx, Pi[j]);
         }
         double sum = 0;
@@ -212,8 +222,7 @@ void Decoder<R>::attention_forward(LayerAct& A) {
           const size_t tj = size_t(row) * T + j;
           if (seg[tj] != seg[ti]) continue;
           Pi[j] *= inv;
-          const R* v = &A.v[tj * KVD + size_t(kvh) * HD];
-          for (int c = 0; c < HD; ++c) out[c] += Pi[j] * v[c];
+          axpy(Pi[j], &A.v[tj * KVD + size_t(kvh) * HD], out, HD);
         }
       }
     }
@@ -252,13 +261,8 @@ void Decoder<R>::attention_backward(const LayerAct& A, const R* datt, R* dq, R* 
           for (int j = 0; j <= i; ++j) {
             const size_t tj = size_t(row) * T + j;
             if (seg[tj] != seg[ti]) continue;
-            const R* vj = &A.v[tj * KVD + size_t(kvh) * HD];
-            R* dvj = &dv[tj * KVD + size_t(kvh) * HD];
-            R d = 0;
-            for (int c = 0; c < HD; ++c) {
-              d += dai[c] * vj[c];
-              dvj[c] += Pi[j] * dai[c];
-            }
+            const R d = dot(dai, &A.v[tj * KVD + size_t(kvh) * HD], HD);
+            axpy(Pi[j], dai, &dv[tj * KVD + size_t(kvh) * HD], HD);
             dP[size_t(j)] = d;
             sum += static_cast<double>(Pi[j]) * d;
           }
@@ -266,12 +270,8 @@ void Decoder<R>::attention_backward(const LayerAct& A, const R* datt, R* dq, R* 
             const size_t tj = size_t(row) * T + j;
             if (seg[tj] != seg[ti]) continue;
             const R dS = Pi[j] * (dP[size_t(j)] - static_cast<R>(sum)) * scale;
-            const R* kj = &A.k[tj * KVD + size_t(kvh) * HD];
-            R* dkj = &dk[tj * KVD + size_t(kvh) * HD];
-            for (int c = 0; c < HD; ++c) {
-              dqi[c] += dS * kj[c];
-              dkj[c] += dS * qi[c];
-            }
+            axpy(dS, &A.k[tj * KVD + size_t(kvh) * HD], dqi, HD);
+            axpy(dS, qi, &dk[tj * KVD + size_t(kvh) * HD], HD);
           }
         }
       }
@@ -312,7 +312,10 @@ const std::vector<R>& Decoder<R>::forward(const R* p, const Batch& b) {
       sin_[t * half + i] = static_cast<R>(std::sin(a));
     }
 
-  std::vector<R> x(N * H), tmp(N * H);
+  std::vector<R>& x = x_;
+  std::vector<R>& tmp = tmp_;
+  x.resize(N * H);
+  tmp.resize(N * H);
   for (size_t t = 0; t < N; ++t)
     std::memcpy(&x[t * H], p + embed_ + size_t(b.tokens[t]) * H, sizeof(R) * H);
 
@@ -376,15 +379,27 @@ void Decoder<R>::backward(const R* p, R* g, const R* dlogits) {
   const int n = int(N), H = s_.hidden, HD = s_.head_dim(), half = HD / 2;
   const int QD = s_.heads * HD, KVD = s_.kv_heads * HD, I = s_.intermediate, V = s_.vocab;
 
-  std::vector<R> dx(N * H, R(0)), dxn(N * H);
+  // Scratch kept across steps: fresh multi-megabyte vectors every step cost
+  // as much in page faults and zeroing as the attention itself.
+  std::vector<R>& dx = dx_;
+  std::vector<R>& dxn = dxn_;
+  dx.assign(N * H, R(0));
+  dxn.resize(N * H);
   // LM head (for tied weights this adds into the embedding's gradient).
   linear_back(xnf_.data(), n, H, p + head_, V, dlogits, dxn.data(), R(0), g + head_,
               static_cast<R*>(nullptr));
   rms_backward(x_final_.data(), rf_.data(), n, H, p + final_norm_, dxn.data(), dx.data(),
                g + final_norm_);
 
-  std::vector<R> dact(N * I), dgate(N * I), dup(N * I), datt(N * QD), dq(N * QD), dk(N * KVD),
-      dv(N * KVD);
+  std::vector<R>&dact = dact_, &dgate = dgate_, &dup = dup_, &datt = datt_, &dq = dq_, &dk = dk_,
+  &dv = dv_;
+  dact.resize(N * I);
+  dgate.resize(N * I);
+  dup.resize(N * I);
+  datt.resize(N * QD);
+  dq.resize(N * QD);
+  dk.resize(N * KVD);
+  dv.resize(N * KVD);
   for (int l = s_.layers - 1; l >= 0; --l) {
     const LayerOff& o = off_[size_t(l)];
     const LayerAct& A = acts_[size_t(l)];

@@ -61,6 +61,8 @@ class Decoder {
   std::vector<R> cos_, sin_;  // [N][head_dim/2]
   std::vector<LayerAct> acts_;
   std::vector<R> x_final_, rf_, xnf_, logits_;
+  // Scratch of forward() and backward(), reused across steps.
+  std::vector<R> x_, tmp_, dx_, dxn_, dact_, dgate_, dup_, datt_, dq_, dk_, dv_;
 };
 
 extern template class Decoder<float>;
