@@ -8,7 +8,6 @@
 #include <string>
 
 #include "common/error.h"
-#include "engine/kernels.h"
 #include "engine/thread_pool.h"
 
 namespace rv::train {
@@ -134,23 +133,6 @@ void rope_back(R* dx, int d, const R* cs, const R* sn) {
   }
 }
 
-// Head-sized dot products and y += a·x: the engine's SIMD kernels in f32,
-// plain loops in f64 (the gradient check's precision matters, not its speed).
-float dot(const float* a, const float* b, int n) {
-  return engine::kern::dot(a, b, n);
-}
-double dot(const double* a, const double* b, int n) {
-  double d = 0;
-  for (int i = 0; i < n; ++i) d += a[i] * b[i];
-  return d;
-}
-void axpy(float a, const float* x, float* y, int n) {
-  engine::kern::axpy(a, x, y, n);
-}
-void axpy(double a, const double* x, double* y, int n) {
-  for (int i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
 }  // namespace
 
 template <class R>
@@ -185,98 +167,94 @@ Decoder<R>::Decoder(const ModelShape& s, int threads)
 template <class R>
 Decoder<R>::~Decoder() = default;
 
-// Causal, segment-masked attention of every (row, query head): prob and att.
+// Causal, segment-masked attention of every (row, query head) as two small
+// matrix products per task: S = scale·Q Kᵀ over the whole row (T x T, the
+// masked half included: a product is still cheaper than T² short dot
+// products), the masked softmax in place (P, kept for backward; masked and
+// padding entries 0), then att = P V.
 template <class R>
 void Decoder<R>::attention_forward(LayerAct& A) {
   const int T = batch_.T, HD = s_.head_dim(), QD = s_.heads * HD, KVD = s_.kv_heads * HD;
   const int group = s_.heads / s_.kv_heads;
   const R scale = static_cast<R>(1.0 / std::sqrt(static_cast<double>(HD)));
   const int32_t* seg = batch_.seg.data();
+  // The tasks run concurrently, each product single-threaded.
+  openblas_set_num_threads(1);
   pool_->for_range(int64_t(batch_.rows) * s_.heads, 1, [&](int64_t b, int64_t e) {
     for (int64_t task = b; task < e; ++task) {
       const int row = int(task / s_.heads), h = int(task % s_.heads), kvh = h / group;
+      const size_t r0 = size_t(row) * T;
       R* P = &A.prob[size_t(task) * T * T];
+      gemm(false, true, T, T, HD, scale, &A.q[r0 * QD + size_t(h) * HD], QD,
+           &A.k[r0 * KVD + size_t(kvh) * HD], KVD, R(0), P, T);
       for (int i = 0; i < T; ++i) {
-        const size_t ti = size_t(row) * T + i;
         R* Pi = P + size_t(i) * T;
-        R* out = &A.att[ti * QD + size_t(h) * HD];
-        // Only the entries backward reads (j <= i, same segment) are written.
-        std::fill(out, out + HD, R(0));
-        if (seg[ti] < 0) continue;
-        const R* q = &A.q[ti * QD + size_t(h) * HD];
+        const int32_t si = seg[r0 + i];
         R mx = -INFINITY;
-        for (int j = 0; j <= i; ++j) {
-          const size_t tj = size_t(row) * T + j;
-          if (seg[tj] != seg[ti]) continue;
-          Pi[j] = dot(q, &A.k[tj * KVD + size_t(kvh) * HD], HD) * scale;
-          mx = std::max(mx, Pi[j]);
-        }
+        for (int j = 0; j <= i; ++j)
+          if (si >= 0 && seg[r0 + j] == si) mx = std::max(mx, Pi[j]);
         double sum = 0;
-        for (int j = 0; j <= i; ++j) {
-          if (seg[size_t(row) * T + j] != seg[ti]) continue;
-          Pi[j] = std::exp(Pi[j] - mx);
-          sum += Pi[j];
+        for (int j = 0; j < T; ++j) {
+          if (si >= 0 && j <= i && seg[r0 + j] == si) {
+            Pi[j] = std::exp(Pi[j] - mx);
+            sum += Pi[j];
+          } else {
+            Pi[j] = 0;
+          }
         }
-        const R inv = static_cast<R>(1.0 / sum);
-        for (int j = 0; j <= i; ++j) {
-          const size_t tj = size_t(row) * T + j;
-          if (seg[tj] != seg[ti]) continue;
-          Pi[j] *= inv;
-          axpy(Pi[j], &A.v[tj * KVD + size_t(kvh) * HD], out, HD);
+        if (sum > 0) {
+          const R inv = static_cast<R>(1.0 / sum);
+          for (int j = 0; j <= i; ++j) Pi[j] *= inv;
         }
       }
+      gemm(false, false, T, HD, T, R(1), P, T, &A.v[r0 * KVD + size_t(kvh) * HD], KVD, R(0),
+           &A.att[r0 * QD + size_t(h) * HD], QD);
     }
   });
+  openblas_set_num_threads(threads_);
 }
 
 // dq (overwritten), dk and dv (overwritten) of the post-RoPE q/k and v from
 // datt, one task per (row, kv head) so the group's heads add into dk/dv
-// without races.
+// without races: dP = dO Vᵀ, dS = P ∘ (dP − rowsum(P ∘ dP))·scale,
+// dQ = dS K, dK = Σ_group dSᵀ Q, dV = Σ_group Pᵀ dO.
 template <class R>
 void Decoder<R>::attention_backward(const LayerAct& A, const R* datt, R* dq, R* dk, R* dv) {
   const int T = batch_.T, HD = s_.head_dim(), QD = s_.heads * HD, KVD = s_.kv_heads * HD;
   const int group = s_.heads / s_.kv_heads;
   const R scale = static_cast<R>(1.0 / std::sqrt(static_cast<double>(HD)));
-  const int32_t* seg = batch_.seg.data();
+  openblas_set_num_threads(1);
   pool_->for_range(int64_t(batch_.rows) * s_.kv_heads, 1, [&](int64_t b, int64_t e) {
-    std::vector<R> dP(static_cast<size_t>(T));
+    std::vector<R> dS(static_cast<size_t>(T) * T);
     for (int64_t task = b; task < e; ++task) {
       const int row = int(task / s_.kv_heads), kvh = int(task % s_.kv_heads);
-      for (int i = 0; i < T; ++i) {
-        const size_t ti = size_t(row) * T + i;
-        std::fill(&dk[ti * KVD + size_t(kvh) * HD], &dk[ti * KVD + size_t(kvh) * HD] + HD, R(0));
-        std::fill(&dv[ti * KVD + size_t(kvh) * HD], &dv[ti * KVD + size_t(kvh) * HD] + HD, R(0));
-      }
+      const size_t r0 = size_t(row) * T;
+      const R* K = &A.k[r0 * KVD + size_t(kvh) * HD];
+      const R* Vh = &A.v[r0 * KVD + size_t(kvh) * HD];
+      R* dK = &dk[r0 * KVD + size_t(kvh) * HD];
+      R* dV = &dv[r0 * KVD + size_t(kvh) * HD];
       for (int h = kvh * group; h < (kvh + 1) * group; ++h) {
         const R* P = &A.prob[(size_t(row) * s_.heads + h) * T * T];
+        const R* dO = &datt[r0 * QD + size_t(h) * HD];
+        const R* Q = &A.q[r0 * QD + size_t(h) * HD];
+        const R beta = h == kvh * group ? R(0) : R(1);
+        gemm(false, true, T, T, HD, R(1), dO, QD, Vh, KVD, R(0), dS.data(), T);
         for (int i = 0; i < T; ++i) {
-          const size_t ti = size_t(row) * T + i;
-          R* dqi = &dq[ti * QD + size_t(h) * HD];
-          std::fill(dqi, dqi + HD, R(0));
-          if (seg[ti] < 0) continue;
           const R* Pi = P + size_t(i) * T;
-          const R* dai = &datt[ti * QD + size_t(h) * HD];
-          const R* qi = &A.q[ti * QD + size_t(h) * HD];
+          R* d = &dS[size_t(i) * T];
           double sum = 0;
-          for (int j = 0; j <= i; ++j) {
-            const size_t tj = size_t(row) * T + j;
-            if (seg[tj] != seg[ti]) continue;
-            const R d = dot(dai, &A.v[tj * KVD + size_t(kvh) * HD], HD);
-            axpy(Pi[j], dai, &dv[tj * KVD + size_t(kvh) * HD], HD);
-            dP[size_t(j)] = d;
-            sum += static_cast<double>(Pi[j]) * d;
-          }
-          for (int j = 0; j <= i; ++j) {
-            const size_t tj = size_t(row) * T + j;
-            if (seg[tj] != seg[ti]) continue;
-            const R dS = Pi[j] * (dP[size_t(j)] - static_cast<R>(sum)) * scale;
-            axpy(dS, &A.k[tj * KVD + size_t(kvh) * HD], dqi, HD);
-            axpy(dS, qi, &dk[tj * KVD + size_t(kvh) * HD], HD);
-          }
+          for (int j = 0; j <= i; ++j) sum += static_cast<double>(Pi[j]) * d[j];
+          for (int j = 0; j <= i; ++j) d[j] = Pi[j] * (d[j] - static_cast<R>(sum)) * scale;
+          std::fill(d + i + 1, d + T, R(0));
         }
+        gemm(false, false, T, HD, T, R(1), dS.data(), T, K, KVD, R(0),
+             &dq[r0 * QD + size_t(h) * HD], QD);
+        gemm(true, false, T, HD, T, R(1), dS.data(), T, Q, QD, beta, dK, KVD);
+        gemm(true, false, T, HD, T, R(1), P, T, dO, QD, beta, dV, KVD);
       }
     }
   });
+  openblas_set_num_threads(threads_);
 }
 
 template <class R>
