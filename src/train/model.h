@@ -15,7 +15,10 @@
 // tokenizer files in.
 //
 // Thread-safety: a TrainModel is driven by one thread at a time; matrix
-// products use OpenBLAS on `threads` threads.
+// products use OpenBLAS on `threads` threads (forward/backward set
+// OpenBLAS's process-wide thread count), attention the model's own pool.
+// The f32 arithmetic lives in model_core.h (templated, so that the tests
+// can run the same code in f64).
 #pragma once
 
 #include <cstdint>
