@@ -128,14 +128,15 @@ Scenario make_scenario(Rng& r, const Limits& L) {
   int64_t v = s.start[0];
   for (int k = 0; k < ops; ++k) {
     // Feasible operations with weights; add or subtract is always possible
-    // because max_value >= max_operand >= 1.
+    // because max_value >= max_operand >= 2.
     struct Choice {
       Op op;
       int weight;
     };
     std::vector<Choice> c;
     if (v + 1 <= L.max_value) c.push_back({Op::kAdd, 6});
-    if (v >= 1) c.push_back({Op::kSub, 5});
+    // Never down to zero: "loses all" problems are trivial.
+    if (v >= 2) c.push_back({Op::kSub, 5});
     if (v >= 1 && v * 2 <= L.max_value) c.push_back({Op::kMul, 3});
     for (int64_t d = 2; d <= 5; ++d)
       if (v >= 2 * d && v % d == 0) {
@@ -168,7 +169,7 @@ Scenario make_scenario(Rng& r, const Limits& L) {
         st.wording = static_cast<int>(r.uniform(0, 2));
         break;
       case Op::kSub:
-        st.arg = r.uniform(1, std::min(L.max_operand, v));
+        st.arg = r.uniform(1, std::min(L.max_operand, v - 1));
         st.after = v - st.arg;
         st.wording = static_cast<int>(r.uniform(0, s.item.edible ? 2 : 1));
         break;
@@ -283,8 +284,7 @@ Problem render(const Scenario& s, const std::vector<std::string>& body, std::str
 }
 
 // An irrelevant sentence with a number, about the people of the problem,
-// inserted after the first starting count (so the asked person's own count
-// still opens the problem, as in plain problems).
+// inserted anywhere after the starting counts and before the question.
 Problem with_distractor(Rng& r, const Scenario& s, int64_t max_operand) {
   const std::string& other =
       s.names[static_cast<size_t>(r.uniform(1, static_cast<int64_t>(s.names.size()) - 1))];
@@ -309,7 +309,8 @@ Problem with_distractor(Rng& r, const Scenario& s, int64_t max_operand) {
       break;
   }
   std::vector<std::string> body = body_sentences(s);
-  const auto at = r.uniform(1, static_cast<int64_t>(body.size()));
+  const auto at =
+      r.uniform(static_cast<int64_t>(s.names.size()), static_cast<int64_t>(body.size()));
   body.insert(body.begin() + at, d);
   return render(s, body, "distractor");
 }

@@ -41,7 +41,7 @@ namespace rv::lab {
 struct TaskSpec {
   int min_ops = 2, max_ops = 4;  // operations per training problem (1 <= min_ops <= max_ops)
   int max_operand = 20;          // operands and starting counts 1..max_operand (multipliers 2..3)
-  int max_value = 199;           // every intermediate value stays in [0, max_value]
+  int max_value = 199;           // every intermediate value stays in [1, max_value]
   // Share of "train" (and "test_id") problems with an irrelevant sentence,
   // so that the models have seen the kind before "test_distractor".
   double distractor_rate = 0.1;
