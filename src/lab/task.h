@@ -83,6 +83,11 @@ std::vector<std::pair<Problem, Problem>> make_adversarial_pairs(const TaskSpec& 
                                                                 const std::string& split, int n,
                                                                 uint64_t seed);
 
+// The partition rule behind the disjointness of the splits: true when a
+// plain question (a kind "plain" problem's text) is in the held-out tenth
+// that only the test splits draw from. For tests and checks of stored data.
+bool is_held_out(const std::string& plain_question);
+
 // The number in the last match of "The answer is <integer>" in `text` (what
 // the eval task's regex filter takes: regex "The answer is (-?[0-9]+)",
 // last match), or nullopt when there is none or it does not fit an int64.

@@ -229,6 +229,33 @@ TEST(LabTask, TestSplitsNeverShareAQuestionWithTrain) {
       EXPECT_EQ(train_plain.count(plain.question), 0u) << split << ": " << plain.question;
 }
 
+// The collision check above has little power (the problem space is huge), so
+// the partition itself is checked too: train's plain questions are never
+// held out, the test splits' plain questions (or their plain sources) always.
+TEST(LabTask, SplitsDrawFromTheirPartition) {
+  TaskSpec spec;
+  const int n = scaled(1000);
+  int train_plain = 0;
+  for (const auto& p : rv::lab::make_split(spec, "train", n, 2))
+    if (p.kind == "plain") {
+      ++train_plain;
+      EXPECT_FALSE(rv::lab::is_held_out(p.question)) << p.question;
+    }
+  EXPECT_GT(train_plain, n / 2);
+  for (const char* split : {"test_id", "test_long", "test_bignum"})
+    for (const auto& p : rv::lab::make_split(spec, split, scaled(300), 2))
+      if (p.kind == "plain") {
+        EXPECT_TRUE(rv::lab::is_held_out(p.question)) << split;
+      }
+  for (const char* split : {"test_distractor", "test_hint", "test_reorder"})
+    for (const auto& pr : rv::lab::make_adversarial_pairs(spec, split, scaled(300), 2))
+      EXPECT_TRUE(rv::lab::is_held_out(pr.first.question)) << split;
+  // About one in ten plain problems is held out.
+  int held = 0;
+  for (int i = 0; i < 2000; ++i) held += rv::lab::is_held_out("question " + std::to_string(i));
+  EXPECT_NEAR(held / 2000.0, 0.1, 0.03);
+}
+
 TEST(LabTask, TrainMixesInDistractorsAtTheConfiguredRate) {
   TaskSpec spec;
   spec.distractor_rate = 0.25;
