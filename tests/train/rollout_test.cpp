@@ -24,7 +24,7 @@ namespace {
 // A synthesized f32 model; one thread by default (the small models' forward
 // passes are too short to gain from a pool).
 std::unique_ptr<engine::Model> synth(const rv_test::TmpDir& tmp, int layers, int hidden, int vocab,
-                                     float init_scale) {
+                                     float init_scale, int threads = 1) {
   SynthOptions s;
   s.layers = layers;
   s.hidden = hidden;
