@@ -53,10 +53,12 @@ struct GrpoOptions {
 
 // One completion token to score.
 struct ScoredToken {
-  int64_t row = 0;         // the logits row that predicts it
-  int32_t id = 0;          // the token
-  int seq = 0;             // its sequence (index into the advantages)
-  double old_logprob = 0;  // log p under the policy that sampled it (before the μ updates)
+  int64_t row = 0;  // the logits row that predicts it
+  int32_t id = 0;   // the token
+  int seq = 0;      // its sequence (index into the advantages)
+  // log p under the policy that sampled it (before the μ updates); with one
+  // update per batch (μ = 1) the current policy's own value (ratio 1), as TRL does.
+  double old_logprob = 0;
   double ref_logprob = 0;  // log p under the reference policy (used only when beta != 0)
 };
 
