@@ -195,6 +195,7 @@ std::unique_ptr<Model> Model::load(const std::filesystem::path& path, const Mode
 }
 
 std::unique_ptr<Model> Model::variant(const ModelOptions& opt) const {
+  if (!dir_ && !gguf_) throw Error("memory: a model over caller-owned tensors has no variants");
   return dir_ ? load_dir(dir_, opt) : load_gguf(gguf_, opt);
 }
 

@@ -29,14 +29,13 @@
 #include <vector>
 
 #include "engine/kernels.h"
+#include "engine/tensor_source.h"
 #include "formats/arch.h"
 #include "formats/model_dir.h"
 
 namespace rv::engine {
 
 class ThreadPool;
-struct TensorSource;
-
 // Bytes for the engine's owned weight copies: growing does not zero-fill
 // (a copy is written in full right after it is allocated, and zeroing a
 // gigabyte first would cost a whole extra pass), and buffers of 2 MiB or more
@@ -195,6 +194,17 @@ class Model {
   // For serving several variants of one model. Throws as load(). Thread-safety: may run while
   // another thread drives this model.
   std::unique_ptr<Model> variant(const ModelOptions& opt) const;
+  // A Model over caller-owned tensors: Hugging Face names, row-major in the
+  // Hugging Face layout, F32/F16/BF16, used in place (nothing is copied but
+  // norms and biases, as load() does), with hyper-parameters from `cfg` (as
+  // parse_model_config gives). For sampling from weights being trained
+  // without a disk round trip; weight_bytes() is the tensors' total size. REQUIRES: every tensor's
+  // memory stays alive and unchanged while the Model lives. opt.vectors apply as in load(). Throws
+  // rv::Error "memory: <problem>" naming the tensor for duplicate names, null data, missing
+  // tensors, wrong shapes or dtypes, and as make_model_spec for unsupported configs.
+  static std::unique_ptr<Model> from_memory(
+      const ModelConfig& cfg, std::vector<std::pair<std::string, TensorSource::Tensor>> tensors,
+      const ModelOptions& opt = {});
   ~Model();
 
   // The vectors applied at load, in order.
