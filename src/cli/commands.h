@@ -38,6 +38,7 @@ void add_chat_template_command(CLI::App& app);
 void add_export_gguf_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_extract_command(CLI::App& app);
+void add_lab_command(CLI::App& app);
 void add_apply_command(CLI::App& app);
 void add_sparsify_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);

@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   rv::cli::add_report_command(app);
   rv::cli::add_data_command(app);
   rv::cli::add_experiment_command(app);
+  rv::cli::add_lab_command(app);
   rv::cli::add_demo_command(app);
   rv::cli::add_math_verify_command(app);
   rv::cli::add_lowrank_command(app);
