@@ -9,7 +9,10 @@
 #include <nlohmann/json.hpp>
 
 #include "common/file.h"
+#include "convert/gguf_export.h"
 #include "engine/model.h"
+#include "lab/task.h"
+#include "tokenizer/tokenizer.h"
 #include "lab/pipeline.h"
 #include "support/llamacpp_oracle.h"
 
@@ -97,6 +100,53 @@ TEST(LabPipeline, TrainsEveryStageReportsAndCaches) {
                         "plots/transfer_test_id.svg"})
     EXPECT_TRUE(fs::exists(out / f)) << f;
   EXPECT_NE(r.markdown.find("GRPO sibling"), std::string::npos);
+
+  // llama.cpp (through our GGUF export) continues the lab's prompts as our
+  // engine does, from the trained SFT sibling, with the same tokens.
+  {
+    const fs::path md = stages["sft-"];
+    const fs::path gguf = out / "sft.gguf";
+    GgufExportOptions go;
+    go.dtype = DType::F32;
+    export_gguf(md, gguf, go, true);
+    std::vector<std::string> prompts;
+    for (const auto& p : make_split(TaskSpec{1, 2, 9, 50, 0.1}, "test_id", rv_test::sanitizer_run() ? 2 : 6, 9))
+      prompts.push_back("Q: " + p.question + "\nA:");
+    const int n_greedy = 24;
+    json res = rv_test::run_llama_ref(
+        {{"gguf", gguf.string()}, {"threads", 1}, {"prompts", prompts}, {"top_k", 1}, {"greedy", n_greedy}},
+        out);
+    const Tokenizer tk = Tokenizer::load(md);
+    auto model = engine::Model::load(md, {.threads = 1});
+    const size_t V = model->spec().vocab;
+    size_t same = 0;
+    for (size_t pi = 0; pi < prompts.size(); ++pi) {
+      const json& rr = res["results"][pi];
+      const auto eval = rr["eval"].get<std::vector<int32_t>>();
+      EXPECT_EQ(tk.encode(prompts[pi], false), rr["tokens"].get<std::vector<int32_t>>()) << prompts[pi];
+      const auto theirs = rr["greedy"].get<std::vector<int32_t>>();
+      const auto mine = model->generate_greedy(eval, n_greedy);
+      // Compared while our top-1 margin is clear of f32 summation-order noise.
+      std::vector<int32_t> path = eval;
+      path.insert(path.end(), mine.begin(), mine.end());
+      const std::vector<float> lg = model->forward_all(path);
+      for (size_t g = 0; g < std::min(mine.size(), theirs.size()); ++g) {
+        const float* row = lg.data() + (eval.size() - 1 + g) * V;
+        float a = -INFINITY, b = -INFINITY;
+        for (size_t v = 0; v < V; ++v) {
+          if (row[v] > a)
+            b = a, a = row[v];
+          else if (row[v] > b)
+            b = row[v];
+        }
+        if (a - b <= 1e-3) break;
+        ASSERT_EQ(mine[g], theirs[g]) << prompts[pi] << " greedy step " << g;
+        ++same;
+      }
+    }
+    EXPECT_GT(same, prompts.size() * n_greedy / 4);
+    std::printf("[ lab ] llama.cpp: %zu greedy tokens identical over %zu prompts\n", same, prompts.size());
+  }
 
   // A rerun runs nothing.
   LabResult again = run_lab(c, o);
