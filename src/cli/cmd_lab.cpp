@@ -23,7 +23,7 @@ void add_lab_command(CLI::App& app) {
       "Train base, instruct target, SFT and GRPO siblings on a synthetic reasoning task (CPU), "
       "extract v = GRPO − SFT and measure its transfer to the target (cached and resumable)");
   sub->add_option("config", *config, "Lab config (YAML, see docs/lab.md); default: the preset");
-  sub->add_option("-o,--output", *out, "Output directory")->required();
+  sub->add_option("-o,--output", *out, "Output directory (required unless --print-config)");
   sub->add_option("--preset", *preset, "Built-in preset without a config: default | quick");
   sub->add_option("--seeds", *seeds,
                   "Independent seeds of the whole pipeline (overrides the config)");
@@ -46,6 +46,7 @@ void add_lab_command(CLI::App& app) {
       fprintf(stdout, "%s\n", cfg.to_json().dump(2).c_str());
       return;
     }
+    if (out->empty()) throw Error("lab: --output DIR is required");
     rv::lab::LabOptions o;
     o.out_dir = *out;
     o.log = [](const std::string& s) { fprintf(stderr, "%s\n", s.c_str()); };

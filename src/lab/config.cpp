@@ -131,68 +131,59 @@ std::vector<std::string> lab_preset_names() {
 }
 
 LabConfig lab_preset(const std::string& name) {
+  // Both presets share the task and the model; `default` trains longer, runs
+  // GRPO for longer on more prompts and evaluates every split. The recipe
+  // search behind these numbers is in docs/lab.md.
   LabConfig c;
   c.preset = name;
   c.source = "<preset " + name + ">";
-  c.model.vocab = c.tokenizer.vocab_size;
-  c.pretrain = {.steps = 600,
-                .rows = 16,
-                .seq_len = 256,
+  c.task = {.min_ops = 1, .max_ops = 3, .max_operand = 9, .max_value = 60, .distractor_rate = 0.1};
+  c.tokenizer = {.vocab_size = 512, .corpus_docs = 6000};
+  c.model.vocab = 512;
+  c.model.hidden = 96;
+  c.model.layers = 3;
+  c.model.heads = 4;
+  c.model.kv_heads = 2;
+  c.model.intermediate = 256;
+  c.model.max_position = 256;
+  c.pretrain = {.steps = 1000,
+                .rows = 12,
+                .seq_len = 192,
                 .lr = 3e-3,
-                .warmup = 30,
-                .weight_decay = 0.1,
-                .docs = 30000};
-  c.instruct = {.steps = 200,
-                .rows = 16,
-                .seq_len = 256,
-                .lr = 1e-3,
                 .warmup = 20,
                 .weight_decay = 0.1,
-                .problems = 3000,
-                .skills = 3000};
-  c.sft = {.steps = 200,
-           .rows = 16,
-           .seq_len = 256,
-           .lr = 1e-3,
-           .warmup = 20,
+                .docs = 20000};
+  c.instruct = {.steps = 150,
+                .rows = 12,
+                .seq_len = 192,
+                .lr = 1e-3,
+                .warmup = 8,
+                .weight_decay = 0.1,
+                .problems = 1500,
+                .skills = 1500};
+  c.sft = {.steps = 300,
+           .rows = 12,
+           .seq_len = 192,
+           .lr = 2e-3,
+           .warmup = 8,
            .weight_decay = 0.1,
            .problems = 6000};
+  c.grpo.steps = 60;
+  c.grpo.prompts = 32;
+  c.grpo.group = 8;
+  c.grpo.max_tokens = 64;
+  c.grpo.mu = 2;
+  c.grpo.lr = 1e-4;
+  c.grpo.warmup = 10;
+  c.eval.n = 200;
   if (name == "default") return c;
   if (name == "quick") {
-    c.tokenizer = {.vocab_size = 512, .corpus_docs = 6000};
-    c.model.vocab = 512;
-    c.model.hidden = 96;
-    c.model.layers = 3;
-    c.model.heads = 4;
-    c.model.kv_heads = 2;
-    c.model.intermediate = 256;
-    c.model.max_position = 256;
-    c.pretrain = {.steps = 250,
-                  .rows = 12,
-                  .seq_len = 192,
-                  .lr = 3e-3,
-                  .warmup = 20,
-                  .weight_decay = 0.1,
-                  .docs = 8000};
-    c.instruct = {.steps = 80,
-                  .rows = 12,
-                  .seq_len = 192,
-                  .lr = 1e-3,
-                  .warmup = 8,
-                  .weight_decay = 0.1,
-                  .problems = 1500,
-                  .skills = 1500};
-    c.sft = {.steps = 80,
-             .rows = 12,
-             .seq_len = 192,
-             .lr = 1e-3,
-             .warmup = 8,
-             .weight_decay = 0.1,
-             .problems = 3000};
-    c.grpo.steps = 20;
+    c.pretrain.steps = 700;
+    c.instruct.steps = 100;
+    c.sft.steps = 250;
+    c.grpo.steps = 30;
     c.grpo.prompts = 16;
-    c.grpo.group = 8;
-    c.grpo.max_tokens = 80;
+    c.grpo.warmup = 5;
     c.eval.n = 100;
     c.eval.splits = {"test_id", "test_long", "test_distractor"};
     c.eval.alphas = {-1, 0, 1};

@@ -35,6 +35,7 @@
 
 namespace rv::lab {
 
+// Field defaults are only the starting point of the presets (lab_preset).
 struct LabTask {
   int min_ops = 2, max_ops = 4;
   int max_operand = 20;

@@ -11,10 +11,10 @@
 #include "common/file.h"
 #include "convert/gguf_export.h"
 #include "engine/model.h"
-#include "lab/task.h"
-#include "tokenizer/tokenizer.h"
 #include "lab/pipeline.h"
+#include "lab/task.h"
 #include "support/llamacpp_oracle.h"
+#include "tokenizer/tokenizer.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -30,7 +30,7 @@ model: {hidden: 32, layers: 1, heads: 2, kv_heads: 1, intermediate: 64, max_posi
 pretrain: {steps: 12, rows: 4, seq_len: 128, warmup: 2, docs: 300}
 instruct: {steps: 4, rows: 4, seq_len: 128, warmup: 1, problems: 40, skills: 40}
 sft: {steps: 4, rows: 4, seq_len: 128, warmup: 1, problems: 60}
-grpo: {steps: 2, prompts: 4, group: 4, max_tokens: 40}
+grpo: {steps: 2, warmup: 0, prompts: 4, group: 4, max_tokens: 40}
 eval: {n: 8, splits: [test_id, test_distractor], alphas: [-1, 0, 1]}
 )";
 
@@ -110,12 +110,16 @@ TEST(LabPipeline, TrainsEveryStageReportsAndCaches) {
     go.dtype = DType::F32;
     export_gguf(md, gguf, go, true);
     std::vector<std::string> prompts;
-    for (const auto& p : make_split(TaskSpec{1, 2, 9, 50, 0.1}, "test_id", rv_test::sanitizer_run() ? 2 : 6, 9))
+    for (const auto& p :
+         make_split(TaskSpec{1, 2, 9, 50, 0.1}, "test_id", rv_test::sanitizer_run() ? 2 : 6, 9))
       prompts.push_back("Q: " + p.question + "\nA:");
     const int n_greedy = 24;
-    json res = rv_test::run_llama_ref(
-        {{"gguf", gguf.string()}, {"threads", 1}, {"prompts", prompts}, {"top_k", 1}, {"greedy", n_greedy}},
-        out);
+    json res = rv_test::run_llama_ref({{"gguf", gguf.string()},
+                                       {"threads", 1},
+                                       {"prompts", prompts},
+                                       {"top_k", 1},
+                                       {"greedy", n_greedy}},
+                                      out);
     const Tokenizer tk = Tokenizer::load(md);
     auto model = engine::Model::load(md, {.threads = 1});
     const size_t V = model->spec().vocab;
@@ -123,7 +127,8 @@ TEST(LabPipeline, TrainsEveryStageReportsAndCaches) {
     for (size_t pi = 0; pi < prompts.size(); ++pi) {
       const json& rr = res["results"][pi];
       const auto eval = rr["eval"].get<std::vector<int32_t>>();
-      EXPECT_EQ(tk.encode(prompts[pi], false), rr["tokens"].get<std::vector<int32_t>>()) << prompts[pi];
+      EXPECT_EQ(tk.encode(prompts[pi], false), rr["tokens"].get<std::vector<int32_t>>())
+          << prompts[pi];
       const auto theirs = rr["greedy"].get<std::vector<int32_t>>();
       const auto mine = model->generate_greedy(eval, n_greedy);
       // Compared while our top-1 margin is clear of f32 summation-order noise.
@@ -145,7 +150,8 @@ TEST(LabPipeline, TrainsEveryStageReportsAndCaches) {
       }
     }
     EXPECT_GT(same, prompts.size() * n_greedy / 4);
-    std::printf("[ lab ] llama.cpp: %zu greedy tokens identical over %zu prompts\n", same, prompts.size());
+    std::printf("[ lab ] llama.cpp: %zu greedy tokens identical over %zu prompts\n", same,
+                prompts.size());
   }
 
   // A rerun runs nothing.
