@@ -197,7 +197,11 @@ void run_lm_stage(const std::string& name, const LabConfig& c, const LabStage& s
   o.checkpoint_dir = out.parent_path() / ("." + out.filename().string() + ".ckpt");
   const auto t0 = std::chrono::steady_clock::now();
   int64_t tokens = 0;
+  bool first = true;
   auto res = train::train_lm(m, data, o, [&](const train::LmStepLog& l) {
+    if (first && l.step > 1 && opt.log)
+      opt.log("  " + name + " resumed from its checkpoint at step " + std::to_string(l.step - 1));
+    first = false;
     tokens += l.tokens;
     if (opt.log && (l.step == 1 || l.step % std::max(1, l.steps / 10) == 0 || l.step == l.steps)) {
       double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
