@@ -14,16 +14,10 @@
 #include "formats/model_dir.h"
 #include "train/optim.h"
 #include "train/rollout.h"
+#include "train/seed.h"
 
 namespace rv::train {
 namespace {
-
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -32,22 +26,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // The engine's view of the policy: the same config.json TrainModel::save
 // writes, over the policy's f32 master weights in place.
 std::unique_ptr<engine::Model> policy_engine(const TrainModel& m, int threads) {
-  const ModelShape& s = m.shape();
-  nlohmann::json j = {{"architectures", {"Qwen2ForCausalLM"}},
-                      {"model_type", "qwen2"},
-                      {"hidden_size", s.hidden},
-                      {"num_hidden_layers", s.layers},
-                      {"num_attention_heads", s.heads},
-                      {"num_key_value_heads", s.kv_heads},
-                      {"intermediate_size", s.intermediate},
-                      {"vocab_size", s.vocab},
-                      {"max_position_embeddings", s.max_position},
-                      {"rope_theta", s.rope_theta},
-                      {"rms_norm_eps", s.rms_eps},
-                      {"tie_word_embeddings", s.tied},
-                      {"hidden_act", "silu"},
-                      {"torch_dtype", "float32"}};
-  ModelConfig cfg = parse_model_config(j, "<policy>");
+  ModelConfig cfg = parse_model_config(hf_config(m.shape(), -1, -1), "<policy>");
   std::vector<std::pair<std::string, engine::TensorSource::Tensor>> tensors;
   const ParamSet& p = m.params();
   for (const auto& e : p.entries) {

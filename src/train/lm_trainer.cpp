@@ -11,16 +11,10 @@
 #include "common/file.h"
 #include "common/hash.h"
 #include "train/optim.h"
+#include "train/seed.h"
 
 namespace rv::train {
 namespace {
-
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 
 // What a checkpoint must match to be resumed: everything that shapes the run.
 std::string run_identity(const TrainModel& m, const std::vector<Example>& data,

@@ -125,32 +125,38 @@ void TrainModel::backward(const std::vector<float>& dlogits) {
   impl_->dec.backward(impl_->params.data.data(), impl_->grads.data.data(), dlogits.data());
 }
 
+nlohmann::json hf_config(const ModelShape& s, int bos_token_id, int eos_token_id) {
+  using nlohmann::json;
+  auto id = [](int v) -> json { return v < 0 ? json(nullptr) : json(v); };
+  return {{"architectures", {"Qwen2ForCausalLM"}},
+          {"model_type", "qwen2"},
+          {"hidden_size", s.hidden},
+          {"num_hidden_layers", s.layers},
+          {"num_attention_heads", s.heads},
+          {"num_key_value_heads", s.kv_heads},
+          {"intermediate_size", s.intermediate},
+          {"vocab_size", s.vocab},
+          {"max_position_embeddings", s.max_position},
+          {"rope_theta", s.rope_theta},
+          {"rms_norm_eps", s.rms_eps},
+          {"tie_word_embeddings", s.tied},
+          {"torch_dtype", "float32"},
+          {"hidden_act", "silu"},
+          {"bos_token_id", id(bos_token_id)},
+          {"eos_token_id", id(eos_token_id)},
+          {"use_sliding_window", false},
+          {"sliding_window", nullptr},
+          {"max_window_layers", s.layers},
+          {"attention_dropout", 0.0},
+          {"initializer_range", 0.02},
+          {"use_cache", true}};
+}
+
 void TrainModel::save(const std::filesystem::path& dir, int bos_token_id, int eos_token_id) const {
   const ModelShape& s = impl_->shape;
   using nlohmann::json;
   auto id = [](int v) -> json { return v < 0 ? json(nullptr) : json(v); };
-  json cfg = {{"architectures", {"Qwen2ForCausalLM"}},
-              {"model_type", "qwen2"},
-              {"hidden_size", s.hidden},
-              {"num_hidden_layers", s.layers},
-              {"num_attention_heads", s.heads},
-              {"num_key_value_heads", s.kv_heads},
-              {"intermediate_size", s.intermediate},
-              {"vocab_size", s.vocab},
-              {"max_position_embeddings", s.max_position},
-              {"rope_theta", s.rope_theta},
-              {"rms_norm_eps", s.rms_eps},
-              {"tie_word_embeddings", s.tied},
-              {"torch_dtype", "float32"},
-              {"hidden_act", "silu"},
-              {"bos_token_id", id(bos_token_id)},
-              {"eos_token_id", id(eos_token_id)},
-              {"use_sliding_window", false},
-              {"sliding_window", nullptr},
-              {"max_window_layers", s.layers},
-              {"attention_dropout", 0.0},
-              {"initializer_range", 0.02},
-              {"use_cache", true}};
+  const json cfg = hf_config(s, bos_token_id, eos_token_id);
   json gen = {
       {"bos_token_id", id(bos_token_id)}, {"eos_token_id", id(eos_token_id)}, {"do_sample", false}};
 

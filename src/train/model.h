@@ -26,6 +26,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace rv::train {
 
 // Hyper-parameters of the trained decoder (Qwen2 semantics, as config.json).
@@ -123,11 +125,17 @@ class TrainModel {
   Impl* impl_;
 };
 
+// The config.json TrainModel::save writes for `shape` (Qwen2ForCausalLM,
+// float32; bos/eos -1: null): also what the engine is given for a model over
+// in-memory training weights.
+nlohmann::json hf_config(const ModelShape& shape, int bos_token_id, int eos_token_id);
+
 // Mean token cross-entropy: for every i with targets[i] >= 0, -log softmax(logits[i])[targets[i]],
 // summed and divided by `normalizer` (> 0; usually the number of counted tokens).
 // Writes dL/dlogits into `dlogits` (resized to logits.size(); rows with target < 0 get 0).
 // Log-softmax in double.
-double cross_entropy(const std::vector<float>& logits, int vocab, const std::vector<int32_t>& targets,
-                     double normalizer, std::vector<float>& dlogits);
+double cross_entropy(const std::vector<float>& logits, int vocab,
+                     const std::vector<int32_t>& targets, double normalizer,
+                     std::vector<float>& dlogits);
 
 }  // namespace rv::train
