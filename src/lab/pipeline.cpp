@@ -382,9 +382,13 @@ LabResult run_lab(const LabConfig& c, const LabOptions& opt) {
 
     for (const std::string& init : c.grpo.init) {
       const fs::path init_dir = init == "sft" ? sft_dir : base_dir;
+      // Which inits run is not part of a GRPO run's identity: adding `base`
+      // must not retrain the one from `sft`.
+      json grpo_cfg = cj["grpo"];
+      grpo_cfg.erase("init");
       const std::string grpo_fp = fp_of({{"stage", "grpo"},
                                          {"init", init == "sft" ? sft_fp : base_fp},
-                                         {"grpo", cj["grpo"]},
+                                         {"grpo", grpo_cfg},
                                          {"sft_data", cj["sft"]["problems"]}});
       const fs::path grpo_dir = stage_dir("grpo-" + init, grpo_fp);
       experiment::Step grpo_step;

@@ -30,7 +30,7 @@ model: {hidden: 32, layers: 1, heads: 2, kv_heads: 1, intermediate: 64, max_posi
 pretrain: {steps: 12, rows: 4, seq_len: 128, warmup: 2, docs: 300}
 instruct: {steps: 4, rows: 4, seq_len: 128, warmup: 1, problems: 40, skills: 40}
 sft: {steps: 4, rows: 4, seq_len: 128, warmup: 1, problems: 60}
-grpo: {steps: 2, warmup: 0, prompts: 4, group: 4, max_tokens: 40}
+grpo: {init: both, steps: 2, warmup: 0, prompts: 4, group: 4, max_tokens: 40}
 eval: {n: 8, splits: [test_id, test_distractor], alphas: [-1, 0, 1]}
 )";
 
@@ -61,11 +61,12 @@ TEST(LabPipeline, TrainsEveryStageReportsAndCaches) {
   std::map<std::string, fs::path> stages;
   for (const auto& e : fs::directory_iterator(seed_dir)) {
     const std::string n = e.path().filename().string();
-    for (const char* s : {"base-", "target-", "sft-", "grpo-sft-", "tokenizer-", "tasks-"})
+    for (const char* s :
+         {"base-", "target-", "sft-", "grpo-sft-", "grpo-base-", "tokenizer-", "tasks-"})
       if (n.rfind(s, 0) == 0) stages[s] = e.path();
   }
-  ASSERT_EQ(stages.size(), 6u) << "missing stage directories under " << seed_dir;
-  for (const char* s : {"base-", "target-", "sft-", "grpo-sft-"}) {
+  ASSERT_EQ(stages.size(), 7u) << "missing stage directories under " << seed_dir;
+  for (const char* s : {"base-", "target-", "sft-", "grpo-sft-", "grpo-base-"}) {
     const fs::path d = stages[s];
     for (const char* f :
          {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"})
@@ -82,6 +83,10 @@ TEST(LabPipeline, TrainsEveryStageReportsAndCaches) {
 
   const json rep = json::parse(read_file(out / "lab_report.json"));
   EXPECT_EQ(rep, r.report);
+  // grpo.init both: GRPO from the SFT model and from the base, each reported.
+  ASSERT_TRUE(rep["grpo_init"].contains("base"));
+  EXPECT_EQ(rep["grpo_init"]["base"]["transfer"].size(), 4u);
+  EXPECT_NE(r.markdown.find("## GRPO from base"), std::string::npos);
   const json& R = rep["grpo_init"]["sft"];
   for (const char* split : {"test_id", "test_distractor"}) {
     const json& sib = R["siblings"][split]["per_seed"];
