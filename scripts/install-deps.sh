@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages reasonvec needs to build and test, if missing.
 # Idempotent: does nothing (and needs no network) when all are present.
+# With arguments, installs those packages instead (install-test-deps.sh).
 set -euo pipefail
 pkgs=(g++ cmake ninja-build pkg-config make
       nlohmann-json3-dev libcli11-dev libpcre2-dev libcpp-httplib-dev
       libsqlite3-dev libyaml-cpp-dev zlib1g-dev libssl-dev libicu-dev
       libgtest-dev libgmock-dev libbenchmark-dev libgmp-dev libeigen3-dev libopenblas-dev
       python3 clang nodejs npm time)
+[ $# -gt 0 ] && pkgs=("$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -15,8 +15,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "engine/model.h"
 #include "convert/gguf_export.h"
+#include "engine/model.h"
 #include "formats/synth.h"
 #include "support/llamacpp_oracle.h"
 #include "support/temp_dir.h"
@@ -92,14 +92,7 @@ void compare(const std::string& arch, const std::string& tok,
     const std::vector<float> lg = model->forward_all(path);
     for (int g = 0; g < n_greedy; ++g) {
       const float* row = lg.data() + (eval.size() - 1 + g) * V;
-      float a = -INFINITY, b = -INFINITY;
-      for (size_t v = 0; v < V; ++v) {
-        if (row[v] > a)
-          b = a, a = row[v];
-        else if (row[v] > b)
-          b = row[v];
-      }
-      if (a - b <= tol) break;
+      if (rv_test::top1_margin(row, V) <= tol) break;
       ASSERT_EQ(mine[g], greedy[g]) << "greedy step " << g;
       ++n_greedy_same;
     }

@@ -1,5 +1,7 @@
 #include "support/llamacpp_oracle.h"
 
+#include <cmath>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -11,6 +13,17 @@
 namespace rv_test {
 
 namespace fs = std::filesystem;
+
+float top1_margin(const float* row, size_t n) {
+  float a = -INFINITY, b = -INFINITY;
+  for (size_t v = 0; v < n; ++v) {
+    if (row[v] > a)
+      b = a, a = row[v];
+    else if (row[v] > b)
+      b = row[v];
+  }
+  return a - b;
+}
 
 bool sanitizer_run() {
   const char* e = std::getenv("RV_SANITIZER_RUN");

@@ -33,6 +33,11 @@ std::filesystem::path oracle_tokenizer_dir(const std::string& pkg);
 std::filesystem::path synth_oracle_gguf(const std::string& arch, const std::string& tok, bool tied,
                                         uint64_t seed, const std::filesystem::path& dir);
 
+// The gap between the largest and second-largest of row[0..n): greedy
+// continuations of two engines are compared only while it exceeds f32
+// summation-order noise (past a near-tie they may rightly diverge).
+float top1_margin(const float* row, size_t n);
+
 // True under the sanitizer build (RV_SANITIZER_RUN=1): trim sweeps.
 bool sanitizer_run();
 
