@@ -35,8 +35,13 @@ ours_out=$("$root/$build/bench/bench_train_throughput" --threads "$threads" --st
   --rows "$rows" --T "$T")
 echo "$ours_out"
 ours=$(echo "$ours_out" | awk '/^tokens_per_s/ {print $2}')
-torch=$(/usr/bin/python3 "$root/tests/train/torch_reference.py" bench "$threads" "$steps" \
+# PyTorch's best configuration here: its own intra-op threads with OpenBLAS
+# single-threaded inside them. Left to its default, the pthreads OpenBLAS
+# spawns threads within torch's threads and 2-thread training runs at about
+# half the speed (measured: 3,500 against 6,800 tokens/s).
+torch=$(OPENBLAS_NUM_THREADS=1 /usr/bin/python3 "$root/tests/train/torch_reference.py" bench "$threads" "$steps" \
   "$rows" "$T" 1024 128 4 4 2 384 | awk '/^tokens_per_s/ {print $2}')
+echo "torch: torch.set_num_threads($threads), OPENBLAS_NUM_THREADS=1"
 
 printf '%-34s %14s\n' "training step (fwd+bwd+AdamW)" "tokens/s"
 printf '%-34s %14.1f\n' "reasonvec TrainModel" "$ours"
