@@ -140,6 +140,12 @@ void write_file(const fs::path& path, std::string_view content) {
   w.close();
 }
 
+void write_file_atomic(const fs::path& path, std::string_view content) {
+  AtomicOutput out(path, AtomicOutput::Kind::kFile, /*force=*/true);
+  write_file(out.path(), content);
+  out.commit();
+}
+
 std::string read_file(const fs::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw Error(path.string(), "cannot open: " + errno_text(errno));

@@ -66,6 +66,9 @@ class FileWriter {
 
 // Writes a whole small file (JSON, README) through FileWriter.
 void write_file(const fs::path& path, std::string_view content);
+// write_file through AtomicOutput (replacing an existing file): the file
+// appears complete or not at all, whatever error, full disk or Ctrl-C.
+void write_file_atomic(const fs::path& path, std::string_view content);
 // Reads a whole small file; throws naming the path when missing/unreadable.
 std::string read_file(const fs::path& path);
 

@@ -360,4 +360,27 @@ std::vector<std::string> split(std::string_view s, std::string_view sep, int64_t
   return out;
 }
 
+std::string xml_escape(std::string_view s) {
+  std::string o;
+  for (char ch : s) {
+    switch (ch) {
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '&':
+        o += "&amp;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      default:
+        o += ch;
+    }
+  }
+  return o;
+}
+
 }  // namespace rv::text

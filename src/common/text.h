@@ -91,4 +91,8 @@ std::vector<std::string> split(std::string_view s, int64_t maxsplit = -1);
 // (Python's ValueError).
 std::vector<std::string> split(std::string_view s, std::string_view sep, int64_t maxsplit = -1);
 
+// `s` with < > & " replaced by their XML entities: text and attribute values
+// in the SVG plots the reports write.
+std::string xml_escape(std::string_view s);
+
 }  // namespace rv::text

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/file.h"
+#include "common/text.h"
 
 namespace rv::experiment {
 
@@ -33,23 +34,6 @@ std::string spct(std::optional<double> x) {
   char b[32];
   snprintf(b, sizeof b, "%+.1f", 100 * *x);
   return b;
-}
-
-std::string xml(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '<')
-      o += "&lt;";
-    else if (c == '>')
-      o += "&gt;";
-    else if (c == '&')
-      o += "&amp;";
-    else if (c == '"')
-      o += "&quot;";
-    else
-      o += c;
-  }
-  return o;
 }
 
 const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e",
@@ -315,7 +299,7 @@ std::string accuracy_svg(const Report& rep, const std::string& task) {
   auto X = [&](double a) { return L + pw * (a - amin) / (amax - amin); };
   auto Y = [&](double v) { return T + ph * (1 - v); };
   std::ostringstream s;
-  accuracy_frame(s, W, H, L, pw, Y, xml(task) + ": accuracy vs α");
+  accuracy_frame(s, W, H, L, pw, Y, text::xml_escape(task) + ": accuracy vs α");
   std::set<double> ticks;
   for (const auto& r : rep.rows) ticks.insert(r.alpha);
   for (double a : ticks)
@@ -334,13 +318,13 @@ std::string accuracy_svg(const Report& rep, const std::string& task) {
     s << "\"/>\n";
     for (const auto& [a, v] : pts)
       s << "<circle cx=\"" << X(a) << "\" cy=\"" << Y(v) << "\" r=\"3.5\" fill=\"" << col
-        << "\"><title>" << xml(name) << " α=" << format_alpha(a) << ": " << pct(v)
+        << "\"><title>" << text::xml_escape(name) << " α=" << format_alpha(a) << ": " << pct(v)
         << "%</title></circle>\n";
     double ly = T + 10 + 18 * k;
     s << "<line x1=\"" << L + pw + 12 << "\" x2=\"" << L + pw + 36 << "\" y1=\"" << ly << "\" y2=\""
       << ly << "\" stroke=\"" << col << "\" stroke-width=\"2\""
       << (dashed ? " stroke-dasharray=\"5,4\"" : "") << "/><text x=\"" << L + pw + 42 << "\" y=\""
-      << ly + 4 << "\">" << xml(name) << "</text>\n";
+      << ly + 4 << "\">" << text::xml_escape(name) << "</text>\n";
     ++k;
   }
   s << "</svg>\n";
@@ -380,7 +364,7 @@ std::string sweep_svg(const Report& rep, const std::string& task, const std::str
   auto Y = [&](double v) { return T + ph * (1 - v); };
   std::ostringstream s;
   accuracy_frame(s, W, H, L, pw, Y,
-                 xml(task) + ": accuracy vs " + (rank ? "LoRA rank" : "density"));
+                 text::xml_escape(task) + ": accuracy vs " + (rank ? "LoRA rank" : "density"));
   std::set<double> ticks;
   for (const auto& [name, pts] : series)
     for (const auto& [x, v] : pts) ticks.insert(x);
@@ -406,12 +390,12 @@ std::string sweep_svg(const Report& rep, const std::string& task, const std::str
     s << "\"/>\n";
     for (const auto& [x, v] : pts)
       s << "<circle cx=\"" << X(x) << "\" cy=\"" << Y(v) << "\" r=\"3.5\" fill=\"" << col
-        << "\"><title>" << xml(name) << " " << param << "=" << x << ": " << pct(v)
+        << "\"><title>" << text::xml_escape(name) << " " << param << "=" << x << ": " << pct(v)
         << "%</title></circle>\n";
     double ly = T + 10 + 18 * k;
     s << "<line x1=\"" << L + pw + 12 << "\" x2=\"" << L + pw + 36 << "\" y1=\"" << ly << "\" y2=\""
       << ly << "\" stroke=\"" << col << "\" stroke-width=\"2\"/><text x=\"" << L + pw + 42
-      << "\" y=\"" << ly + 4 << "\">" << xml(name) << "</text>\n";
+      << "\" y=\"" << ly + 4 << "\">" << text::xml_escape(name) << "</text>\n";
     ++k;
   }
   s << "</svg>\n";
@@ -429,8 +413,8 @@ std::string norms_svg(const Report& rep) {
   s << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << W << "\" height=\"" << H
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
        "fill=\"white\"/>\n";
-  s << "<text x=\"" << W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" << xml(title)
-    << "</text>\n";
+  s << "<text x=\"" << W / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">"
+    << text::xml_escape(title) << "</text>\n";
   const size_t n = std::max<size_t>(1, layers.size());
   const double bw = pw / static_cast<double>(n);
   for (int i = 0; i <= 4; ++i) {

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/file.h"
+#include "common/text.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -44,21 +45,6 @@ std::string spct(double x) {
 
 double num(const json& j, const char* k) {
   return j.contains(k) && j[k].is_number() ? j[k].get<double>() : kNaN;
-}
-
-std::string xml(const std::string& s) {
-  std::string r;
-  for (char ch : s) {
-    if (ch == '<')
-      r += "&lt;";
-    else if (ch == '>')
-      r += "&gt;";
-    else if (ch == '&')
-      r += "&amp;";
-    else
-      r += ch;
-  }
-  return r;
 }
 
 std::vector<json> read_jsonl(const fs::path& p) {
@@ -288,7 +274,7 @@ std::string line_svg(const std::string& title, const std::string& xlabel, const 
     << "\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" "
        "fill=\"white\"/>\n";
   s << "<text x=\"" << (W - R + L) / 2 << "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">"
-    << xml(title) << "</text>\n";
+    << text::xml_escape(title) << "</text>\n";
   for (int i = 0; i <= 4; ++i) {
     const double v = y0 + (y1 - y0) * i / 4;
     char lab[32];
@@ -305,9 +291,9 @@ std::string line_svg(const std::string& title, const std::string& xlabel, const 
       << "</text>\n";
   }
   s << "<text x=\"" << (W - R + L) / 2 << "\" y=\"" << H - 12 << "\" text-anchor=\"middle\">"
-    << xml(xlabel) << "</text>\n<text x=\"16\" y=\"" << (H - B + T) / 2
+    << text::xml_escape(xlabel) << "</text>\n<text x=\"16\" y=\"" << (H - B + T) / 2
     << "\" transform=\"rotate(-90 16 " << (H - B + T) / 2 << ")\" text-anchor=\"middle\">"
-    << xml(ylabel) << "</text>\n";
+    << text::xml_escape(ylabel) << "</text>\n";
   for (size_t i = 0; i < series.size(); ++i) {
     const char* col = colors[i % 10];
     s << "<polyline fill=\"none\" stroke=\"" << col << "\" stroke-width=\"1.5\" points=\"";
@@ -320,7 +306,7 @@ std::string line_svg(const std::string& title, const std::string& xlabel, const 
           << "\"/>\n";
     s << "<rect x=\"" << W - R + 10 << "\" y=\"" << T + 18 * i
       << "\" width=\"12\" height=\"3\" fill=\"" << col << "\"/><text x=\"" << W - R + 28
-      << "\" y=\"" << T + 18 * i + 5 << "\">" << xml(series[i].name) << "</text>\n";
+      << "\" y=\"" << T + 18 * i + 5 << "\">" << text::xml_escape(series[i].name) << "</text>\n";
   }
   s << "</svg>\n";
   return s.str();
@@ -328,13 +314,8 @@ std::string line_svg(const std::string& title, const std::string& xlabel, const 
 
 void write_lab_report(const fs::path& out, const json& rep, const std::string& markdown,
                       const std::vector<SeedSummary>& seeds) {
-  auto atomic_write = [](const fs::path& p, const std::string& text) {
-    AtomicOutput o(p, AtomicOutput::Kind::kFile, true);
-    write_file(o.path(), text);
-    o.commit();
-  };
-  atomic_write(out / "lab_report.json", rep.dump(1) + "\n");
-  atomic_write(out / "lab_report.md", markdown);
+  write_file_atomic(out / "lab_report.json", rep.dump(1) + "\n");
+  write_file_atomic(out / "lab_report.md", markdown);
   fs::create_directories(out / "plots");
   // Training curves: the supervised stages' losses, and GRPO's reward and KL.
   std::vector<Series> loss, reward, kl;
@@ -356,12 +337,12 @@ void write_lab_report(const fs::path& out, const json& rep, const std::string& m
         loss.push_back(l);
       }
     }
-  atomic_write(out / "plots" / "training_loss.svg",
-               line_svg("Training loss", "step", "cross-entropy", loss));
-  atomic_write(out / "plots" / "grpo_reward.svg",
-               line_svg("GRPO mean reward", "step", "reward", reward));
-  atomic_write(out / "plots" / "grpo_kl.svg",
-               line_svg("GRPO KL to reference", "step", "KL (k3)", kl));
+  write_file_atomic(out / "plots" / "training_loss.svg",
+                    line_svg("Training loss", "step", "cross-entropy", loss));
+  write_file_atomic(out / "plots" / "grpo_reward.svg",
+                    line_svg("GRPO mean reward", "step", "reward", reward));
+  write_file_atomic(out / "plots" / "grpo_kl.svg",
+                    line_svg("GRPO KL to reference", "step", "KL (k3)", kl));
   // Transfer: mean Δ over seeds by α, per split, v against the random control.
   for (const auto& sp : rep["splits"]) {
     const std::string split = sp.get<std::string>();
@@ -383,8 +364,9 @@ void write_lab_report(const fs::path& out, const json& rep, const std::string& m
         ss.push_back(s);
       }
     }
-    atomic_write(out / "plots" / ("transfer_" + split + ".svg"),
-                 line_svg("Target accuracy change, " + split, "alpha", "Δ accuracy (points)", ss));
+    write_file_atomic(
+        out / "plots" / ("transfer_" + split + ".svg"),
+        line_svg("Target accuracy change, " + split, "alpha", "Δ accuracy (points)", ss));
   }
 }
 

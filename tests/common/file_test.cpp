@@ -44,6 +44,18 @@ TEST(AtomicOutput, AppearsOnlyOnCommit) {
   EXPECT_THROW(rv::AtomicOutput(out, rv::AtomicOutput::Kind::kFile, false), rv::Error);
 }
 
+TEST(AtomicOutput, WriteFileAtomicReplacesWholeAndLeavesNoTemporary) {
+  TmpDir d("common");
+  const fs::path out = d.p / "log.jsonl";
+  rv::write_file_atomic(out, "first\n");
+  rv::write_file_atomic(out, "second\n");
+  EXPECT_EQ(rv::read_file(out), "second\n");
+  size_t files = 0;
+  for (const auto& e : fs::directory_iterator(d.p)) files += !e.path().empty();
+  EXPECT_EQ(files, 1u);
+  EXPECT_THROW(rv::write_file_atomic(d.p / "missing" / "x", "y"), rv::Error);
+}
+
 TEST(AtomicOutput, SweepsTemporariesOfDeadWritersOnly) {
   TmpDir d("common");
   const fs::path out = d.p / "results";

@@ -132,6 +132,12 @@ TEST(Text, CaseMappingSpecialCases) {
   EXPECT_EQ(lower("\xCE\x9F\xCE\xA3 x"), "\xCE\xBF\xCF\x82 x");
 }
 
+TEST(Text, XmlEscape) {
+  EXPECT_EQ(xml_escape("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c'");
+  EXPECT_EQ(xml_escape(""), "");
+  EXPECT_EQ(xml_escape("α=+1"), "α=+1");
+}
+
 TEST(Text, StripAndSplit) {
   EXPECT_EQ(strip("  a b \t\n"), "a b");
   EXPECT_EQ(strip("  a b  ", Side::kLeft), "a b  ");

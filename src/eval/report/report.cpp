@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "common/file.h"
+#include "common/text.h"
 #include "eval/run/results.h"
 
 namespace rv::eval {
@@ -343,29 +344,6 @@ std::string pval(double p) {
   return b;
 }
 
-std::string xml_escape(const std::string& s) {
-  std::string o;
-  for (char ch : s) {
-    switch (ch) {
-      case '<':
-        o += "&lt;";
-        break;
-      case '>':
-        o += "&gt;";
-        break;
-      case '&':
-        o += "&amp;";
-        break;
-      case '"':
-        o += "&quot;";
-        break;
-      default:
-        o += ch;
-    }
-  }
-  return o;
-}
-
 }  // namespace
 
 std::string report_markdown(const json& rep) {
@@ -472,7 +450,7 @@ std::string report_svg(const json& rep) {
                "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\"><title>%s: "
                "%.1f%%</title></rect>\n",
                x, top + plot_h - h, bar_w - 2, h, kColors[r % 7],
-               xml_escape(c["run"].get<std::string>()).c_str(), 100 * acc);
+               text::xml_escape(c["run"].get<std::string>()).c_str(), 100 * acc);
       s << buf;
       if (c["ci95"][0].is_number() && c["ci95"][1].is_number()) {
         double lo = top + plot_h - plot_h * c["ci95"][0].get<double>();
@@ -489,7 +467,7 @@ std::string report_svg(const json& rep) {
     if (row["variant"] != "all") label += " / " + row["variant"].get<std::string>();
     double lx = x0 + static_cast<double>(nruns) * bar_w / 2, ly = top + plot_h + 10;
     snprintf(buf, sizeof buf, "<text transform=\"translate(%.1f,%.1f) rotate(45)\">", lx, ly);
-    s << buf << xml_escape(label) << "</text>\n";
+    s << buf << text::xml_escape(label) << "</text>\n";
   }
   double ly = top + plot_h + bottom - 12.0 * static_cast<double>(nruns);
   for (size_t r = 0; r < nruns; ++r) {
@@ -497,23 +475,18 @@ std::string report_svg(const json& rep) {
              "<rect x=\"%.1f\" y=\"%.1f\" width=\"10\" height=\"10\" fill=\"%s\"/>", left,
              ly + 12.0 * static_cast<double>(r) - 9, kColors[r % 7]);
     s << buf << "<text x=\"" << left + 14 << "\" y=\"" << ly + 12.0 * static_cast<double>(r)
-      << "\">" << xml_escape(rep["runs"][r]["name"].get<std::string>()) << "</text>\n";
+      << "\">" << text::xml_escape(rep["runs"][r]["name"].get<std::string>()) << "</text>\n";
   }
   s << "</svg>\n";
   return s.str();
 }
 
 void write_report(const json& rep, const fs::path& md_path) {
-  auto put = [](const fs::path& p, const std::string& content) {
-    AtomicOutput out(p, AtomicOutput::Kind::kFile, true);
-    write_file(out.path(), content);
-    out.commit();
-  };
   fs::path base = md_path;
-  put(base, report_markdown(rep));
-  put(fs::path(base).replace_extension(".json"),
-      rep.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
-  put(fs::path(base).replace_extension(".svg"), report_svg(rep));
+  write_file_atomic(base, report_markdown(rep));
+  write_file_atomic(fs::path(base).replace_extension(".json"),
+                    rep.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  write_file_atomic(fs::path(base).replace_extension(".svg"), report_svg(rep));
 }
 
 }  // namespace rv::eval

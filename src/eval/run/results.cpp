@@ -66,12 +66,6 @@ std::string utc_now() {
   return buf;
 }
 
-void write_atomic(const fs::path& p, const std::string& content) {
-  AtomicOutput out(p, AtomicOutput::Kind::kFile, /*force=*/true);
-  write_file(out.path(), content);
-  out.commit();
-}
-
 }  // namespace
 
 json results_json(const RunResult& r) {
@@ -295,12 +289,12 @@ void write_results(const fs::path& out_dir, const RunResult& r) {
       lines += sample_json(t, i).dump(-1, ' ', false, json::error_handler_t::replace);
       lines += '\n';
     }
-    write_atomic(out_dir / ("samples_" + t.name + ".jsonl"), lines);
+    write_file_atomic(out_dir / ("samples_" + t.name + ".jsonl"), lines);
   }
   json j = results_json(r);
-  write_atomic(out_dir / "results.md", results_markdown(j));
-  write_atomic(out_dir / "results.json",
-               j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  write_file_atomic(out_dir / "results.md", results_markdown(j));
+  write_file_atomic(out_dir / "results.json",
+                    j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
 }
 
 }  // namespace rv::eval
