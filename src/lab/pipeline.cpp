@@ -137,9 +137,7 @@ template <class T, class F>
 void write_log(const fs::path& file, const std::vector<T>& log, F to_json) {
   std::string s;
   for (const T& x : log) s += to_json(x).dump() + "\n";
-  AtomicOutput out(file, AtomicOutput::Kind::kFile, /*force=*/true);
-  write_file(out.path(), s);
-  out.commit();
+  write_file_atomic(file, s);
 }
 
 json lm_log_json(const train::LmStepLog& s) {
@@ -215,13 +213,6 @@ void run_lm_stage(const std::string& name, const LabConfig& c, const LabStage& s
   fs::remove_all(o.checkpoint_dir);
 }
 
-struct SeedRun {
-  uint64_t seed = 0;
-  fs::path dir;
-  std::map<std::string, fs::path> stage;    // stage name -> output dir
-  std::map<std::string, json> experiments;  // "siblings-sft", "transfer-sft" -> report.json
-};
-
 experiment::ExperimentConfig experiment_config(
     const LabConfig& c, const fs::path& tasks_dir, const fs::path& base, const fs::path& tuned,
     const std::vector<std::pair<std::string, fs::path>>& targets, const std::vector<double>& alphas,
@@ -263,11 +254,11 @@ LabResult run_lab(const LabConfig& c, const LabOptions& opt) {
     if (opt.log) opt.log(s);
   };
   experiment::StepCounts counts;
-  std::vector<SeedRun> runs;
+  std::vector<SeedSummary> runs;
   const json cj = c.to_json();
 
   for (int si = 0; si < c.seeds; ++si) {
-    SeedRun run;
+    SeedSummary run;
     run.seed = c.seed + static_cast<uint64_t>(si);
     run.dir = opt.out_dir / ("seed-" + std::to_string(run.seed));
     fs::create_directories(run.dir);
@@ -317,7 +308,7 @@ LabResult run_lab(const LabConfig& c, const LabOptions& opt) {
     // Training stages.
     auto stage_dir = [&](const std::string& name, const std::string& fp) {
       fs::path d = run.dir / (name + "-" + short_fp(fp));
-      run.stage[name] = d;
+      run.stages[name] = d;
       return d;
     };
     const std::string base_fp = fp_of({{"stage", "base"},
@@ -476,19 +467,10 @@ LabResult run_lab(const LabConfig& c, const LabOptions& opt) {
   }
 
   // Report over all seeds.
-  std::vector<SeedSummary> seeds;
-  for (const SeedRun& r : runs) {
-    SeedSummary s;
-    s.seed = r.seed;
-    s.dir = r.dir;
-    s.stages = r.stage;
-    s.experiments = r.experiments;
-    seeds.push_back(std::move(s));
-  }
   LabResult res;
-  res.report = build_lab_report(c, seeds);
+  res.report = build_lab_report(c, runs);
   res.markdown = lab_markdown(res.report);
-  write_lab_report(opt.out_dir, res.report, res.markdown, seeds);
+  write_lab_report(opt.out_dir, res.report, res.markdown, runs);
   res.stages_run = counts.run;
   res.stages_cached = counts.cached;
   return res;
