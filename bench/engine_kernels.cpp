@@ -5,7 +5,7 @@
 //   decode-1  128 tokens of one sequence after a 16-token prompt
 //   decode-N  N sequences (16, 64) decoded together, 32 steps each
 // Usage: bench_engine_kernels [--model DIR] [--threads N] [--isa scalar|avx2|avx512bf16]
-//                             [--scalar] [--kv-bf16] [--quick]
+//                             [--scalar] [--kv-bf16] [--quick] [--prompt N] [--prefill-only]
 // (--scalar = --isa scalar; the default ISA is the best the CPU has, or $RV_ISA.)
 // The model is synthesized into /tmp/rv_bench_qwen05b on first use.
 #include <algorithm>
@@ -37,6 +37,14 @@ static double cpu_now() {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+// FNV-1a over the bytes of the logits: equal hashes across builds or ISAs
+// mean bit-identical results.
+static uint64_t fnv1a(const std::vector<float>& v, uint64_t h = 1469598103934665603ull) {
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  for (size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
 static long peak_rss_mb() {
   FILE* f = fopen("/proc/self/status", "r");
   if (!f) return -1;
@@ -51,7 +59,8 @@ static long peak_rss_mb() {
 int main(int argc, char** argv) {
   std::filesystem::path dir = "/tmp/rv_bench_qwen05b";
   int threads = 2;
-  bool quick = false, kv_bf16 = false;
+  bool quick = false, kv_bf16 = false, prefill_only = false;
+  int prompt = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--model" && i + 1 < argc)
@@ -76,6 +85,10 @@ int main(int argc, char** argv) {
       kv_bf16 = true;
     else if (a == "--quick")
       quick = true;
+    else if (a == "--prompt" && i + 1 < argc)
+      prompt = std::stoi(argv[++i]);
+    else if (a == "--prefill-only")
+      prefill_only = true;
   }
   if (!std::filesystem::exists(dir / "config.json")) {
     SynthOptions o;
@@ -98,7 +111,7 @@ int main(int argc, char** argv) {
          kern::isa_name(kern::isa()), kv_bf16 ? "bf16" : "f32");
   printf("%-22s %12s %14s\n", "workload", "tokens/s", "tokens/cpu-s");
   std::vector<float> logits;
-  const int P = quick ? 128 : 512;
+  const int P = prompt > 0 ? prompt : quick ? 128 : 512;
   {  // prefill
     KVCache kv(m->spec(), 1, P + 1, kv_bf16);
     std::vector<BatchToken> b;
@@ -106,8 +119,10 @@ int main(int argc, char** argv) {
     auto t0 = Clock::now();
     double c0 = cpu_now();
     m->forward(b, kv, logits);
-    printf("prefill %-14d %12.1f %14.1f\n", P, P / secs(t0), P / (cpu_now() - c0));
+    printf("prefill %-14d %12.1f %14.1f   logits fnv1a %016llx\n", P, P / secs(t0),
+           P / (cpu_now() - c0), (unsigned long long)fnv1a(logits));
   }
+  if (prefill_only) return 0;
   {  // single-stream decode
     const int N = quick ? 32 : 128;
     KVCache kv(m->spec(), 1, 16 + N + 1, kv_bf16);
@@ -121,7 +136,8 @@ int main(int argc, char** argv) {
       b = {{next, 0, 16 + i, true}};
       m->forward(b, kv, logits);
     }
-    printf("decode 1 stream %6s %12.1f %14.1f\n", "", N / secs(t0), N / (cpu_now() - c0));
+    printf("decode 1 stream %6s %12.1f %14.1f   logits fnv1a %016llx\n", "", N / secs(t0),
+           N / (cpu_now() - c0), (unsigned long long)fnv1a(logits));
   }
   for (int S : {16, 64}) {  // batched decode
     const int steps = quick ? 8 : 32;
@@ -140,8 +156,8 @@ int main(int argc, char** argv) {
       }
       m->forward(b, kv, logits);
     }
-    printf("decode %2d streams %4s %12.1f %14.1f\n", S, "", S * steps / secs(t0),
-           S * steps / (cpu_now() - c0));
+    printf("decode %2d streams %4s %12.1f %14.1f   logits fnv1a %016llx\n", S, "",
+           S * steps / secs(t0), S * steps / (cpu_now() - c0), (unsigned long long)fnv1a(logits));
   }
   printf("peak RSS %ld MiB (weights %llu MiB)\n", peak_rss_mb(),
          (unsigned long long)(m->weight_bytes() >> 20));

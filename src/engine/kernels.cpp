@@ -4,7 +4,9 @@
 #include <cpuid.h>
 #endif
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -171,6 +173,46 @@ float dot_bf16(const float* a, const uint16_t* b, int n) {
 void axpy_bf16(float a, const uint16_t* x, float* y, int n) {
   if (isa() != Isa::kScalar) return avx2::axpy_bf16(a, x, y, n);
   for (int i = 0; i < n; ++i) y[i] += a * bf16_to_f32(x[i]);
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  if (isa() != Isa::kScalar && avx2::exp_vector_ok()) return avx2::silu_mul(gate, up, out, n);
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
+            int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride,
+            float* scratch) {
+  if (isa() != Isa::kScalar && hd % 8 == 0)
+    return avx2::attend(q, q_stride, G, K, V, kv_bf16, ld, n, hd, scale, out, out_stride, scratch);
+  // The composition itself (the contract above), with this ISA's dot / axpy.
+  const auto* K32 = static_cast<const float*>(K);
+  const auto* V32 = static_cast<const float*>(V);
+  const auto* K16 = static_cast<const uint16_t*>(K);
+  const auto* V16 = static_cast<const uint16_t*>(V);
+  for (int g = 0; g < G; ++g) {
+    const float* qg = q + g * q_stride;
+    float* sc = scratch + int64_t(g) * n;
+    float mx = -INFINITY;
+    for (int j = 0; j < n; ++j) {
+      sc[j] = (kv_bf16 ? dot_bf16(qg, K16 + j * ld, hd) : dot(qg, K32 + j * ld, hd)) * scale;
+      mx = std::max(mx, sc[j]);
+    }
+    double sum = 0;
+    for (int j = 0; j < n; ++j) {
+      sc[j] = std::exp(sc[j] - mx);
+      sum += sc[j];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    float* o = out + g * out_stride;
+    std::fill(o, o + hd, 0.0f);
+    for (int j = 0; j < n; ++j) {
+      if (kv_bf16)
+        axpy_bf16(sc[j] * inv, V16 + j * ld, o, hd);
+      else
+        axpy(sc[j] * inv, V32 + j * ld, o, hd);
+    }
+  }
 }
 
 }  // namespace rv::engine::kern

@@ -59,6 +59,20 @@ void axpy(float a, const float* x, float* y, int n);  // y += a * x
 // to f32 exactly: results equal dot / axpy on the widened row.
 float dot_bf16(const float* a, const uint16_t* b, int n);
 void axpy_bf16(float a, const uint16_t* x, float* y, int n);
+// Attention of G query heads that share one cached K/V head, each query
+// against the same n cached rows: for g < G,
+//   out[g * out_stride + d] = sum_j softmax_j(scale * q_g . K_j) * V_j[d],
+// where q_g = q + g * q_stride (hd floats), K_j = K + j * ld elements and
+// V_j likewise (f32 rows, or bf16 rows when kv_bf16). The result is exactly
+// that of the per-row composition: s_j = dot(q_g, K_j) * scale, the max in
+// row order, e_j = expf(s_j - max), the sum of e_j in double, inv =
+// float(1 / sum), then axpy(e_j * inv, V_j) into zeros in row order.
+// `scratch` holds G * n floats.
+void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
+            int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride, float* scratch);
+// out[i] = gate[i] / (1 + expf(-gate[i])) * up[i] (SwiGLU), in exactly
+// those float operations; out may alias gate or up.
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 // Converts n elements of weight row `row` to f32.
 void row_to_f32(const WeightView& W, int64_t row, float* out);
 
@@ -70,6 +84,13 @@ float dot(const float* a, const float* b, int n);
 void axpy(float a, const float* x, float* y, int n);
 float dot_bf16(const float* a, const uint16_t* b, int n);
 void axpy_bf16(float a, const uint16_t* x, float* y, int n);
+void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
+            int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride, float* sc);
+// attend's vectorised expf: whether it matched this process's expf (checked
+// once; attend uses it only then), and y[i] = that exp of x[i] (for tests).
+bool exp_vector_ok();
+void exp_n(const float* x, float* y, int64_t n);
+void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 }  // namespace avx2
 
 // Entry point of the AVX-512 BF16 translation unit: BF16 weights only; the

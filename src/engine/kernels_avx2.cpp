@@ -5,6 +5,7 @@
 // pick this file's AVX2 copy for the whole program. Hence: intrinsics and
 // file-local templates only.
 #include <immintrin.h>
+#include <math.h>  // expf: the C function, not an inline C++ overload
 
 #include <cstddef>
 #include <cstdint>
@@ -212,6 +213,296 @@ void axpy_bf16(float a, const uint16_t* x, float* y, int n) {
   for (; i + 8 <= n; i += 8)
     _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, load8<kBF16>(x, i), _mm256_loadu_ps(y + i)));
   for (; i < n; ++i) y[i] += a * load1<kBF16>(x, i);
+}
+
+}  // namespace rv::engine::kern::avx2
+
+// ---------------------------------------------------------------------------
+// Attention of a group of query heads sharing one cached K/V head. Each
+// query's result is exactly what Model's per-head loop gets from dot(),
+// expf() and axpy() row by row (the same operations on every element in the
+// same order); the speed comes from sharing loads between queries and keys
+// and from reducing eight dot products at once.
+
+namespace rv::engine::kern::avx2 {
+namespace {
+
+// Eight vectors -> their eight hsum()s, each with hsum's exact pairing
+// (lanes i and i+4, then 0/2 and 1/3, then 0 and 1), returned in the order
+// v0, v1, ..., v7.
+inline __m256 hsum8(const __m256* v) {
+  // Level 1: [v_a lanes i + i+4 (4 lanes) | v_b lanes i + i+4 (4 lanes)].
+  const __m256 t01 = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[1], 0x20),
+                                   _mm256_permute2f128_ps(v[0], v[1], 0x31));
+  const __m256 t23 = _mm256_add_ps(_mm256_permute2f128_ps(v[2], v[3], 0x20),
+                                   _mm256_permute2f128_ps(v[2], v[3], 0x31));
+  const __m256 t45 = _mm256_add_ps(_mm256_permute2f128_ps(v[4], v[5], 0x20),
+                                   _mm256_permute2f128_ps(v[4], v[5], 0x31));
+  const __m256 t67 = _mm256_add_ps(_mm256_permute2f128_ps(v[6], v[7], 0x20),
+                                   _mm256_permute2f128_ps(v[6], v[7], 0x31));
+  // Level 2: [a0+a2, a1+a3, c0+c2, c1+c3 | b0+b2, b1+b3, d0+d2, d1+d3].
+  const __m256 u0 = _mm256_add_ps(_mm256_shuffle_ps(t01, t23, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm256_shuffle_ps(t01, t23, _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m256 u1 = _mm256_add_ps(_mm256_shuffle_ps(t45, t67, _MM_SHUFFLE(1, 0, 1, 0)),
+                                  _mm256_shuffle_ps(t45, t67, _MM_SHUFFLE(3, 2, 3, 2)));
+  // Level 3: [v0 v2 v4 v6 | v1 v3 v5 v7].
+  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// dot()'s accumulation for one query and one key row, before the hsum:
+// s0 over 16-element steps (low half), s1 (high half), one 8-step into s0.
+template <int DT>
+inline __m256 dot_acc(const float* q, const void* k, int hd) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int i = 0;
+  for (; i + 16 <= hd; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8<DT>(k, i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i + 8), load8<DT>(k, i + 8), s1);
+  }
+  for (; i + 8 <= hd; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load8<DT>(k, i), s0);
+  return _mm256_add_ps(s0, s1);
+}
+
+// expf(x), skipping glibc's error-reporting path where it returns +0:
+// below log(2^-150) expf rounds to +0 (and sets errno/FE_UNDERFLOW, which
+// nobody reads here). Softmax inputs are often far below it.
+inline float exp_or_zero(float x) {
+  return x < -0x1.9fe368p6f ? 0.0f : expf(x);
+}
+
+// Eight expf() at once, bit for bit those of glibc (2.28 and later) on an
+// FMA machine: exp(x) = 2^(k/32) * 2^(r/32), k = round(x * 32 / ln 2), the
+// 2^(k/32) from a 32-entry table, 2^(r/32) by a cubic, all in double with
+// the same fused operations in the same order, then one rounding to float.
+// Lanes outside glibc's fast path (|x| >= 88ish, NaN) go through
+// exp_or_zero. exp8_exact() below checks the whole thing against the
+// expf() this process links before it is ever used.
+struct Exp2fTable {
+  alignas(32) uint64_t tab[32];  // bits of 2^(i/32) minus i << 47
+};
+// Filled by exp8_matches_libm() (not a dynamic initialiser: this file's
+// code may only run after the CPU check).
+Exp2fTable kExp2f;
+void fill_table() {
+  for (int i = 0; i < 32; ++i) {
+    const double v = static_cast<double>(exp2l(static_cast<long double>(i) / 32));
+    uint64_t u;
+    std::memcpy(&u, &v, 8);
+    kExp2f.tab[i] = u - (static_cast<uint64_t>(i) << 47);
+  }
+}
+// glibc's constants: 32 / ln 2, the rounding shifter 1.5 * 2^52 and the
+// cubic's coefficients (scaled by 1/32 per power of r).
+constexpr double kInvLn2N = 0x1.71547652b82fep+5, kShift = 0x1.8p+52;
+constexpr double kC0 = 0x1.c6af84b912394p-20, kC1 = 0x1.ebfce50fac4f3p-13,
+                 kC2 = 0x1.62e42ff0c52d6p-6;
+
+inline __m128 exp4_fast(__m128 x) {
+  const __m256d xd = _mm256_cvtps_pd(x);
+  const __m256d inv = _mm256_set1_pd(kInvLn2N), shift = _mm256_set1_pd(kShift);
+  __m256d kd = _mm256_fmadd_pd(inv, xd, shift);
+  const __m256i ki = _mm256_castpd_si256(kd);
+  kd = _mm256_sub_pd(kd, shift);
+  const __m256d r = _mm256_fmsub_pd(inv, xd, kd);
+  const __m256i idx = _mm256_and_si256(ki, _mm256_set1_epi64x(31));
+  const __m256i t = _mm256_add_epi64(
+      _mm256_i64gather_epi64(reinterpret_cast<const long long*>(kExp2f.tab), idx, 8),
+      _mm256_slli_epi64(ki, 47));
+  const __m256d sc = _mm256_castsi256_pd(t);
+  const __m256d z = _mm256_fmadd_pd(r, _mm256_set1_pd(kC0), _mm256_set1_pd(kC1));
+  const __m256d r2 = _mm256_mul_pd(r, r);
+  __m256d y = _mm256_fmadd_pd(r, _mm256_set1_pd(kC2), _mm256_set1_pd(1.0));
+  y = _mm256_fmadd_pd(z, r2, y);
+  return _mm256_cvtpd_ps(_mm256_mul_pd(y, sc));
+}
+
+inline __m256 exp8(__m256 x) {
+  __m256 y =
+      _mm256_set_m128(exp4_fast(_mm256_extractf128_ps(x, 1)), exp4_fast(_mm256_castps256_ps128(x)));
+  // glibc's fast path: top 12 bits of |x| (exponent and first mantissa bit) <= 0x42a.
+  const __m256i top =
+      _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
+  const int special =
+      _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42a))));
+  if (special) {
+    alignas(32) float xs[8], ys[8];
+    _mm256_store_ps(xs, x);
+    _mm256_store_ps(ys, y);
+    for (int i = 0; i < 8; ++i)
+      if (special >> i & 1) ys[i] = exp_or_zero(xs[i]);
+    y = _mm256_load_ps(ys);
+  }
+  return y;
+}
+
+// Whether exp8 equals this process's expf on a spread of inputs (every
+// table entry, both rounding directions, the fast path's edges and the
+// special lanes); decided once.
+bool exp8_matches_libm() {
+  static const bool ok = [] {
+    fill_table();
+    alignas(32) float xs[8], ys[8];
+    uint32_t state = 12345;
+    for (int it = 0; it < 4096; ++it) {
+      for (int i = 0; i < 8; ++i) {
+        state = state * 1664525u + 1013904223u;
+        const float u = static_cast<float>(state >> 8) * 0x1p-24f;  // [0, 1)
+        xs[i] = it < 4000 ? -105.0f * u : (it % 2 ? 1.0f : -1.0f) * 90.0f * u;
+      }
+      if (it == 4095) {
+        xs[0] = 0.0f;
+        xs[1] = -0.0f;
+        xs[2] = -0x1.9fe368p6f;
+        xs[3] = -0x1.9d1d9ep6f;
+        xs[4] = -87.9f;
+        xs[5] = -88.1f;
+        xs[6] = -__builtin_inff();
+        xs[7] = __builtin_nanf("");
+      }
+      _mm256_store_ps(ys, exp8(_mm256_load_ps(xs)));
+      for (int i = 0; i < 8; ++i) {
+        const float want = expf(xs[i]);
+        if (std::memcmp(&want, &ys[i], 4) != 0 && !(want != want && ys[i] != ys[i])) return false;
+      }
+    }
+    return true;
+  }();
+  return ok;
+}
+
+// out_g[0 .. 8 * W) = sum over rows i of p_g[i] * V_i[0 .. 8 * W), for GN
+// queries (weights p + g * n), accumulated in row order from zero.
+template <int DT, int GN, int W>
+void values(const float* p, int n, const char* V, int64_t vstride, float* out, int64_t out_stride) {
+  __m256 acc[GN][W];
+  for (int g = 0; g < GN; ++g)
+    for (int w = 0; w < W; ++w) acc[g][w] = _mm256_setzero_ps();
+  for (int i = 0; i < n; ++i) {
+    const char* vr = V + i * vstride;
+    __m256 v[W];
+    for (int w = 0; w < W; ++w) v[w] = load8<DT>(vr, 8 * w);
+    for (int g = 0; g < GN; ++g) {
+      const __m256 pg = _mm256_broadcast_ss(p + int64_t(g) * n + i);
+      for (int w = 0; w < W; ++w) acc[g][w] = _mm256_fmadd_ps(pg, v[w], acc[g][w]);
+    }
+  }
+  for (int g = 0; g < GN; ++g)
+    for (int w = 0; w < W; ++w) _mm256_storeu_ps(out + g * out_stride + 8 * w, acc[g][w]);
+}
+
+template <int DT, int W>
+void values_n(int gn, const float* p, int n, const char* V, int64_t vstride, float* out,
+              int64_t out_stride) {
+  switch (gn) {
+    case 1:
+      return values<DT, 1, W>(p, n, V, vstride, out, out_stride);
+    case 2:
+      return values<DT, 2, W>(p, n, V, vstride, out, out_stride);
+    case 3:
+      return values<DT, 3, W>(p, n, V, vstride, out, out_stride);
+    case 4:
+      return values<DT, 4, W>(p, n, V, vstride, out, out_stride);
+    case 5:
+      return values<DT, 5, W>(p, n, V, vstride, out, out_stride);
+    default:
+      return values<DT, 6, W>(p, n, V, vstride, out, out_stride);
+  }
+}
+
+template <int DT>
+void attend_impl(const float* q, int64_t q_stride, int G, const void* K, const void* V, int64_t ld,
+                 int n, int hd, float scale, float* out, int64_t out_stride, float* sc) {
+  const int64_t esz = DT == kF32 ? 4 : 2;
+  const char* Kb = static_cast<const char*>(K);
+  const char* Vb = static_cast<const char*>(V);
+  // Scores, eight keys at a time, every query against the same eight rows.
+  const __m256 vscale = _mm256_set1_ps(scale);
+  int j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int g = 0; g < G; ++g) {
+      __m256 acc[8];
+      for (int r = 0; r < 8; ++r)
+        acc[r] = dot_acc<DT>(q + g * q_stride, Kb + (j + r) * ld * esz, hd);
+      _mm256_storeu_ps(sc + int64_t(g) * n + j, _mm256_mul_ps(hsum8(acc), vscale));
+    }
+  for (; j < n; ++j)
+    for (int g = 0; g < G; ++g) {
+      const __m256 a = dot_acc<DT>(q + g * q_stride, Kb + j * ld * esz, hd);
+      sc[int64_t(g) * n + j] = hsum(a) * scale;
+    }
+  // Softmax per query: the max in row order (as std::max), exp, the sum in
+  // double, then the weights scaled once so the value pass reads them.
+  const bool vexp = exp8_matches_libm();
+  for (int g = 0; g < G; ++g) {
+    float* s = sc + int64_t(g) * n;
+    float mx = -__builtin_inff();
+    for (int i = 0; i < n; ++i) mx = mx < s[i] ? s[i] : mx;
+    double sum = 0;
+    int i = 0;
+    if (vexp) {
+      const __m256 vmx = _mm256_set1_ps(mx);
+      for (; i + 8 <= n; i += 8) {
+        _mm256_storeu_ps(s + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), vmx)));
+        for (int k = 0; k < 8; ++k) sum += s[i + k];
+      }
+    }
+    for (; i < n; ++i) {
+      s[i] = exp_or_zero(s[i] - mx);
+      sum += s[i];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    const __m256 vinv = _mm256_set1_ps(inv);
+    i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), vinv));
+    for (; i < n; ++i) s[i] = s[i] * inv;
+  }
+  // Values: W output elements of up to six queries in registers while the
+  // rows stream by, each element updated in row order as axpy does.
+  for (int d = 0; d < hd; d += 16) {
+    for (int g0 = 0; g0 < G; g0 += 6) {
+      const int gn = G - g0 < 6 ? G - g0 : 6;
+      const float* p = sc + int64_t(g0) * n;
+      float* o = out + int64_t(g0) * out_stride + d;
+      const char* vd = Vb + d * esz;
+      if (d + 16 <= hd)
+        values_n<DT, 2>(gn, p, n, vd, ld * esz, o, out_stride);
+      else
+        values_n<DT, 1>(gn, p, n, vd, ld * esz, o, out_stride);
+    }
+  }
+}
+}  // namespace
+
+bool exp_vector_ok() {
+  return exp8_matches_libm();
+}
+
+void exp_n(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] = exp_or_zero(x[i]);
+}
+
+void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
+  int64_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp8(_mm256_xor_ps(g, sign));
+    _mm256_storeu_ps(
+        out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + exp_or_zero(-gate[i])) * up[i];
+}
+
+void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
+            int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride, float* sc) {
+  if (kv_bf16)
+    attend_impl<kBF16>(q, q_stride, G, K, V, ld, n, hd, scale, out, out_stride, sc);
+  else
+    attend_impl<kF32>(q, q_stride, G, K, V, ld, n, hd, scale, out, out_stride, sc);
 }
 
 }  // namespace rv::engine::kern::avx2

@@ -56,6 +56,32 @@ void convert_rows(const float* X, int64_t ldx, int T, int64_t K, int64_t Kp, uin
   }
 }
 
+// Sixteen _mm512_reduce_add_ps at once with GCC's pairing for each input
+// (lanes i and i+8, then i and i+4 of those, then 0/2 and 1/3, then 0 and
+// 1): input i's sum ends in lane 4 * (i % 4) + i / 4. Stores quarter m of
+// that vector to Y + m * ldy + n (four consecutive floats).
+inline void reduce16(const __m512* v, float* Y, int64_t ldy, int64_t n) {
+  __m512 c[8], d[4], f[2];
+#pragma GCC unroll 8
+  for (int k = 0; k < 8; ++k)  // [v2k lanes i + i+8 | v2k+1 lanes i + i+8]
+    c[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+#pragma GCC unroll 4
+  for (int k = 0; k < 4; ++k)  // quarter j: v(4k + j) lanes j + j+4
+    d[k] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * k], c[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(c[2 * k], c[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+#pragma GCC unroll 2
+  for (int k = 0; k < 2; ++k)  // pairs (0, 2) and (1, 3) within each quarter
+    f[k] = _mm512_add_ps(_mm512_shuffle_ps(d[2 * k], d[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm512_shuffle_ps(d[2 * k], d[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  const __m512 g = _mm512_add_ps(_mm512_shuffle_ps(f[0], f[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm512_shuffle_ps(f[0], f[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  _mm_storeu_ps(Y + n, _mm512_castps512_ps128(g));
+  _mm_storeu_ps(Y + ldy + n, _mm512_extractf32x4_ps(g, 1));
+  _mm_storeu_ps(Y + 2 * ldy + n, _mm512_extractf32x4_ps(g, 2));
+  _mm_storeu_ps(Y + 3 * ldy + n, _mm512_extractf32x4_ps(g, 3));
+}
+
 // One register tile: MR tokens x NR weight rows, dot products along K, 32
 // elements a step. The last step loads only the weights that exist (masked,
 // so nothing past the row is read); their zeros meet the zero padding of xb.
@@ -93,10 +119,19 @@ inline void tile(const uint16_t* xb, int64_t Kp, const uint16_t* w, int64_t K, i
         acc[m][r] = _mm512_dpbf16_ps(acc[m][r], (__m512bh)x, (__m512bh)wv[r]);
     }
   }
+  if constexpr (MR == 4 && NR == 4) {
+    // All sixteen sums at once, each with _mm512_reduce_add_ps's pairing;
+    // input i = 4 r + m lands in lane 4 m + r, so quarter m is row m's four.
+    __m512 v[16];
 #pragma GCC unroll 16
-  for (int m = 0; m < MR; ++m)
+    for (int i = 0; i < 16; ++i) v[i] = acc[i % 4][i / 4];
+    reduce16(v, Y, ldy, n);
+  } else {
 #pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) Y[m * ldy + n + r] = _mm512_reduce_add_ps(acc[m][r]);
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) Y[m * ldy + n + r] = _mm512_reduce_add_ps(acc[m][r]);
+  }
 }
 
 template <int NR>

@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -329,8 +330,10 @@ void Model::matmul(const float* X, int T, const Linear& L, float* Y) {
   pool_->for_range(N, 12,
                    [&](int64_t n0, int64_t n1) { kern::matmul_rows(X, K, T, L.w, n0, n1, Y, N); });
   if (!L.bias.empty())
-    for (int t = 0; t < T; ++t)
-      for (int64_t n = 0; n < N; ++n) Y[t * N + n] += L.bias[n];
+    pool_->for_range(T, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t)
+        for (int64_t n = 0; n < N; ++n) Y[t * N + n] += L.bias[n];
+    });
 }
 
 namespace {
@@ -343,11 +346,22 @@ void rmsnorm(const float* x, int n, const float* w, double eps, float* y) {
   for (int i = 0; i < n; ++i) y[i] = x[i] * r * w[i];
 }
 
-// rmsnorm of each of the T rows of x[T][w.size()] into y (may be x).
-void rmsnorm_rows(const float* x, int T, const std::vector<float>& w, double eps, float* y) {
+// rmsnorm of each of the T rows of x[T][w.size()] into y (may be x), the
+// rows split across the pool (each row's arithmetic is unchanged).
+void rmsnorm_rows(ThreadPool& pool, const float* x, int T, const std::vector<float>& w, double eps,
+                  float* y) {
   const int n = static_cast<int>(w.size());
-  for (int t = 0; t < T; ++t)
-    rmsnorm(x + static_cast<size_t>(t) * n, n, w.data(), eps, y + static_cast<size_t>(t) * n);
+  pool.for_range(T, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t)
+      rmsnorm(x + static_cast<size_t>(t) * n, n, w.data(), eps, y + static_cast<size_t>(t) * n);
+  });
+}
+
+// y[i] += x[i] for i < n, split across the pool.
+void add_into(ThreadPool& pool, float* y, const float* x, size_t n) {
+  pool.for_range(static_cast<int64_t>(n), 4096, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) y[i] += x[i];
+  });
 }
 
 // HF "rotate_half" (NeoX) RoPE on one head: pairs (i, i + d/2).
@@ -365,53 +379,36 @@ void grow(V& v, size_t n) {
   if (v.size() < n) v.resize(n);
 }
 
-// q . k and y += a * v over one cached row, for either cache element type:
-// f32 rows, or bf16 bits widened to f32 exactly.
-float kv_dot(const float* q, const float* k, int n) {
-  return kern::dot(q, k, n);
-}
-float kv_dot(const float* q, const uint16_t* k, int n) {
-  return kern::dot_bf16(q, k, n);
-}
-void kv_axpy(float a, const float* v, float* y, int n) {
-  kern::axpy(a, v, y, n);
-}
-void kv_axpy(float a, const uint16_t* v, float* y, int n) {
-  kern::axpy_bf16(a, v, y, n);
-}
-
 }  // namespace
 
-template <class KV>
 void Model::attention(const std::vector<BatchToken>& batch, KVCache& kv, int layer) {
   const ModelSpec& s = spec_;
   const int T = static_cast<int>(batch.size());
   const int QD = s.q_dim(), KVD = s.kv_dim(), HD = s.head_dim, group = s.heads / s.kv_heads;
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
-  pool_->for_range(int64_t(T) * s.heads, 1, [&](int64_t b, int64_t e) {
-    thread_local std::vector<float> sc;  // [n] attention weights of one head
-    for (int64_t task = b; task < e; ++task) {
-      const int t = static_cast<int>(task / s.heads), h = static_cast<int>(task % s.heads);
-      const int kvh = h / group, n = batch[t].pos + 1;
-      const float* qh = &q_[size_t(t) * QD + size_t(h) * HD];
-      // Cached row j of head kvh: K[j * KVD .. + HD), likewise V.
-      const KV* K = static_cast<const KV*>(kv.k(layer, batch[t].slot)) + size_t(kvh) * HD;
-      const KV* V = static_cast<const KV*>(kv.v(layer, batch[t].slot)) + size_t(kvh) * HD;
-      grow(sc, size_t(n));
-      float mx = -INFINITY;
-      for (int j = 0; j < n; ++j) {
-        sc[j] = kv_dot(qh, K + size_t(j) * KVD, HD) * scale;
-        mx = std::max(mx, sc[j]);
-      }
-      double sum = 0;
-      for (int j = 0; j < n; ++j) {
-        sc[j] = std::exp(sc[j] - mx);
-        sum += sc[j];
-      }
-      const float inv = static_cast<float>(1.0 / sum);
-      float* out = &att_[size_t(t) * QD + size_t(h) * HD];
-      std::fill(out, out + HD, 0.0f);
-      for (int j = 0; j < n; ++j) kv_axpy(sc[j] * inv, V + size_t(j) * KVD, out, HD);
+  const bool bf16 = kv.bf16();
+  const size_t esz = bf16 ? 2 : 4;
+  // One task per (token, KV head): its `group` query heads read the same
+  // cached rows. A task's cost grows with the token's position, so tasks
+  // are handed out dynamically, the latest (longest) tokens first.
+  const int64_t tasks = int64_t(T) * s.kv_heads;
+  std::vector<int> order(T);
+  for (int t = 0; t < T; ++t) order[t] = t;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return batch[a].pos > batch[b].pos; });
+  std::atomic<int64_t> next{0};
+  pool_->run([&](int, int) {
+    thread_local std::vector<float> sc;  // group x n attention weights
+    for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
+      const int t = order[task / s.kv_heads], kvh = static_cast<int>(task % s.kv_heads);
+      const int n = batch[t].pos + 1;
+      grow(sc, size_t(group) * n);
+      // Cached row j of head kvh: element j * KVD + kvh * HD, likewise V.
+      const auto* K = static_cast<const uint8_t*>(kv.k(layer, batch[t].slot)) + kvh * HD * esz;
+      const auto* V = static_cast<const uint8_t*>(kv.v(layer, batch[t].slot)) + kvh * HD * esz;
+      const size_t h0 = size_t(kvh) * group * HD;
+      kern::attend(&q_[size_t(t) * QD + h0], HD, group, K, V, bf16, KVD, n, HD, scale,
+                   &att_[size_t(t) * QD + h0], HD, sc.data());
     }
   });
 }
@@ -453,7 +450,9 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, float* lo
   grow(mlp_out_, size_t(T) * H);
 
   // Embedding rows.
-  for (int t = 0; t < T; ++t) kern::row_to_f32(embed_, batch[t].token, &x_[size_t(t) * H]);
+  pool_->for_range(T, 1, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) kern::row_to_f32(embed_, batch[t].token, &x_[size_t(t) * H]);
+  });
 
   // RoPE tables per token, [T][half]: angle = pos * inv_freq, computed in double.
   std::vector<float> rc(size_t(T) * half), rsn(size_t(T) * half);
@@ -468,47 +467,45 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, float* lo
   for (int l = 0; l < s.layers; ++l) {
     Layer& L = layers_[l];
     // Attention block: x += o_proj(attn(rope(q), rope(k), v)).
-    rmsnorm_rows(x_.data(), T, L.attn_norm, s.rms_eps, xn_.data());
+    rmsnorm_rows(*pool_, x_.data(), T, L.attn_norm, s.rms_eps, xn_.data());
     matmul(xn_.data(), T, L.q, q_.data());
     matmul(xn_.data(), T, L.k, k_.data());
     matmul(xn_.data(), T, L.v, v_.data());
-    for (int t = 0; t < T; ++t) {
-      const float* cs = &rc[size_t(t) * half];
-      const float* sn = &rsn[size_t(t) * half];
-      for (int h = 0; h < s.heads; ++h) {
-        float* qh = &q_[size_t(t) * QD + size_t(h) * HD];
-        if (s.qk_norm) rmsnorm(qh, HD, L.q_norm.data(), s.rms_eps, qh);
-        rope_head(qh, HD, cs, sn);
+    pool_->for_range(T, 1, [&](int64_t tb, int64_t te) {
+      for (int64_t t = tb; t < te; ++t) {
+        const float* cs = &rc[size_t(t) * half];
+        const float* sn = &rsn[size_t(t) * half];
+        for (int h = 0; h < s.heads; ++h) {
+          float* qh = &q_[size_t(t) * QD + size_t(h) * HD];
+          if (s.qk_norm) rmsnorm(qh, HD, L.q_norm.data(), s.rms_eps, qh);
+          rope_head(qh, HD, cs, sn);
+        }
+        for (int h = 0; h < s.kv_heads; ++h) {
+          float* kh = &k_[size_t(t) * KVD + size_t(h) * HD];
+          if (s.qk_norm) rmsnorm(kh, HD, L.k_norm.data(), s.rms_eps, kh);
+          rope_head(kh, HD, cs, sn);
+        }
+        // Append this token's K/V to its sequence (rounded to bf16 for a bf16 cache).
+        const size_t at = size_t(batch[t].pos) * KVD * dtype_size(kv_type);
+        from_f32(kv_type, &k_[size_t(t) * KVD], static_cast<uint8_t*>(kv.k(l, batch[t].slot)) + at,
+                 KVD);
+        from_f32(kv_type, &v_[size_t(t) * KVD], static_cast<uint8_t*>(kv.v(l, batch[t].slot)) + at,
+                 KVD);
       }
-      for (int h = 0; h < s.kv_heads; ++h) {
-        float* kh = &k_[size_t(t) * KVD + size_t(h) * HD];
-        if (s.qk_norm) rmsnorm(kh, HD, L.k_norm.data(), s.rms_eps, kh);
-        rope_head(kh, HD, cs, sn);
-      }
-      // Append this token's K/V to its sequence (rounded to bf16 for a bf16 cache).
-      const size_t at = size_t(batch[t].pos) * KVD * dtype_size(kv_type);
-      from_f32(kv_type, &k_[size_t(t) * KVD], static_cast<uint8_t*>(kv.k(l, batch[t].slot)) + at,
-               KVD);
-      from_f32(kv_type, &v_[size_t(t) * KVD], static_cast<uint8_t*>(kv.v(l, batch[t].slot)) + at,
-               KVD);
-    }
-    if (kv.bf16())
-      attention<uint16_t>(batch, kv, l);
-    else
-      attention<float>(batch, kv, l);
+    });
+    attention(batch, kv, l);
     matmul(att_.data(), T, L.o, attn_out_.data());
-    for (size_t i = 0; i < size_t(T) * H; ++i) x_[i] += attn_out_[i];
+    add_into(*pool_, x_.data(), attn_out_.data(), size_t(T) * H);
 
     // MLP block: x += down(silu(gate(x)) * up(x)).
-    rmsnorm_rows(x_.data(), T, L.mlp_norm, s.rms_eps, xn_.data());
+    rmsnorm_rows(*pool_, x_.data(), T, L.mlp_norm, s.rms_eps, xn_.data());
     matmul(xn_.data(), T, L.gate, gate_.data());
     matmul(xn_.data(), T, L.up, up_.data());
-    for (size_t i = 0; i < size_t(T) * I; ++i) {
-      const float gv = gate_[i];
-      act_[i] = gv / (1.0f + std::exp(-gv)) * up_[i];
-    }
+    pool_->for_range(int64_t(T) * I, 4096, [&](int64_t b, int64_t e) {
+      kern::silu_mul(&gate_[b], &up_[b], &act_[b], e - b);
+    });
     matmul(act_.data(), T, L.down, mlp_out_.data());
-    for (size_t i = 0; i < size_t(T) * H; ++i) x_[i] += mlp_out_[i];
+    add_into(*pool_, x_.data(), mlp_out_.data(), size_t(T) * H);
   }
 
   // Final norm and LM head for the requested rows only.
@@ -519,7 +516,7 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, float* lo
       std::memcpy(&rows[size_t(o) * H], &x_[size_t(t) * H], sizeof(float) * H);
       ++o;
     }
-  rmsnorm_rows(rows.data(), n_out, final_norm_, s.rms_eps, rows.data());
+  rmsnorm_rows(*pool_, rows.data(), n_out, final_norm_, s.rms_eps, rows.data());
   Linear head{lm_head_, {}};
   matmul(rows.data(), n_out, head, logits);
 }

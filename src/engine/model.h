@@ -273,9 +273,8 @@ class Model {
   // Y[T][L.w.rows] = X[T][L.w.cols] * L.w^T + L.bias, rows split over the pool.
   void matmul(const float* X, int T, const Linear& L, float* Y);
   // Causal attention of every (token, query head) of `batch` over its
-  // sequence's cached K/V rows of `layer` (KV: float or uint16_t bf16 bits):
-  // att_[t] from q_[t].
-  template <class KV>
+  // sequence's cached K/V rows of `layer` (f32 or bf16 cache): att_[t] from
+  // q_[t], via kern::attend.
   void attention(const std::vector<BatchToken>& batch, KVCache& kv, int layer);
 
   ModelConfig config_;

@@ -1,0 +1,171 @@
+// kern::attend against its contract, bit for bit: per query, scores by
+// kern::dot (or dot_bf16) times scale, the row-order max, std::exp, the sum in
+// double, and kern::axpy (or axpy_bf16) of the weights into zeros, under
+// every ISA this CPU has. Shapes cover head sizes with and without a
+// 16-element tail, key counts around the 8-key blocks, GQA group sizes
+// around the 6-query register blocks, and scores far enough apart that
+// expf underflows to zero.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "engine/kernels.h"
+#include "formats/dtype.h"
+
+namespace rv::engine {
+namespace {
+
+struct IsaGuard {
+  kern::Isa saved = kern::isa();
+  ~IsaGuard() { kern::set_isa(saved); }
+};
+
+std::vector<float> reference(const std::vector<float>& q, int G, int hd, const void* K,
+                             const void* V, bool bf16, int64_t ld, int n, float scale) {
+  std::vector<float> out(size_t(G) * hd), sc(n);
+  for (int g = 0; g < G; ++g) {
+    const float* qg = q.data() + size_t(g) * hd;
+    float mx = -INFINITY;
+    for (int j = 0; j < n; ++j) {
+      sc[j] = (bf16 ? kern::dot_bf16(qg, static_cast<const uint16_t*>(K) + j * ld, hd)
+                    : kern::dot(qg, static_cast<const float*>(K) + j * ld, hd)) *
+              scale;
+      mx = std::max(mx, sc[j]);
+    }
+    double sum = 0;
+    for (int j = 0; j < n; ++j) {
+      sc[j] = std::exp(sc[j] - mx);
+      sum += sc[j];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    float* o = out.data() + size_t(g) * hd;
+    for (int j = 0; j < n; ++j) {
+      if (bf16)
+        kern::axpy_bf16(sc[j] * inv, static_cast<const uint16_t*>(V) + j * ld, o, hd);
+      else
+        kern::axpy(sc[j] * inv, static_cast<const float*>(V) + j * ld, o, hd);
+    }
+  }
+  return out;
+}
+
+TEST(Attend, BitIdenticalToTheComposition) {
+  IsaGuard guard;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  int checked = 0;
+  for (kern::Isa isa : {kern::Isa::kScalar, kern::Isa::kAvx2, kern::Isa::kAvx512Bf16}) {
+    if (!kern::isa_supported(isa)) continue;
+    kern::set_isa(isa);
+    for (int hd : {8, 24, 64, 72, 128})
+      for (int G : {1, 3, 6, 7})
+        for (int n : {1, 5, 8, 9, 17, 64, 203})
+          for (bool bf16 : {false, true})
+            for (float spread : {1.0f, 40.0f}) {  // 40: many weights underflow to 0
+              const int64_t ld = 2 * hd + 8;      // rows of a 2-KV-head cache, padded
+              std::vector<float> q(size_t(G) * hd), k32(size_t(n) * ld), v32(size_t(n) * ld);
+              for (auto& x : q) x = nd(rng) * spread;
+              for (auto& x : k32) x = nd(rng);
+              for (auto& x : v32) x = nd(rng);
+              std::vector<uint16_t> k16(k32.size()), v16(v32.size());
+              for (size_t i = 0; i < k32.size(); ++i) {
+                k16[i] = f32_to_bf16(k32[i]);
+                v16[i] = f32_to_bf16(v32[i]);
+              }
+              const void* K = bf16 ? static_cast<const void*>(k16.data()) : k32.data();
+              const void* V = bf16 ? static_cast<const void*>(v16.data()) : v32.data();
+              const float scale = 1.0f / std::sqrt(float(hd));
+              const auto want = reference(q, G, hd, K, V, bf16, ld, n, scale);
+              // Output rows strided like heads of one token; poison to catch gaps.
+              std::vector<float> out(size_t(G) * hd, NAN), scratch(size_t(G) * n);
+              kern::attend(q.data(), hd, G, K, V, bf16, ld, n, hd, scale, out.data(), hd,
+                           scratch.data());
+              ASSERT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * sizeof(float)))
+                  << kern::isa_name(isa) << " hd=" << hd << " G=" << G << " n=" << n
+                  << " bf16=" << bf16 << " spread=" << spread;
+              ++checked;
+            }
+  }
+  EXPECT_GE(checked, 280);  // at least the scalar ISA ran every shape
+}
+
+}  // namespace
+}  // namespace rv::engine
+
+namespace rv::engine {
+namespace {
+
+// attend's vectorised expf against the expf this process links, for every
+// float from -0 down past expf's underflow threshold (softmax's inputs are
+// <= 0) and a stride through the positive range; the sanitizer build takes
+// a stride through both.
+TEST(Attend, VectorExpEqualsLibmExpf) {
+  if (!kern::cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
+  ASSERT_TRUE(kern::avx2::exp_vector_ok());
+  const bool quick = std::getenv("RV_SANITIZER_RUN") != nullptr;
+  const uint32_t neg_end = 0xC2D00000u;  // -104: below it expf is +0
+  const uint32_t step_neg = quick ? 4099 : 1, step_pos = quick ? 4099 : 97;
+  std::vector<float> x, y, want;
+  x.reserve(1 << 16);
+  uint64_t mismatches = 0, checked = 0;
+  auto flush = [&] {
+    y.resize(x.size());
+    kern::avx2::exp_n(x.data(), y.data(), static_cast<int64_t>(x.size()));
+    for (size_t i = 0; i < x.size(); ++i) {
+      const float w = std::exp(x[i]);
+      if (std::memcmp(&w, &y[i], 4) != 0 && mismatches++ < 5)
+        ADD_FAILURE() << "exp(" << x[i] << "): libm " << w << ", vector " << y[i];
+    }
+    checked += x.size();
+    x.clear();
+  };
+  auto add = [&](uint32_t bits) {
+    float f;
+    std::memcpy(&f, &bits, 4);
+    x.push_back(f);
+    if (x.size() == (1u << 16)) flush();
+  };
+  for (uint64_t b = 0x80000000u; b <= neg_end; b += step_neg) add(static_cast<uint32_t>(b));
+  for (uint64_t b = 0; b <= 0x42B20000u; b += step_pos) add(static_cast<uint32_t>(b));
+  for (uint32_t b : {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xC2CFF1B4u, 0xC2CE8ECFu}) add(b);
+  flush();
+  EXPECT_EQ(mismatches, 0u) << "of " << checked;
+}
+
+}  // namespace
+}  // namespace rv::engine
+
+namespace rv::engine {
+namespace {
+
+// kern::silu_mul is SwiGLU's gate in exactly gate / (1 + exp(-gate)) * up,
+// under every ISA, for gates across expf's whole range (both underflow
+// and overflow of exp(-gate)), lengths around the 8-wide blocks.
+TEST(SiluMul, BitIdenticalToTheFormula) {
+  IsaGuard guard;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (kern::Isa isa : {kern::Isa::kScalar, kern::Isa::kAvx2, kern::Isa::kAvx512Bf16}) {
+    if (!kern::isa_supported(isa)) continue;
+    kern::set_isa(isa);
+    for (int n : {1, 7, 8, 9, 4099})
+      for (float spread : {1.0f, 30.0f, 200.0f}) {
+        std::vector<float> g(n), u(n), out(n);
+        for (auto& x : g) x = nd(rng) * spread;
+        for (auto& x : u) x = nd(rng);
+        kern::silu_mul(g.data(), u.data(), out.data(), n);
+        for (int i = 0; i < n; ++i) {
+          const float want = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+          ASSERT_EQ(0, std::memcmp(&want, &out[i], 4))
+              << kern::isa_name(isa) << " gate " << g[i] << ": " << want << " vs " << out[i];
+        }
+      }
+  }
+}
+
+}  // namespace
+}  // namespace rv::engine
