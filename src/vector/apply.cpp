@@ -358,14 +358,22 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
                    c1 - c0, &bad);
       }
     } else {
+      // Dense operands by pread too; sparse vectors through their reader.
+      uint8_t* raw = scratch_bytes(1, kChunk * sizeof(float)).data();
       for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* v) {
-        load_f32(tv, c0, c1, acc);
+        job.ts.read(c0, c1, raw);
+        to_f32(tv.dtype(), raw, acc, c1 - c0);
         for (size_t j = 0; j < p.adds.size(); ++j) {
           // Rows past the vector's vocabulary (--vocab-mismatch overlap) stay as they are.
           const uint64_t lim = std::min<uint64_t>(c1, static_cast<uint64_t>(p.adds[j].rows) * row);
           if (lim <= c0) continue;
           const float alpha = static_cast<float>(terms[p.adds[j].term].alpha);
-          vecs[p.adds[j].term]->read_f32(p.adds[j].tensor, c0, lim, v);
+          if (vviews[j]) {
+            job.vsrc[j].read(c0, lim, raw);
+            to_f32(vviews[j]->dtype(), raw, v, lim - c0);
+          } else {
+            vecs[p.adds[j].term]->read_f32(p.adds[j].tensor, c0, lim, v);
+          }
           const size_t m = lim - c0;
           for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + alpha * v[k];
         }
@@ -375,9 +383,8 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
       });
       for (size_t j = 0; j < p.adds.size(); ++j) {
         const uint64_t lim = std::min<uint64_t>(hi, static_cast<uint64_t>(p.adds[j].rows) * row);
-        if (lim > lo) vecs[p.adds[j].term]->release(p.adds[j].tensor, lo, lim);
+        if (!vviews[j] && lim > lo) vecs[p.adds[j].term]->release(p.adds[j].tensor, lo, lim);
       }
-      release(T, tv, lo, hi);
     }
     if (bad) nonfinite += bad;
     w.write(i, lo * osz, ob, n * osz);

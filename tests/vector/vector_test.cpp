@@ -265,6 +265,22 @@ TEST(Apply, LargeTensorsReadInPiecesBitForBit) {
       ASSERT_EQ(bits(got16[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
     }
   }
+
+  // Two vectors: the generic path, in pieces of its own.
+  rv::vec::apply(d + "/inst", {{d + "/v.safetensors", 0.7}, {d + "/v16.safetensors", -1.5}},
+                 d + "/out2", partial, quiet());
+  CheckedFile out2 = rvtest::read_model_checked(d + "/out2");
+  for (auto& [name, tv] : inst.tensors) {
+    const bool both = name.find("norm") == std::string::npos;
+    auto th = tv.as_f32(), got = out2.tensors[name].as_f32(), dv = v.tensors[name].as_f32();
+    auto dv16 = both ? v16.tensors[name].as_f32() : std::vector<float>{};
+    for (size_t i = 0; i < got.size(); ++i) {
+      float acc = th[i];
+      acc = acc + 0.7f * dv[i];
+      if (both) acc = acc + -1.5f * dv16[i];
+      ASSERT_EQ(bits(got[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
+    }
+  }
 }
 
 TEST(Apply, AlphaZeroIsIdentityAndPlusMinusRoundTrips) {
