@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Benchmark: extract / apply vs copying the same bytes.
 #
-# Workload: a synthesized Qwen2-shaped bf16 model of ~2.1 GiB (21 layers,
-# hidden 2048, intermediate 5632, vocab 32000), its "GRPO" relative, and the
-# vector between them. Baseline, in the same run: `cp -r` of the model
-# directory, with and without a final `sync` (our outputs are fsynced), and
-# for the f32 vector (twice the model's bytes) a copy of the vector itself.
-# extract and apply also run with --no-sync (no fsync, like cp): compare
-# those with plain cp -r.
+# Workload: a synthesized Qwen2-shaped bf16 model (hidden 2048, intermediate
+# 5632, vocab 32000; RV_BENCH_LAYERS layers, default 21: ~2.1 GiB; 10 gives
+# the ~1 GiB of issue 18's numbers), its "GRPO" relative, and the vector
+# between them. Baseline, in the same run: `cp -r` of the model directory,
+# with and without a final `sync` (our outputs are fsynced), and for the f32
+# vector (twice the model's bytes) a copy of the vector itself. extract and
+# apply also run with --no-sync (no fsync, like cp): compare those with
+# plain cp -r.
 # RV_BENCH_RUNS rounds (default 3) each run every operation once; each
 # timing is a median, each ratio the median of the per-round ratios.
-# Prints wall times, ratios and peak RSS (from /usr/bin/time -v).
+# RV_BENCH_BEFORE=/path/to/older/reasonvec adds its apply runs to every round
+# (before/after side by side, same machine state).
+# Prints wall times, ratios, the targets of issue 18 (apply --no-sync <=
+# 1.5x cp -r, apply <= 1.3x cp -r && sync) and peak RSS (/usr/bin/time -v).
 #
 # usage: bench/vector_vs_cp.sh [BUILD_DIR] [WORK_DIR]
 set -euo pipefail
@@ -21,8 +25,11 @@ rv="$build/src/cli/reasonvec"
 [ -x "$rv" ] || { echo "build first: $rv not found" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package 'time')" >&2; exit 1; }
 trap 'rm -rf "$work"' EXIT
-shape=(--arch qwen2 --layers 21 --hidden 2048 --heads 16 --kv-heads 4 --intermediate 5632 --vocab 32000 --dtype bf16 --seed 1 -q)
-echo "synthesizing two ~2.1 GiB bf16 models in $work ..."
+layers=${RV_BENCH_LAYERS:-21}
+before=${RV_BENCH_BEFORE:-}
+[ -z "$before" ] || [ -x "$before" ] || { echo "RV_BENCH_BEFORE: $before is not executable" >&2; exit 1; }
+shape=(--arch qwen2 --layers "$layers" --hidden 2048 --heads 16 --kv-heads 4 --intermediate 5632 --vocab 32000 --dtype bf16 --seed 1 -q)
+echo "synthesizing two bf16 models of $layers layers in $work ..."
 "$rv" synth "${shape[@]}" -o "$work/sft"
 "$rv" synth "${shape[@]}" --delta-scale 0.001 --delta-seed 7 -o "$work/grpo"
 size=$(du -sb "$work/sft" | cut -f1)
@@ -51,7 +58,14 @@ ops=(
   # --no-sync: no fsync before publishing, the like-for-like match for plain cp -r.
   "ex16n|$work/o.safetensors|'$rv' -q --no-sync extract --base '$work/sft' --tuned '$work/grpo' --dtype bf16 -o '$work/o.safetensors'"
   "applyn|$work/out|'$rv' -q --no-sync apply --model '$work/sft' --vector '$work/v.safetensors' --alpha 1 -o '$work/out'"
+  "applyn16|$work/out|'$rv' -q --no-sync apply --model '$work/sft' --vector '$work/v16.safetensors' --alpha 1 -o '$work/out'"
 )
+if [ -n "$before" ]; then
+  ops+=(
+    "b_apply|$work/out|'$before' -q apply --model '$work/sft' --vector '$work/v.safetensors' --alpha 1 -o '$work/out'"
+    "b_applyn|$work/out|'$before' -q --no-sync apply --model '$work/sft' --vector '$work/v.safetensors' --alpha 1 -o '$work/out'"
+  )
+fi
 # The VM hands freed guest memory back to its host after a few seconds, and
 # the next process to fill that memory pays for the host faulting it back in:
 # a cp -r right after an idle pause measured 3-6 s, the same cp right after
@@ -87,4 +101,21 @@ row "apply bf16 + f32 vector (reads 3x, writes 1x)" apply
 row "apply bf16 + bf16 vector (reads 2x, writes 1x)" apply16
 row "extract --dtype bf16 --no-sync" ex16n
 row "apply --no-sync" applyn
+row "apply --no-sync, bf16 vector" applyn16
+if [ -n "$before" ]; then
+  row "before: apply (f32 vector)" b_apply
+  row "before: apply --no-sync (f32 vector)" b_applyn
+fi
+echo
+echo "issue 18 targets (median of per-round ratios):"
+target() {
+  local r
+  r=$(ratio "$2" "$3")
+  printf "  %-44s %6.2fx  (target <= %s: %s)\n" "$1" "$r" "$4" \
+    "$(awk -v r="$r" -v t="$4" 'BEGIN { print (r <= t ? "met" : "NOT met") }')"
+}
+target "apply --no-sync / cp -r, f32 vector" applyn cp 1.5
+target "apply / (cp -r && sync), f32 vector" apply cpsync 1.3
+target "apply --no-sync / cp -r, bf16 vector" applyn16 cp 1.5
+target "apply / (cp -r && sync), bf16 vector" apply16 cpsync 1.3
 echo "RSS target: 512 MiB + largest tensor = $(( 512 + largest/1024 )) MiB"

@@ -21,7 +21,9 @@ time_ops() {
       wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {print $2}' "$work/time.$name" | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }')
       r=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time.$name")
       walls[$name]+="$wall "
-      (( r > ${rss[$name]:-0} )) && rss[$name]=$r
+      # An if, not `(( ... )) && ...`: a false test as the function's last
+      # command would be its status, and set -e callers would stop there.
+      if (( r > ${rss[$name]:-0} )); then rss[$name]=$r; fi
     done
   done
 }

@@ -36,27 +36,34 @@ MappedFile::MappedFile(const fs::path& path) : path_(path) {
     }
     data_ = static_cast<const uint8_t*>(p);
   }
-  ::close(fd);
+  // Kept open for read(): the same file as the mapping even if the path is
+  // replaced meanwhile.
+  fd_ = fd;
 }
 
 MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
 }
 
 MappedFile::MappedFile(MappedFile&& o) noexcept
-    : path_(std::move(o.path_)), data_(o.data_), size_(o.size_) {
+    : path_(std::move(o.path_)), data_(o.data_), size_(o.size_), fd_(o.fd_) {
   o.data_ = nullptr;
   o.size_ = 0;
+  o.fd_ = -1;
 }
 
 MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
   if (this != &o) {
     if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+    if (fd_ >= 0) ::close(fd_);
     path_ = std::move(o.path_);
     data_ = o.data_;
     size_ = o.size_;
+    fd_ = o.fd_;
     o.data_ = nullptr;
     o.size_ = 0;
+    o.fd_ = -1;
   }
   return *this;
 }
@@ -67,6 +74,22 @@ static void advise(const uint8_t* base, size_t size, size_t off, size_t len, int
   size_t a = off & ~(page - 1);
   size_t end = std::min(size, off + len);
   madvise(const_cast<uint8_t*>(base) + a, end - a, how);
+}
+
+void MappedFile::read(size_t off, void* dst, size_t n) const {
+  if (off > size_ || n > size_ - off)
+    throw Error(path_.string(), "internal: read of " + std::to_string(n) + " bytes at " +
+                                    std::to_string(off) + " past the end (" +
+                                    std::to_string(size_) + " bytes)");
+  auto* p = static_cast<uint8_t*>(dst);
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = ::pread(fd_, p + done, n - done, static_cast<off_t>(off + done));
+    if (r < 0 && errno == EINTR) continue;
+    // 0: the file shrank under the mapping (truncated by someone else).
+    if (r <= 0) throw Error(path_.string(), "read failed: " + errno_text(r < 0 ? errno : EIO));
+    done += static_cast<size_t>(r);
+  }
 }
 
 void MappedFile::will_need(size_t off, size_t len) const {

@@ -33,11 +33,19 @@ class MappedFile {
   // lets streaming jobs over models larger than RAM keep a small page cache.
   void will_need(size_t offset, size_t len) const;
   void dont_need(size_t offset, size_t len) const;
+  // Copies bytes [offset, offset+n) of the file into dst (pread on the file
+  // that is mapped). For one streaming pass over large data this beats
+  // reading the mapping: no page faults, no TLB misses on 4 KiB pages, no
+  // unmapping afterwards, and the copy lands in a cache-sized buffer that
+  // the caller reuses. Thread-safe; throws naming the path on an I/O error
+  // or a range past the end.
+  void read(size_t offset, void* dst, size_t n) const;
 
  private:
   fs::path path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  int fd_ = -1;
 };
 
 // Sequential writer over a file descriptor with its own buffer. Short writes,

@@ -298,16 +298,23 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
   // whether it is copied unchanged.
   struct Job {
     TensorView tv;
+    ViewSource ts;                                  // tv's file, for pread
     std::vector<std::optional<TensorView>> vviews;  // nullopt: a sparse vector tensor
+    std::vector<ViewSource> vsrc;                   // vviews' files (unset when sparse)
     uint64_t row = 1;                               // elements per first-dimension row
     bool copy = false;
   };
   std::vector<Job> jobs;
   std::vector<uint64_t> numel;
   for (const Planned& p : plan) {
-    Job j{T.view(p.source), {}, 1, false};
+    Job j{T.view(p.source), {}, {}, {}, 1, false};
+    j.ts = source_of(T, j.tv);
     j.copy = !is_float_dtype(j.tv.dtype()) || (p.adds.empty() && p.dtype == j.tv.dtype());
-    for (const auto& a : p.adds) j.vviews.push_back(vecs[a.term]->dense_view(a.tensor));
+    for (const auto& a : p.adds) {
+      j.vviews.push_back(vecs[a.term]->dense_view(a.tensor));
+      j.vsrc.push_back(j.vviews.back() ? source_of(vecs[a.term]->tensors(), *j.vviews.back())
+                                       : ViewSource{});
+    }
     if (!j.tv.shape().empty()) j.row = j.tv.numel() / std::max<int64_t>(1, j.tv.shape()[0]);
     ++(j.copy ? r.tensors_copied : r.tensors_changed);
     numel.push_back(j.tv.numel());
@@ -320,9 +327,13 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     const size_t osz = dtype_size(p.dtype), tsz = dtype_size(tv.dtype());
     const size_t n = hi - lo;
     if (merging && !job.copy && !p.adds.empty()) return;  // merged tensor by tensor below
+    // Streamed inputs are read with pread into per-thread buffers rather
+    // than through their mappings (see MappedFile::read): on fast storage
+    // the faults and TLB misses of the mappings were most of apply's time.
     if (job.copy) {
-      w.write(i, lo * tsz, tv.data + lo * tsz, n * tsz);
-      release(T, tv, lo, hi);
+      uint8_t* buf = scratch_bytes(n * tsz).data();
+      job.ts.read(lo, hi, buf);
+      w.write(i, lo * tsz, buf, n * tsz);
       prog.add(2 * n * tsz);
       return;
     }
@@ -331,20 +342,38 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
     uint8_t* ob = scratch_bytes(n * osz).data();
     uint64_t bad = 0;
     // One vector over the whole tile (the usual case) fuses into one pass.
-    const bool one =
-        p.adds.size() == 1 && vviews[0] && static_cast<uint64_t>(p.adds[0].rows) * row >= hi &&
-        fused_axpy(tv.dtype(), tv.data + lo * tsz, static_cast<float>(terms[p.adds[0].term].alpha),
-                   vviews[0]->dtype(), vviews[0]->data + lo * dtype_size(vviews[0]->dtype()),
-                   p.dtype, ob, n, &bad);
-    if (!one)
+    const bool one = p.adds.size() == 1 && vviews[0] &&
+                     static_cast<uint64_t>(p.adds[0].rows) * row >= hi &&
+                     has_fused(tv.dtype(), vviews[0]->dtype(), p.dtype);
+    if (one) {
+      const float alpha = static_cast<float>(terms[p.adds[0].term].alpha);
+      const ViewSource& vs = job.vsrc[0];
+      for (uint64_t c0 = lo; c0 < hi; c0 += kReadChunk) {
+        const uint64_t c1 = std::min(hi, c0 + kReadChunk);
+        uint8_t* tb = scratch_bytes(1, (c1 - c0) * tsz).data();
+        uint8_t* vb = scratch_bytes(2, (c1 - c0) * vs.elem).data();
+        job.ts.read(c0, c1, tb);
+        vs.read(c0, c1, vb);
+        fused_axpy(tv.dtype(), tb, alpha, vviews[0]->dtype(), vb, p.dtype, ob + (c0 - lo) * osz,
+                   c1 - c0, &bad);
+      }
+    } else {
+      // Dense operands by pread too; sparse vectors through their reader.
+      uint8_t* raw = scratch_bytes(1, kChunk * sizeof(float)).data();
       for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* acc, float* v) {
-        load_f32(tv, c0, c1, acc);
+        job.ts.read(c0, c1, raw);
+        to_f32(tv.dtype(), raw, acc, c1 - c0);
         for (size_t j = 0; j < p.adds.size(); ++j) {
           // Rows past the vector's vocabulary (--vocab-mismatch overlap) stay as they are.
           const uint64_t lim = std::min<uint64_t>(c1, static_cast<uint64_t>(p.adds[j].rows) * row);
           if (lim <= c0) continue;
           const float alpha = static_cast<float>(terms[p.adds[j].term].alpha);
-          vecs[p.adds[j].term]->read_f32(p.adds[j].tensor, c0, lim, v);
+          if (vviews[j]) {
+            job.vsrc[j].read(c0, lim, raw);
+            to_f32(vviews[j]->dtype(), raw, v, lim - c0);
+          } else {
+            vecs[p.adds[j].term]->read_f32(p.adds[j].tensor, c0, lim, v);
+          }
           const size_t m = lim - c0;
           for (size_t k = 0; k < m; ++k) acc[k] = acc[k] + alpha * v[k];
         }
@@ -352,13 +381,13 @@ ApplyResult apply(const fs::path& target_p, const std::vector<ApplyTerm>& terms,
         bad += count_nonfinite(acc, m);
         from_f32(p.dtype, acc, ob + (c0 - lo) * osz, m);
       });
-    if (bad) nonfinite += bad;
-    for (size_t j = 0; j < p.adds.size(); ++j) {
-      const uint64_t lim = std::min<uint64_t>(hi, static_cast<uint64_t>(p.adds[j].rows) * row);
-      if (lim > lo) vecs[p.adds[j].term]->release(p.adds[j].tensor, lo, lim);
+      for (size_t j = 0; j < p.adds.size(); ++j) {
+        const uint64_t lim = std::min<uint64_t>(hi, static_cast<uint64_t>(p.adds[j].rows) * row);
+        if (!vviews[j] && lim > lo) vecs[p.adds[j].term]->release(p.adds[j].tensor, lo, lim);
+      }
     }
+    if (bad) nonfinite += bad;
     w.write(i, lo * osz, ob, n * osz);
-    release(T, tv, lo, hi);
     prog.add(n * (tsz + osz));
   });
   // Merge methods need whole tensors (top-k, ranks, sign election): one

@@ -117,10 +117,13 @@ ExtractResult extract(const fs::path& base_p, const fs::path& tuned_p, const fs:
   std::atomic<uint64_t> nonfinite{0};
   const size_t osz = dtype_size(opt.dtype);
   std::vector<TensorView> as, bs;
+  std::vector<ViewSource> asrc, bsrc;  // their files, for pread
   std::vector<uint64_t> numel;
   for (const auto& n : names) {
     as.push_back(B.view(n));
     bs.push_back(T.view(n));
+    asrc.push_back(source_of(B, as.back()));
+    bsrc.push_back(source_of(T, bs.back()));
     numel.push_back(as.back().numel());
     r.elements += numel.back();
   }
@@ -130,8 +133,18 @@ ExtractResult extract(const fs::path& base_p, const fs::path& tuned_p, const fs:
     const size_t n = hi - lo;
     uint8_t* ob = scratch_bytes(n * osz).data();
     uint64_t bad = 0;
-    if (!fused_diff(a.dtype(), a.data + lo * ias, b.dtype(), b.data + lo * ibs, opt.dtype, ob, n,
-                    &bad))
+    if (has_fused(a.dtype(), b.dtype(), opt.dtype)) {
+      // pread into cache-sized buffers rather than reading the mappings
+      // (see MappedFile::read): no page faults, no unmapping afterwards.
+      for (uint64_t c0 = lo; c0 < hi; c0 += kReadChunk) {
+        const uint64_t c1 = std::min(hi, c0 + kReadChunk);
+        uint8_t* ab = scratch_bytes(1, (c1 - c0) * ias).data();
+        uint8_t* bb = scratch_bytes(2, (c1 - c0) * ibs).data();
+        asrc[i].read(c0, c1, ab);
+        bsrc[i].read(c0, c1, bb);
+        fused_diff(a.dtype(), ab, b.dtype(), bb, opt.dtype, ob + (c0 - lo) * osz, c1 - c0, &bad);
+      }
+    } else {
       for_chunks(lo, hi, [&](uint64_t c0, uint64_t c1, float* x, float* y) {
         const size_t m = c1 - c0;
         load_f32(a, c0, c1, x);
@@ -140,10 +153,11 @@ ExtractResult extract(const fs::path& base_p, const fs::path& tuned_p, const fs:
         bad += count_nonfinite(y, m);
         from_f32(opt.dtype, y, ob + (c0 - lo) * osz, m);
       });
+      release(B, a, lo, hi);
+      release(T, b, lo, hi);
+    }
     if (bad) nonfinite += bad;
     w.write(i, lo * osz, ob, n * osz);
-    release(B, a, lo, hi);
-    release(T, b, lo, hi);
     prog.add(n * (ias + ibs));
   });
   prog.finish();

@@ -70,10 +70,20 @@ std::vector<float>& scratch(int slot, size_t n) {
   return v;
 }
 
+std::vector<uint8_t>& scratch_bytes(int slot, size_t n) {
+  thread_local std::vector<uint8_t> bufs[3];
+  auto& v = bufs[slot];
+  if (v.size() < n) v.resize(n);
+  return v;
+}
+
 std::vector<uint8_t>& scratch_bytes(size_t n) {
-  thread_local std::vector<uint8_t> buf;
-  if (buf.size() < n) buf.resize(n);
-  return buf;
+  return scratch_bytes(0, n);
+}
+
+ViewSource source_of(const TensorSet& set, const TensorView& v) {
+  const MappedFile& f = set.file_of(v.name()).file();
+  return {&f, static_cast<uint64_t>(v.data - f.data()), dtype_size(v.dtype())};
 }
 
 void release(const TensorSet& set, const TensorView& v, uint64_t b, uint64_t e) {

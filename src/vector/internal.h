@@ -40,7 +40,8 @@ void for_each_item(const std::vector<uint64_t>& size, const std::function<void(s
 
 // Per-thread scratch buffers (reused across tiles and tensors).
 std::vector<float>& scratch(int slot, size_t n);
-std::vector<uint8_t>& scratch_bytes(size_t n);
+std::vector<uint8_t>& scratch_bytes(size_t n);            // slot 0
+std::vector<uint8_t>& scratch_bytes(int slot, size_t n);  // slots 0-2
 
 // Elements per cache-sized piece of a tile. A tile's I/O (one write, one
 // release) stays whole, but its arithmetic runs piece by piece so the f32
@@ -69,6 +70,25 @@ inline float round_to(DType d, float x) {
 inline void load_f32(const TensorView& v, uint64_t b, uint64_t e, float* out) {
   to_f32(v.dtype(), v.data + b * dtype_size(v.dtype()), out, e - b);
 }
+
+// Elements per pread of a streamed input: a bf16 target piece, an f32
+// vector piece and the output piece they make (128 + 256 + 128 KiB) stay in
+// L2 between the read and the arithmetic.
+inline constexpr uint64_t kReadChunk = 1u << 16;
+
+// Where a view's bytes live: its mapped file, and its byte offset there.
+// Streaming passes read through it (MappedFile::read) rather than touching
+// the mapping; see MappedFile::read for why.
+struct ViewSource {
+  const MappedFile* file = nullptr;
+  uint64_t offset = 0;
+  size_t elem = 0;  // bytes per element
+  // Copies elements [b, e) into dst.
+  void read(uint64_t b, uint64_t e, void* dst) const {
+    file->read(offset + b * elem, dst, (e - b) * elem);
+  }
+};
+ViewSource source_of(const TensorSet& set, const TensorView& v);
 
 // Tells the kernel we are done with elements [b, e) of a mapped tensor so
 // streaming a model larger than RAM does not grow the resident set.

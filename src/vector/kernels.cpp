@@ -101,6 +101,10 @@ struct Axpy {
 
 }  // namespace
 
+bool has_fused(DType x, DType y, DType out) {
+  return fast(x) && fast(y) && fast(out) && has_avx2();
+}
+
 bool fused_diff(DType at, const uint8_t* a, DType bt, const uint8_t* b, DType ot, uint8_t* out,
                 size_t n, uint64_t* nonfinite) {
   if (!fast(at) || !fast(bt) || !fast(ot) || !has_avx2()) return false;

@@ -17,6 +17,10 @@
 
 namespace rv::vec::detail {
 
+// Whether fused_diff / fused_axpy have a fast path for these dtypes on this
+// CPU (then they never return false for them).
+bool has_fused(DType x, DType y, DType out);
+
 // out[i] = b[i] - a[i] for n elements; *nonfinite += NaN/Inf results.
 // Fast path: a, b bf16 or f32; out bf16 or f32.
 bool fused_diff(DType at, const uint8_t* a, DType bt, const uint8_t* b, DType ot, uint8_t* out,

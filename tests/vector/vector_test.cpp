@@ -99,7 +99,8 @@ TEST(Extract, Bf16OutputRoundsOnce) {
   CheckedFile a = rvtest::read_model_checked(t.sft), b = rvtest::read_model_checked(t.grpo);
   for (auto& [name, tv] : rvtest::read_model_checked(v).tensors) {
     auto x = a.tensors[name].as_f32(), y = b.tensors[name].as_f32(), d = tv.as_f32();
-    for (size_t i = 0; i < d.size(); ++i) ASSERT_EQ(d[i], rv::bf16_to_f32(rv::f32_to_bf16(y[i] - x[i])));
+    for (size_t i = 0; i < d.size(); ++i)
+      ASSERT_EQ(d[i], rv::bf16_to_f32(rv::f32_to_bf16(y[i] - x[i])));
   }
 }
 
@@ -124,8 +125,9 @@ TEST(Extract, IncludeExcludeAndOnlyInOneModel) {
   ASSERT_FALSE(logs.empty());
   rv::vec::ExtractOptions strict;
   strict.strict = true;
-  EXPECT_THROW(rv::vec::extract(t.dir + "/tied", t.grpo, t.dir + "/v3.safetensors", strict, quiet()),
-               rv::Error);
+  EXPECT_THROW(
+      rv::vec::extract(t.dir + "/tied", t.grpo, t.dir + "/v3.safetensors", strict, quiet()),
+      rv::Error);
   EXPECT_FALSE(fs::exists(t.dir + "/v3.safetensors"));
 }
 
@@ -135,7 +137,8 @@ TEST(Apply, AlphaOneOnSftReproducesGrpoBitForBit) {
     std::string v = t.dir + "/v.safetensors";
     rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
     rv::vec::apply(t.sft, {{v, 1.0}}, t.dir + "/out", {}, quiet());
-    CheckedFile g = rvtest::read_model_checked(t.grpo), o = rvtest::read_model_checked(t.dir + "/out");
+    CheckedFile g = rvtest::read_model_checked(t.grpo),
+                o = rvtest::read_model_checked(t.dir + "/out");
     ASSERT_EQ(o.tensors.size(), g.tensors.size());
     for (auto& [name, tv] : o.tensors) {
       EXPECT_EQ(tv.dtype, g.tensors[name].dtype);
@@ -151,7 +154,8 @@ TEST(Apply, Bf16VectorWithinOneUlp) {
   std::string v = t.dir + "/v.safetensors";
   rv::vec::extract(t.sft, t.grpo, v, eo, quiet());
   rv::vec::apply(t.sft, {{v, 1.0}}, t.dir + "/out", {}, quiet());
-  CheckedFile g = rvtest::read_model_checked(t.grpo), o = rvtest::read_model_checked(t.dir + "/out");
+  CheckedFile g = rvtest::read_model_checked(t.grpo),
+              o = rvtest::read_model_checked(t.dir + "/out");
   CheckedFile s = rvtest::read_model_checked(t.sft);
   for (auto& [name, tv] : o.tensors) {
     auto want = g.tensors[name].as_f32(), got = tv.as_f32(), base = s.tensors[name].as_f32();
@@ -171,10 +175,12 @@ TEST(Apply, MatchesScalarRecomputationWithSeveralVectors) {
   rv::vec::extract(t.sft, t.grpo, v1, {}, quiet());
   rv::vec::extract(t.sft, t.inst, v2, {}, quiet());
   rv::vec::apply(t.inst, {{v1, 0.7}, {v2, -1.5}}, t.dir + "/out", {}, quiet());
-  CheckedFile base = rvtest::read_model_checked(t.inst), o = rvtest::read_model_checked(t.dir + "/out");
+  CheckedFile base = rvtest::read_model_checked(t.inst),
+              o = rvtest::read_model_checked(t.dir + "/out");
   CheckedFile a = rvtest::read_model_checked(v1), b = rvtest::read_model_checked(v2);
   for (auto& [name, tv] : o.tensors) {
-    auto th = base.tensors[name].as_f32(), x = a.tensors[name].as_f32(), y = b.tensors[name].as_f32();
+    auto th = base.tensors[name].as_f32(), x = a.tensors[name].as_f32(),
+         y = b.tensors[name].as_f32();
     auto got = tv.as_f32();
     for (size_t i = 0; i < got.size(); ++i) {
       float acc = th[i];
@@ -194,12 +200,96 @@ TEST(Apply, MatchesScalarRecomputationWithSeveralVectors) {
     EXPECT_TRUE(fs::exists(t.dir + "/out/" + std::string(f))) << f;
 }
 
+// Tensors of more than one work tile (1 Mi elements), not a multiple of the
+// pieces extract and apply read at a time: every piece, the last partial
+// one, and the tensors copied unchanged come out bit for bit.
+TEST(Apply, LargeTensorsReadInPiecesBitForBit) {
+  rv::SynthOptions o;
+  o.layers = 1;
+  o.hidden = 1040;
+  o.heads = 4;
+  o.kv_heads = 2;
+  o.intermediate = 1100;
+  o.vocab = 1050;  // embed_tokens: 1050 x 1040 = 1092000 elements
+  o.dtype = rv::DType::BF16;
+  o.seed = 5;
+  const std::string d = rvtest::temp_dir("vecbig");
+  rv::synth_model(o, d + "/sft", false);
+  o.delta_scale = 0.002f;
+  o.delta_seed = 1;
+  rv::synth_model(o, d + "/grpo", false);
+  o.delta_seed = 2;
+  rv::synth_model(o, d + "/inst", false);
+  CheckedFile sft = rvtest::read_model_checked(d + "/sft"),
+              grpo = rvtest::read_model_checked(d + "/grpo");
+  CheckedFile inst = rvtest::read_model_checked(d + "/inst");
+  ASSERT_GT(sft.tensors["model.embed_tokens.weight"].as_f32().size(), size_t{1} << 20);
+
+  rv::vec::extract(d + "/sft", d + "/grpo", d + "/v.safetensors", {}, quiet());
+  rv::vec::ExtractOptions e16;
+  e16.dtype = rv::DType::BF16;
+  e16.exclude = "norm";
+  rv::vec::extract(d + "/sft", d + "/grpo", d + "/v16.safetensors", e16, quiet());
+  CheckedFile v = rvtest::read_model_checked(d + "/v.safetensors");
+  CheckedFile v16 = rvtest::read_model_checked(d + "/v16.safetensors");
+  for (auto& [name, tv] : sft.tensors) {
+    auto x = tv.as_f32(), y = grpo.tensors[name].as_f32(), got = v.tensors[name].as_f32();
+    ASSERT_EQ(got.size(), x.size()) << name;
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(bits(got[i]), bits(y[i] - x[i])) << name << i;
+    if (name.find("norm") != std::string::npos) continue;
+    auto got16 = v16.tensors[name].as_f32();
+    for (size_t i = 0; i < got16.size(); ++i)
+      ASSERT_EQ(bits(got16[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(y[i] - x[i])))) << name << i;
+  }
+
+  // f32 vector; bf16 vector without the norms (--partial: those are copied).
+  rv::vec::apply(d + "/inst", {{d + "/v.safetensors", 0.7}}, d + "/out", {}, quiet());
+  rv::vec::ApplyOptions partial;
+  partial.partial = true;
+  rv::vec::apply(d + "/inst", {{d + "/v16.safetensors", -1.5}}, d + "/out16", partial, quiet());
+  CheckedFile out = rvtest::read_model_checked(d + "/out"),
+              out16 = rvtest::read_model_checked(d + "/out16");
+  for (auto& [name, tv] : inst.tensors) {
+    auto th = tv.as_f32(), got = out.tensors[name].as_f32(), dv = v.tensors[name].as_f32();
+    for (size_t i = 0; i < got.size(); ++i) {
+      const float acc = th[i] + 0.7f * dv[i];
+      ASSERT_EQ(bits(got[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
+    }
+    if (name.find("norm") != std::string::npos) {
+      EXPECT_EQ(out16.tensors[name].bytes, tv.bytes) << name;
+      continue;
+    }
+    auto got16 = out16.tensors[name].as_f32(), dv16 = v16.tensors[name].as_f32();
+    for (size_t i = 0; i < got16.size(); ++i) {
+      const float acc = th[i] + -1.5f * dv16[i];
+      ASSERT_EQ(bits(got16[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
+    }
+  }
+
+  // Two vectors: the generic path, in pieces of its own.
+  rv::vec::apply(d + "/inst", {{d + "/v.safetensors", 0.7}, {d + "/v16.safetensors", -1.5}},
+                 d + "/out2", partial, quiet());
+  CheckedFile out2 = rvtest::read_model_checked(d + "/out2");
+  for (auto& [name, tv] : inst.tensors) {
+    const bool both = name.find("norm") == std::string::npos;
+    auto th = tv.as_f32(), got = out2.tensors[name].as_f32(), dv = v.tensors[name].as_f32();
+    auto dv16 = both ? v16.tensors[name].as_f32() : std::vector<float>{};
+    for (size_t i = 0; i < got.size(); ++i) {
+      float acc = th[i];
+      acc = acc + 0.7f * dv[i];
+      if (both) acc = acc + -1.5f * dv16[i];
+      ASSERT_EQ(bits(got[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
+    }
+  }
+}
+
 TEST(Apply, AlphaZeroIsIdentityAndPlusMinusRoundTrips) {
   Trio t = make_trio(rv::DType::BF16);
   std::string v = t.dir + "/v.safetensors";
   rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
   rv::vec::apply(t.inst, {{v, 0.0}}, t.dir + "/zero", {}, quiet());
-  CheckedFile inst = rvtest::read_model_checked(t.inst), z = rvtest::read_model_checked(t.dir + "/zero");
+  CheckedFile inst = rvtest::read_model_checked(t.inst),
+              z = rvtest::read_model_checked(t.dir + "/zero");
   for (auto& [name, tv] : z.tensors) EXPECT_EQ(tv.bytes, inst.tensors[name].bytes) << name;
   rv::vec::ApplyOptions f32;
   f32.dtype = rv::DType::F32;
@@ -225,7 +315,8 @@ TEST(Apply, ShardedAndUnshardedHoldIdenticalTensors) {
   auto r = rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/many", o, quiet());
   EXPECT_GT(r.files.size(), 2u);
   EXPECT_TRUE(fs::exists(t.dir + "/many/model.safetensors.index.json"));
-  CheckedFile a = rvtest::read_model_checked(t.dir + "/one"), b = rvtest::read_model_checked(t.dir + "/many");
+  CheckedFile a = rvtest::read_model_checked(t.dir + "/one"),
+              b = rvtest::read_model_checked(t.dir + "/many");
   ASSERT_EQ(a.tensors.size(), b.tensors.size());
   for (auto& [name, tv] : a.tensors) EXPECT_EQ(tv.bytes, b.tensors[name].bytes) << name;
   // A sharded vector too.
@@ -250,13 +341,16 @@ TEST(Apply, VocabMismatchPolicies) {
     FAIL();
   } catch (const rv::Error& e) {
     std::string m = e.what();
-    EXPECT_NE(m.find("vector has 64 vocabulary rows, target " + t.dir + "/big has 80"), std::string::npos) << m;
+    EXPECT_NE(m.find("vector has 64 vocabulary rows, target " + t.dir + "/big has 80"),
+              std::string::npos)
+        << m;
   }
   EXPECT_FALSE(fs::exists(t.dir + "/o1"));
   rv::vec::ApplyOptions o;
   o.vocab_mismatch = rv::vec::VocabMismatch::kOverlap;
   rv::vec::apply(t.dir + "/big", {{v, 1.0}}, t.dir + "/o2", o, quiet());
-  CheckedFile tb = rvtest::read_model_checked(t.dir + "/big"), out = rvtest::read_model_checked(t.dir + "/o2");
+  CheckedFile tb = rvtest::read_model_checked(t.dir + "/big"),
+              out = rvtest::read_model_checked(t.dir + "/o2");
   CheckedFile vf = rvtest::read_model_checked(v);
   auto th = tb.tensors["model.embed_tokens.weight"].as_f32();
   auto dv = vf.tensors["model.embed_tokens.weight"].as_f32();
@@ -284,8 +378,11 @@ TEST(Apply, TiedEmbeddingsBothDirections) {
   auto u = small(rv::DType::F32, false);
   rv::synth_model(u, d + "/untied", false);
   rv::vec::apply(d + "/untied", {{d + "/vt.safetensors", 1.0}}, d + "/o1", {}, quiet());
-  CheckedFile tgt = rvtest::read_model_checked(d + "/untied"), o1 = rvtest::read_model_checked(d + "/o1");
-  auto dv = rvtest::read_model_checked(d + "/vt.safetensors").tensors["model.embed_tokens.weight"].as_f32();
+  CheckedFile tgt = rvtest::read_model_checked(d + "/untied"),
+              o1 = rvtest::read_model_checked(d + "/o1");
+  auto dv = rvtest::read_model_checked(d + "/vt.safetensors")
+                .tensors["model.embed_tokens.weight"]
+                .as_f32();
   auto head = tgt.tensors["lm_head.weight"].as_f32(), got = o1.tensors["lm_head.weight"].as_f32();
   for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i], head[i] + dv[i]);
   // Untied vector -> tied target: lm_head delta dropped by default, or untied.
@@ -294,7 +391,8 @@ TEST(Apply, TiedEmbeddingsBothDirections) {
   u.delta_seed = 5;
   rv::synth_model(u, d + "/ugrpo", false);
   rv::vec::extract(d + "/usft", d + "/ugrpo", d + "/vu.safetensors", {}, quiet());
-  rv::vec::ApplyResult r = rv::vec::apply(d + "/tsft", {{d + "/vu.safetensors", 1.0}}, d + "/o2", {}, quiet());
+  rv::vec::ApplyResult r =
+      rv::vec::apply(d + "/tsft", {{d + "/vu.safetensors", 1.0}}, d + "/o2", {}, quiet());
   CheckedFile o2 = rvtest::read_model_checked(d + "/o2");
   EXPECT_EQ(o2.tensors.count("lm_head.weight"), 0u);
   EXPECT_FALSE(r.notes.empty());
@@ -302,10 +400,13 @@ TEST(Apply, TiedEmbeddingsBothDirections) {
   ut.untie = true;
   rv::vec::apply(d + "/tsft", {{d + "/vu.safetensors", 1.0}}, d + "/o3", ut, quiet());
   CheckedFile o3 = rvtest::read_model_checked(d + "/o3");
-  CheckedFile ts = rvtest::read_model_checked(d + "/tsft"), vu = rvtest::read_model_checked(d + "/vu.safetensors");
+  CheckedFile ts = rvtest::read_model_checked(d + "/tsft"),
+              vu = rvtest::read_model_checked(d + "/vu.safetensors");
   auto emb = ts.tensors["model.embed_tokens.weight"].as_f32();
-  auto de = vu.tensors["model.embed_tokens.weight"].as_f32(), dh = vu.tensors["lm_head.weight"].as_f32();
-  auto h3 = o3.tensors.at("lm_head.weight").as_f32(), e3 = o3.tensors["model.embed_tokens.weight"].as_f32();
+  auto de = vu.tensors["model.embed_tokens.weight"].as_f32(),
+       dh = vu.tensors["lm_head.weight"].as_f32();
+  auto h3 = o3.tensors.at("lm_head.weight").as_f32(),
+       e3 = o3.tensors["model.embed_tokens.weight"].as_f32();
   for (size_t i = 0; i < h3.size(); ++i) {
     ASSERT_EQ(e3[i], emb[i] + de[i]);
     float acc = emb[i] + de[i];
@@ -326,7 +427,8 @@ TEST(Apply, ShapeMismatchAndExistingOutput) {
     rv::vec::apply(t.dir + "/other", {{v, 1.0}}, t.dir + "/o", {}, quiet());
     FAIL();
   } catch (const rv::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("has shape [32, 48] but the target's is [32, 40]"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("has shape [32, 48] but the target's is [32, 40]"),
+              std::string::npos)
         << e.what();
   }
   EXPECT_FALSE(fs::exists(t.dir + "/o"));
@@ -337,7 +439,8 @@ TEST(Apply, ShapeMismatchAndExistingOutput) {
   rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/exists", force, quiet());
   EXPECT_TRUE(fs::exists(t.dir + "/exists/model.safetensors"));
   // No temporary directories left behind by the failed attempts.
-  for (auto& e : fs::directory_iterator(t.dir)) EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos);
+  for (auto& e : fs::directory_iterator(t.dir))
+    EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos);
 }
 
 TEST(Inspect, NormsAndCountsMatchScalarRecomputation) {
@@ -405,7 +508,8 @@ TEST(Compare, CosineAndNormRatio) {
   double dot = 0, aa = 0, bb = 0;
   for (auto& [name, ta] : a.tensors) {
     auto x = ta.as_f32(), y = b.tensors[name].as_f32();
-    for (size_t i = 0; i < x.size(); ++i) dot += double(x[i]) * y[i], aa += double(x[i]) * x[i], bb += double(y[i]) * y[i];
+    for (size_t i = 0; i < x.size(); ++i)
+      dot += double(x[i]) * y[i], aa += double(x[i]) * x[i], bb += double(y[i]) * y[i];
   }
   EXPECT_NEAR(r.total.cosine(), dot / std::sqrt(aa * bb), 1e-9);
   EXPECT_NEAR(r.total.norm_ratio(), std::sqrt(aa / bb), 1e-9);
