@@ -381,9 +381,9 @@ int main(int argc, char** argv) {
   }
   const auto& bw = j["read_bandwidth"];
   printf(
-      "memory read bandwidth: %.1f GB/s 1 thread, %.1f GB/s %d threads (%zu MiB buffer, best of "
-      "5)\n",
+      "memory read bandwidth: %.1f GB/s 1 thread, %.1f GB/s %d threads (%zu MiB buffer, %s loads, "
+      "best of 5)\n",
       bw["bytes_per_s_1t"].get<double>() / 1e9, bw["bytes_per_s_all"].get<double>() / 1e9, threads,
-      mib);
+      mib, bw["loads"].get<std::string>().c_str());
   return 0;
 }
