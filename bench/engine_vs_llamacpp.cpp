@@ -585,7 +585,7 @@ int main(int argc, char** argv) {
         "engine_vs_llamacpp: random bf16 Qwen2.5-shaped models, %d threads, median of %d "
         "(prefill > 512 tok and 7b: %d)\n",
         threads, repeats, long_repeats);
-    bool header = false;
+    bool header = false, failed = false;
     for (const Shape* s : shapes) {
       const fs::path dir = work / s->name;
       const std::string why = cannot_run(*s, dir);
@@ -593,13 +593,22 @@ int main(int argc, char** argv) {
         printf("\n== %s shape: skipped: %s\n", s->name, why.c_str());
         continue;
       }
-      const fs::path gguf = prepare(*s, dir);
       const bool long_shape = std::string(s->name) == "7b";
       const auto ws = make_workloads(*s, prompts, quick, repeats, long_repeats, long_shape);
-      fprintf(stderr, "%s: running reasonvec engine ...\n", s->name);
-      json ours = run_ours(gguf, threads, ws, dir / "ours_result.json");
-      fprintf(stderr, "%s: running llama.cpp ...\n", s->name);
-      json ref = run_llamacpp(gguf, dir, threads, ws);
+      json ours, ref;
+      // A shape that fails (preparing it, or either engine) is reported and
+      // the next one still runs.
+      try {
+        const fs::path gguf = prepare(*s, dir);
+        fprintf(stderr, "%s: running reasonvec engine ...\n", s->name);
+        ours = run_ours(gguf, threads, ws, dir / "ours_result.json");
+        fprintf(stderr, "%s: running llama.cpp ...\n", s->name);
+        ref = run_llamacpp(gguf, dir, threads, ws);
+      } catch (const std::exception& e) {
+        printf("\n== %s shape: failed: %s\n", s->name, e.what());
+        failed = true;
+        continue;
+      }
       if (!header) {
         const auto& l = ref["llama"];
         printf(
@@ -625,6 +634,7 @@ int main(int argc, char** argv) {
       }
       print_shape(*s, threads, ws, ours, ref, m);
     }
+    if (failed) return 1;
   } catch (const std::exception& e) {
     fprintf(stderr, "bench_engine_vs_llamacpp: %s\n", e.what());
     return 1;
