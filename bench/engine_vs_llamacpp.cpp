@@ -271,7 +271,10 @@ json run_ours(const fs::path& gguf, int threads, const std::vector<Workload>& ws
       j["isa"] = rv::engine::kern::isa_name(rv::engine::kern::isa());
       for (const auto& w : ws) {
         std::vector<double> tps;
-        for (int r = 0; r < w.repeats; ++r) tps.push_back(run_ours_once(*model, w, prompt));
+        for (int r = 0; r < w.repeats; ++r) {
+          tps.push_back(run_ours_once(*model, w, prompt));
+          fprintf(stderr, "reasonvec %s: %.1f tok/s\n", w.name.c_str(), tps.back());
+        }
         j["tps"].push_back(median(tps));
         j["samples"].push_back(tps);
       }

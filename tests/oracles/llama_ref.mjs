@@ -217,11 +217,15 @@ async function bench() {
     for (const c of w.configs) {
       const r = await benchRun(w, c, prompt);
       trials.push({flash: c.flash, batch: c.batch, context: r.context, tps: r.tps});
+      process.stderr.write(`llama.cpp ${w.name}: flash ${c.flash ? "on" : "off"}, batch ${c.batch}: ` +
+                           `${r.tps.toFixed(1)} tok/s\n`);
     }
     const best = trials.reduce((a, b) => (b.tps > a.tps ? b : a));
     const samples = [best.tps];
-    for (let rep = 1; rep < (w.repeats ?? 3); ++rep)
+    for (let rep = 1; rep < (w.repeats ?? 3); ++rep) {
       samples.push((await benchRun(w, {flash: best.flash, batch: best.batch}, prompt)).tps);
+      process.stderr.write(`llama.cpp ${w.name}: repeat ${rep + 1}: ${samples[rep].toFixed(1)} tok/s\n`);
+    }
     out.workloads.push({name: w.name, tps: median(samples),
                         best: {flash: best.flash, batch: best.batch, context: best.context},
                         trials, samples});
