@@ -57,8 +57,10 @@ demo: deps $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS) --target reasonvec
 	$(BUILD)/src/cli/reasonvec demo
 
+# ENGINE_BENCH_ARGS replaces the engine-vs-llama.cpp defaults, e.g.
+#   make bench ENGINE_BENCH_ARGS="--shapes 0.5b,1.5b,7b"
 bench: build
-	bench/run-all.sh $(BUILD)
+	RV_BENCH_ENGINE_ARGS="$(ENGINE_BENCH_ARGS)" bench/run-all.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')

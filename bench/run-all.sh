@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Runs every benchmark against a build directory: the scripts in bench/ (each
-# runs its own baseline side by side) and the benchmark programs that have no
-# script of their own. One failing benchmark does not stop the others.
+# Runs every benchmark against a build directory: first the machine header
+# (bench_machine_info: CPU, cores, ISA flags, measured peak FLOP/s and memory
+# bandwidth, load average), then the scripts in bench/ (each runs its own
+# baseline side by side) and the benchmark programs that have no script of
+# their own. One failing benchmark does not stop the others.
 set -uo pipefail
 build=${1:-build}
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
+machine_json=$(mktemp /tmp/rv_bench_machine.XXXXXX.json)
+trap 'rm -f "$machine_json"' EXIT
+echo "### machine ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+if "$build/bench/bench_machine_info" --json-out "$machine_json"; then
+  export RV_BENCH_MACHINE="$machine_json"
+else
+  echo "($build/bench/bench_machine_info failed)"
+fi
 for b in bench/*.sh; do
   [ "$b" = bench/run-all.sh ] && continue
   echo "### $b"

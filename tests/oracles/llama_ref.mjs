@@ -23,9 +23,26 @@
 // llama.cpp's f32 logits (exact but slow); by default it comes from the
 // greedy token's probability (see next() below).
 //
-// Mode "bench": { "mode": "bench", "gguf", "threads", "prefill": 512, "decode": 128,
-//                 "batch": [16, 64], "batch_steps": 32, "repeats": 3 }
-// prints { "prefill_tps", "decode_tps", "batch": [{"n", "tps"}], "rss_mb" } (medians).
+// Mode "bench": llama.cpp's throughput, each workload in the configuration
+// that is fastest for it among the ones the request lists.
+//   { "mode": "bench", "gguf", "threads",
+//     "workloads": [ { "name": "prefill 512",
+//                      "kind": "prefill" | "decode" | "batch",
+//                      "prompt": 512,        // prefill: tokens timed; decode: tokens
+//                                            //   evaluated (untimed) before decoding
+//                      "decode": 128,        // decode: tokens generated one at a time
+//                      "n": 16, "steps": 32, // batch: sequences, steps of one token each
+//                      "repeats": 3,
+//                      "configs": [ {"flash": false, "batch": 512}, ... ] } ] }
+// Each config (flashAttention on/off, batchSize = ubatch) runs once as a
+// trial, the fastest trial wins, and the winner runs repeats - 1 more times:
+// the result is the median of its trial and those runs. The context is sized
+// to the job (prompt + decode + 16 tokens; batch: n x (steps + 48)).
+// Before any timing, an 8-token evaluation pages every weight in.
+// Prints { "llama": {build, release, system_info, threads},
+//          "workloads": [ { "name", "tps", "best": {flash, batch, context},
+//                           "trials": [ {flash, batch, context, tps} ], "samples": [tps...] } ],
+//          "rss_mb" }
 // Batched decode submits one token per sequence per step in sequence order
 // through controlledEvaluate (node-llama-cpp's own scheduler would feed
 // llama.cpp out-of-order batches and understate it).
@@ -124,68 +141,94 @@ function median(a) {
   return s[Math.floor(s.length / 2)];
 }
 
-async function bench() {
-  const repeats = req.repeats ?? 3;
-  const nPrefill = req.prefill ?? 512, nDecode = req.decode ?? 128;
+// Deterministic pseudo-random prompt ids away from the special tokens (the
+// same MINSTD stream as bench/engine_vs_llamacpp.cpp; exact in doubles).
+function benchPrompt(n) {
   const vocab = model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length ?? 1000;
-  // Deterministic pseudo-random prompt ids away from the special tokens.
   let s = 12345;
-  const rnd = () => (s = (s * 48271) % 2147483647) % Math.min(vocab, 100000);  // MINSTD: exact in doubles
-  const prompt = Array.from({length: nPrefill}, rnd);
-  const out = {threads, batch: []};
+  return Array.from({length: n}, () => (s = (s * 48271) % 2147483647) % Math.min(vocab, 100000));
+}
 
-  {
-    const ctx = await model.createContext({contextSize: nPrefill + nDecode + 16, sequences: 1, threads,
-                                           batchSize: nPrefill, flashAttention: false});
-    const pre = [], dec = [];
-    // One sequence for every repeat: a disposed sequence is not handed out
-    // again at once ("No sequences left"); its history is cleared instead.
-    const seq = ctx.getSequence();
-    for (let rep = 0; rep < repeats; ++rep) {
-      let t0 = performance.now();
-      const res = await seq.controlledEvaluate(prompt.map((t, i) => i + 1 === prompt.length ?
-          [t, {generateNext: {token: true}}] : t));
-      pre.push(nPrefill / ((performance.now() - t0) / 1000));
-      let next = res[res.length - 1].next.token;
-      t0 = performance.now();
-      for (let i = 0; i < nDecode; ++i) {
-        const r = await seq.controlledEvaluate([[next, {generateNext: {token: true}}]]);
-        next = r[0].next.token;
-      }
-      dec.push(nDecode / ((performance.now() - t0) / 1000));
-      await seq.clearHistory();
-    }
-    seq.dispose();
-    out.prefill_tps = median(pre);
-    out.decode_tps = median(dec);
-    await ctx.dispose();
-  }
-
-  const steps = req.batch_steps ?? 32;
-  for (const n of req.batch ?? [16, 64]) {
-    const ctx = await model.createContext({contextSize: n * (steps + 48), sequences: n, threads,
-                                           batchSize: Math.max(n, 512), flashAttention: false});
+// One timed run of workload w under config c; returns tokens per second.
+async function benchRun(w, c, prompt) {
+  if (w.kind === "batch") {
+    const n = w.n, steps = w.steps;
+    const context = n * (steps + 48);
+    const ctx = await model.createContext({contextSize: context, sequences: n, threads,
+                                           batchSize: Math.max(n, c.batch), flashAttention: c.flash});
     const seqs = Array.from({length: n}, () => ctx.getSequence());
-    const tps = [];
-    for (let rep = 0; rep < repeats; ++rep) {
-      // Short distinct prompts, evaluated together, then n tokens per step.
-      const next = await Promise.all(seqs.map((q, i) =>
-          q.controlledEvaluate([prompt[i], prompt[i + 1], [prompt[i + 2], {generateNext: {token: true}}]])
-              .then(r => r[2].next.token)));
-      const t0 = performance.now();
-      for (let st = 0; st < steps; ++st) {
-        // All evaluations are queued in sequence-id order before awaiting, so
-        // llama.cpp gets one batch holding one token of every sequence.
-        const ps = seqs.map((q, i) => q.controlledEvaluate([[next[i], {generateNext: {token: true}}]]));
-        const rs = await Promise.all(ps);
-        rs.forEach((r, i) => { next[i] = r[0].next.token; });
-      }
-      tps.push(n * steps / ((performance.now() - t0) / 1000));
-      for (const q of seqs) await q.clearHistory();
+    // Short distinct prompts, evaluated together, then n tokens per step.
+    const next = await Promise.all(seqs.map((q, i) =>
+        q.controlledEvaluate([prompt[i], prompt[i + 1], [prompt[i + 2], {generateNext: {token: true}}]])
+            .then(r => r[2].next.token)));
+    const t0 = performance.now();
+    for (let st = 0; st < steps; ++st) {
+      // All evaluations are queued in sequence-id order before awaiting, so
+      // llama.cpp gets one batch holding one token of every sequence.
+      const ps = seqs.map((q, i) => q.controlledEvaluate([[next[i], {generateNext: {token: true}}]]));
+      const rs = await Promise.all(ps);
+      rs.forEach((r, i) => { next[i] = r[0].next.token; });
     }
-    out.batch.push({n, tps: median(tps)});
+    const tps = n * steps / ((performance.now() - t0) / 1000);
     for (const q of seqs) q.dispose();
     await ctx.dispose();
+    return {tps, context};
+  }
+  const nPrompt = w.prompt, nDecode = w.kind === "decode" ? w.decode : 0;
+  const context = nPrompt + nDecode + 16;
+  const ctx = await model.createContext({contextSize: context, sequences: 1, threads,
+                                         batchSize: c.batch, flashAttention: c.flash});
+  const seq = ctx.getSequence();
+  const toks = prompt.slice(0, nPrompt);
+  let t0 = performance.now();
+  const res = await seq.controlledEvaluate(toks.map((t, i) => i + 1 === toks.length ?
+      [t, {generateNext: {token: true}}] : t));
+  let tps = nPrompt / ((performance.now() - t0) / 1000);
+  if (nDecode > 0) {
+    let next = res[res.length - 1].next.token;
+    t0 = performance.now();
+    for (let i = 0; i < nDecode; ++i) {
+      const r = await seq.controlledEvaluate([[next, {generateNext: {token: true}}]]);
+      next = r[0].next.token;
+    }
+    tps = nDecode / ((performance.now() - t0) / 1000);
+  }
+  seq.dispose();
+  await ctx.dispose();
+  return {tps, context};
+}
+
+async function bench() {
+  const longest = Math.max(64, ...req.workloads.map(w => w.prompt ?? 0));
+  const prompt = benchPrompt(longest);
+  {
+    // Page every weight in before anything is timed.
+    const ctx = await model.createContext({contextSize: 64, sequences: 1, threads, batchSize: 64});
+    const seq = ctx.getSequence();
+    await seq.controlledEvaluate(prompt.slice(0, 8));
+    seq.dispose();
+    await ctx.dispose();
+  }
+  const out = {llama: {build: llama.buildType, release: llama.llamaCppRelease?.release ?? null,
+                       system_info: llama.systemInfo, threads},
+               workloads: []};
+  for (const w of req.workloads) {
+    const trials = [];
+    for (const c of w.configs) {
+      const r = await benchRun(w, c, prompt);
+      trials.push({flash: c.flash, batch: c.batch, context: r.context, tps: r.tps});
+      process.stderr.write(`llama.cpp ${w.name}: flash ${c.flash ? "on" : "off"}, batch ${c.batch}: ` +
+                           `${r.tps.toFixed(1)} tok/s\n`);
+    }
+    const best = trials.reduce((a, b) => (b.tps > a.tps ? b : a));
+    const samples = [best.tps];
+    for (let rep = 1; rep < (w.repeats ?? 3); ++rep) {
+      samples.push((await benchRun(w, {flash: best.flash, batch: best.batch}, prompt)).tps);
+      process.stderr.write(`llama.cpp ${w.name}: repeat ${rep + 1}: ${samples[rep].toFixed(1)} tok/s\n`);
+    }
+    out.workloads.push({name: w.name, tps: median(samples),
+                        best: {flash: best.flash, batch: best.batch, context: best.context},
+                        trials, samples});
   }
   const status = fs.readFileSync("/proc/self/status", "utf8");
   const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
