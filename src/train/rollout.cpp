@@ -11,7 +11,7 @@
 namespace rv::train {
 namespace {
 
-constexpr const char* kWhere = "rollout";
+constexpr const char* kRolloutWhere = "rollout";
 // Prompt tokens prefilled per forward pass at most (beyond the first
 // admitted prompt): bounds the activations of one pass.
 constexpr int kPrefillBudget = 4096;
@@ -41,14 +41,14 @@ std::vector<Completion> sample_group(engine::Model& m,
                                      const RolloutOptions& o) {
   const engine::ModelSpec& spec = m.spec();
   if (o.group < 1 || o.max_tokens < 1 || o.max_batch < 1)
-    throw Error(kWhere, "group, max_tokens and max_batch must be >= 1");
-  if (!(o.temperature >= 0)) throw Error(kWhere, "temperature must be >= 0");
+    throw Error(kRolloutWhere, "group, max_tokens and max_batch must be >= 1");
+  if (!(o.temperature >= 0)) throw Error(kRolloutWhere, "temperature must be >= 0");
   int max_prompt = 0;
   for (size_t p = 0; p < prompts.size(); ++p) {
-    if (prompts[p].empty()) throw Error(kWhere, "prompt " + std::to_string(p) + " is empty");
+    if (prompts[p].empty()) throw Error(kRolloutWhere, "prompt " + std::to_string(p) + " is empty");
     for (int32_t t : prompts[p])
       if (t < 0 || t >= spec.vocab)
-        throw Error(kWhere, "prompt " + std::to_string(p) + ": token id " + std::to_string(t) +
+        throw Error(kRolloutWhere, "prompt " + std::to_string(p) + ": token id " + std::to_string(t) +
                                 " outside the vocabulary (" + std::to_string(spec.vocab) + ")");
     max_prompt = std::max(max_prompt, static_cast<int>(prompts[p].size()));
   }

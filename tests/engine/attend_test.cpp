@@ -19,9 +19,9 @@
 namespace rv::engine {
 namespace {
 
-struct IsaGuard {
+struct AttendIsaGuard {
   kern::Isa saved = kern::isa();
-  ~IsaGuard() { kern::set_isa(saved); }
+  ~AttendIsaGuard() { kern::set_isa(saved); }
 };
 
 std::vector<float> reference(const std::vector<float>& q, int G, int hd, const void* K,
@@ -54,7 +54,7 @@ std::vector<float> reference(const std::vector<float>& q, int G, int hd, const v
 }
 
 TEST(Attend, BitIdenticalToTheComposition) {
-  IsaGuard guard;
+  AttendIsaGuard guard;
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   int checked = 0;
@@ -146,7 +146,7 @@ namespace {
 // under every ISA, for gates across expf's whole range (both underflow
 // and overflow of exp(-gate)), lengths around the 8-wide blocks.
 TEST(SiluMul, BitIdenticalToTheFormula) {
-  IsaGuard guard;
+  AttendIsaGuard guard;
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (kern::Isa isa : {kern::Isa::kScalar, kern::Isa::kAvx2, kern::Isa::kAvx512Bf16}) {

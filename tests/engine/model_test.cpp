@@ -21,13 +21,13 @@ using enginetest::RefModel;
 using enginetest::temp_dir;
 using enginetest::tiny;
 
-struct Case {
+struct ModelCase {
   std::string arch;
   DType dtype;
   bool tied;
 };
 
-std::vector<int32_t> some_tokens(int n, int vocab, int salt = 0) {
+std::vector<int32_t> model_tokens(int n, int vocab, int salt = 0) {
   std::vector<int32_t> t;
   for (int i = 0; i < n; ++i) t.push_back((i * 37 + salt * 11 + 5) % vocab);
   return t;
@@ -45,14 +45,14 @@ double rel_diff(const std::vector<float>& a, const std::vector<std::vector<doubl
   return mx / scale;
 }
 
-class ForwardVsReference : public ::testing::TestWithParam<Case> {};
+class ForwardVsReference : public ::testing::TestWithParam<ModelCase> {};
 
 TEST_P(ForwardVsReference, LogitsMatchAtEveryPosition) {
-  const Case c = GetParam();
+  const ModelCase c = GetParam();
   auto dir = temp_dir("fwd_" + c.arch + std::string(dtype_name(c.dtype)) + (c.tied ? "t" : "u"));
   make_model(tiny(c.arch, c.dtype, c.tied), dir);
   RefModel ref(dir);
-  const auto tokens = some_tokens(enginetest::sanitizer_run() ? 9 : 23, 256);
+  const auto tokens = model_tokens(enginetest::sanitizer_run() ? 9 : 23, 256);
   const auto want = ref.forward(tokens);
   const kern::Isa saved = kern::isa();
   std::vector<kern::Isa> isas;
@@ -97,10 +97,10 @@ TEST_P(ForwardVsReference, LogitsMatchAtEveryPosition) {
 
 INSTANTIATE_TEST_SUITE_P(
     AllArchs, ForwardVsReference,
-    ::testing::Values(Case{"qwen2", DType::F32, true}, Case{"qwen2", DType::BF16, false},
-                      Case{"qwen2", DType::F16, true}, Case{"qwen3", DType::F32, false},
-                      Case{"qwen3", DType::BF16, true}, Case{"llama", DType::F32, false},
-                      Case{"llama", DType::BF16, true}),
+    ::testing::Values(ModelCase{"qwen2", DType::F32, true}, ModelCase{"qwen2", DType::BF16, false},
+                      ModelCase{"qwen2", DType::F16, true}, ModelCase{"qwen3", DType::F32, false},
+                      ModelCase{"qwen3", DType::BF16, true}, ModelCase{"llama", DType::F32, false},
+                      ModelCase{"llama", DType::BF16, true}),
     [](const auto& info) {
       return info.param.arch + std::string(dtype_name(info.param.dtype)) +
              (info.param.tied ? "Tied" : "Untied");
@@ -124,7 +124,7 @@ TEST(Forward, Llama3RopeScalingMatchesReference) {
   EXPECT_LT(m->spec().inv_freq[7], base_last * 0.5);
   EXPECT_DOUBLE_EQ(m->spec().inv_freq[0], 1.0);
   RefModel ref(dir);
-  const auto tokens = some_tokens(40, 256, 3);
+  const auto tokens = model_tokens(40, 256, 3);
   EXPECT_LT(rel_diff(m->forward_all(tokens), ref.forward(tokens)), 2e-5);
   std::filesystem::remove_all(dir);
 }
@@ -133,7 +133,7 @@ TEST(Forward, ChunkedPrefillEqualsWholePrefill) {
   auto dir = temp_dir("chunk");
   make_model(tiny("qwen2", DType::BF16, true), dir);
   auto m = Model::load(dir, {2});
-  const auto tokens = some_tokens(30, 256, 1);
+  const auto tokens = model_tokens(30, 256, 1);
   auto whole = m->forward_all(tokens);
   auto chunked = m->forward_all(tokens, 7);
   auto single = m->forward_all(tokens, 1);
@@ -162,7 +162,7 @@ TEST(Forward, InterleavedSequencesInOneBatchEqualSeparateRuns) {
   auto dir = temp_dir("interleave");
   make_model(tiny("qwen3", DType::BF16, false), dir);
   auto m = Model::load(dir, {2});
-  const auto a = some_tokens(11, 256, 1), b = some_tokens(6, 256, 2);
+  const auto a = model_tokens(11, 256, 1), b = model_tokens(6, 256, 2);
   auto ra = m->forward_all(a), rb = m->forward_all(b);
   // a's first 5 tokens alone, then a's rest and all of b mixed in one batch.
   KVCache kv(m->spec(), 3, 32);
@@ -192,7 +192,7 @@ TEST(Forward, GreedyGenerationFollowsReferenceArgmax) {
   make_model(tiny("qwen2", DType::F32, true, 5), dir);
   auto m = Model::load(dir, {2});
   RefModel ref(dir);
-  std::vector<int32_t> seq = some_tokens(4, 256, 9);
+  std::vector<int32_t> seq = model_tokens(4, 256, 9);
   auto gen = m->generate_greedy(seq, 12);
   ASSERT_EQ(gen.size(), 12u);
   // Teacher-forced reference: each generated token is the reference argmax.

@@ -21,8 +21,8 @@ namespace {
 using namespace rv::server::test;
 namespace fs = std::filesystem;
 
-const std::filesystem::path kTokDir = rv_test::oracle_tokenizer_dir("qwen2_5");
-constexpr int kContext = 256;
+const std::filesystem::path kServeTokDir = rv_test::oracle_tokenizer_dir("qwen2_5");
+constexpr int kServeContext = 256;
 
 class ServeE2E : public ::testing::Test {
  protected:
@@ -37,17 +37,17 @@ class ServeE2E : public ::testing::Test {
     o.heads = 4;
     o.kv_heads = 2;
     o.intermediate = 128;
-    o.tokenizer_dir = kTokDir;
+    o.tokenizer_dir = kServeTokDir;
     o.init_scale = 0.2f;  // peaked next-token distributions: greedy is stable
     o.tied = true;
     o.seed = 11;
     synth_model(o, model_, true);
     engine::EngineOptions eo;
-    eo.max_context = kContext;
+    eo.max_context = kServeContext;
     eo.max_batch = 32;
     eng_ = engine::Engine::open(model_, eo).release();
     proc_ = new ServeProcess({"-q", "serve", "--model", model_.string(), "--port", "0",
-                              "--max-context", std::to_string(kContext), "--max-batch", "32"});
+                              "--max-context", std::to_string(kServeContext), "--max-batch", "32"});
   }
   static void TearDownTestSuite() {
     delete proc_;
@@ -101,7 +101,7 @@ TEST_F(ServeE2E, ModelsListsTheDirectoryName) {
   json j = json::parse(r->body);
   ASSERT_EQ(j["data"].size(), 1u);
   EXPECT_EQ(j["data"][0]["id"], "tiny-qwen");
-  EXPECT_EQ(j["data"][0]["max_model_len"], kContext);
+  EXPECT_EQ(j["data"][0]["max_model_len"], kServeContext);
 }
 
 TEST_F(ServeE2E, GreedyCompletionsEqualDirectGeneration) {
@@ -331,7 +331,7 @@ TEST_F(ServeE2E, MalformedRequestsGet400AndServingContinues) {
     EXPECT_EQ(error_of(r->body)["type"], "invalid_request_error") << r->body;
   }
   std::string long_prompt;
-  for (int i = 0; i < kContext + 10; ++i) long_prompt += " x";
+  for (int i = 0; i < kServeContext + 10; ++i) long_prompt += " x";
   auto r = post("/v1/completions", json{{"prompt", long_prompt}, {"max_tokens", 1}}.dump());
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 400);
@@ -351,7 +351,7 @@ TEST_F(ServeE2E, MalformedRequestsGet400AndServingContinues) {
 
 TEST_F(ServeE2E, ApiKeyAndSigtermShutdown) {
   ServeProcess p({"-q", "serve", "--model", model_.string(), "--port", "0", "--api-key", "k3y",
-                  "--served-model-name", "named", "--max-context", std::to_string(kContext)});
+                  "--served-model-name", "named", "--max-context", std::to_string(kServeContext)});
   auto c = make_client(p.port());
   auto r = c.Get("/v1/models");
   ASSERT_TRUE(r);

@@ -22,7 +22,7 @@ namespace {
 using namespace rv::server::test;
 namespace fs = std::filesystem;
 
-constexpr int kContext = 128;
+constexpr int kVariantsContext = 128;
 
 // A full vector over some matrices of the 2-layer synth model, N(0, 0.2²).
 void write_vector(const fs::path& file, uint64_t seed) {
@@ -81,7 +81,7 @@ TEST(ServeVariants, EachVariantAnswersWithItsOwnWeights) {
 
   // The vectors change a few tensors only: --partial.
   ServeProcess proc({"-q", "serve", "--partial", "--model", model.string(), "--port", "0",
-                     "--max-context", std::to_string(kContext), "--max-batch", "4", "--variant",
+                     "--max-context", std::to_string(kVariantsContext), "--max-batch", "4", "--variant",
                      "plus=" + v1 + ":1", "--variant", "mix=" + v1 + ":0.5+" + v2 + ":-1.5",
                      "--variant", "plain="});
   auto client = make_client(proc.port());
@@ -96,7 +96,7 @@ TEST(ServeVariants, EachVariantAnswersWithItsOwnWeights) {
   EXPECT_EQ(ids, (std::vector<std::string>{"tiny-qwen", "plus", "mix", "plain"}));
 
   engine::EngineOptions eo;
-  eo.max_context = kContext;
+  eo.max_context = kVariantsContext;
   eo.max_batch = 1;
   auto base = engine::Engine::open(model, eo);
   auto plus = engine::Engine::open(apply(model, {{v1, 1}}, root / "plus"), eo);

@@ -85,17 +85,17 @@ std::string regex_of(const std::string& model) {
   return rv::Tokenizer::load(rv_test::oracle_tokenizer_dir(model)).pre_tokenizer_regex();
 }
 
-struct Case {
+struct PretokCase {
   const char* model;
   rv::pretok::Pattern pattern;
 };
-const Case kCases[] = {{"qwen2_5", rv::pretok::Pattern::kQwen2},
+const PretokCase kPretokCases[] = {{"qwen2_5", rv::pretok::Pattern::kQwen2},
                        {"qwen3", rv::pretok::Pattern::kQwen2},
                        {"llama3_1", rv::pretok::Pattern::kLlama3}};
 
 // Compares the two splitters on `texts`; returns the number of mismatches and
 // reports the first few.
-size_t compare(const Case& c, const std::vector<std::string>& texts) {
+size_t compare(const PretokCase& c, const std::vector<std::string>& texts) {
   std::string regex = regex_of(c.model);
   Pcre2Split ref(regex);
   EXPECT_TRUE(ref.ok());
@@ -110,7 +110,7 @@ size_t compare(const Case& c, const std::vector<std::string>& texts) {
 }
 
 TEST(Pretokenize, RecognisesTheShippedPatternsAndNothingElse) {
-  for (const auto& c : kCases) EXPECT_EQ(rv::pretok::recognise(regex_of(c.model)), c.pattern);
+  for (const auto& c : kPretokCases) EXPECT_EQ(rv::pretok::recognise(regex_of(c.model)), c.pattern);
   std::string q = regex_of("qwen2_5");
   EXPECT_EQ(rv::pretok::recognise(q + "|x"), rv::pretok::Pattern::kNone);
   EXPECT_EQ(rv::pretok::recognise(q.substr(1)), rv::pretok::Pattern::kNone);
@@ -128,7 +128,7 @@ TEST(Pretokenize, SplitsLikePcre2OnTheCorpus) {
   size_t step = rv_test::sanitizer_run() ? 20 : 1;
   for (size_t i = 0; i < data.size(); i += step) texts.push_back(data[i]);
   ASSERT_GT(texts.size(), n_hard + 100);
-  for (const auto& c : kCases) EXPECT_EQ(compare(c, texts), 0u) << c.model;
+  for (const auto& c : kPretokCases) EXPECT_EQ(compare(c, texts), 0u) << c.model;
 }
 
 TEST(Pretokenize, SplitsLikePcre2OnRandomTrickyStrings) {
@@ -160,7 +160,7 @@ TEST(Pretokenize, SplitsLikePcre2OnRandomTrickyStrings) {
     for (int k = 0; k < len; ++k) rv::unicode::append_utf8(s, random_cp());
     texts.push_back(std::move(s));
   }
-  for (const auto& c : kCases) EXPECT_EQ(compare(c, texts), 0u) << c.model;
+  for (const auto& c : kPretokCases) EXPECT_EQ(compare(c, texts), 0u) << c.model;
 }
 
 TEST(Pretokenize, KnownPieces) {

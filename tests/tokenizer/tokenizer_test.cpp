@@ -55,15 +55,15 @@ std::string byte_char(int b) {
   return table[b];
 }
 
-class TempDir {
+class TokTempDir {
  public:
-  TempDir() {
+  TokTempDir() {
     static int counter = 0;
     path_ = fs::temp_directory_path() /
             ("rv-tok-test-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
     fs::create_directories(path_);
   }
-  ~TempDir() { fs::remove_all(path_); }
+  ~TokTempDir() { fs::remove_all(path_); }
   const fs::path& path() const { return path_; }
   void write(const std::string& name, const std::string& content) const {
     std::ofstream(path_ / name, std::ios::binary) << content;
@@ -153,7 +153,7 @@ std::string error_of(const std::function<void()>& fn) {
 }
 
 TEST(TinyTokenizer, MergesAndPreTokenizerByHand) {
-  TempDir d;
+  TokTempDir d;
   d.write("tokenizer.json", tiny_tokenizer().dump());
   auto t = rv::Tokenizer::load(d.path());
   // GPT-2 regex: "ab" | " abc" | " b"; merges: a+b -> 256, ' '+b -> 258.
@@ -168,7 +168,7 @@ TEST(TinyTokenizer, MergesAndPreTokenizerByHand) {
 }
 
 TEST(TinyTokenizer, PairMergesEqualStringMerges) {
-  TempDir a, b;
+  TokTempDir a, b;
   a.write("tokenizer.json", tiny_tokenizer(false).dump());
   b.write("tokenizer.json", tiny_tokenizer(true).dump());
   auto ta = rv::Tokenizer::load(a.path()), tb = rv::Tokenizer::load(b.path());
@@ -178,7 +178,7 @@ TEST(TinyTokenizer, PairMergesEqualStringMerges) {
 }
 
 TEST(TinyTokenizer, IgnoreMergesEmitsWholeVocabularyPieces) {
-  TempDir a, b;
+  TokTempDir a, b;
   a.write("tokenizer.json", tiny_tokenizer(false, false).dump());
   b.write("tokenizer.json", tiny_tokenizer(false, true).dump());
   // "abc" is one pre-token and a vocabulary entry: only ignore_merges emits it whole.
@@ -187,7 +187,7 @@ TEST(TinyTokenizer, IgnoreMergesEmitsWholeVocabularyPieces) {
 }
 
 TEST(TinyTokenizer, AddedTokenFlags) {
-  TempDir d;
+  TokTempDir d;
   d.write("tokenizer.json", tiny_tokenizer().dump());
   auto t = rv::Tokenizer::load(d.path());
   // Longest match wins: "<s>x" over "<s>".
@@ -210,7 +210,7 @@ TEST(TinyTokenizer, AddedTokenFlags) {
 }
 
 TEST(TinyTokenizer, ConfigTokensAndTemplates) {
-  TempDir d;
+  TokTempDir d;
   d.write("tokenizer.json", tiny_tokenizer().dump());
   d.write("tokenizer_config.json",
           json({{"bos_token", {{"content", "<s>"}, {"__type", "AddedToken"}}},
@@ -315,7 +315,7 @@ TEST(BadInput, MissingDirectoryOrFiles) {
   std::string e = error_of([] { rv::Tokenizer::load("/nonexistent/model"); });
   EXPECT_NE(e.find("/nonexistent/model"), std::string::npos) << e;
   EXPECT_NE(e.find("no such model directory"), std::string::npos) << e;
-  TempDir d;
+  TokTempDir d;
   e = error_of([&] { rv::Tokenizer::load(d.path()); });
   EXPECT_NE(e.find("no tokenizer.json"), std::string::npos) << e;
   d.write("vocab.json", "{\"a\": 0}");
@@ -325,7 +325,7 @@ TEST(BadInput, MissingDirectoryOrFiles) {
 }
 
 TEST(BadInput, MalformedTokenizerJson) {
-  TempDir d;
+  TokTempDir d;
   std::string full = tiny_tokenizer().dump();
   d.write("tokenizer.json", full.substr(0, full.size() / 2));
   std::string e = error_of([&] { rv::Tokenizer::load(d.path()); });
@@ -342,7 +342,7 @@ TEST(BadInput, MalformedTokenizerJson) {
 
 TEST(BadInput, UnsupportedModelTypesNameTheType) {
   for (const char* type : {"Unigram", "WordPiece", "WordLevel"}) {
-    TempDir d;
+    TokTempDir d;
     json j = tiny_tokenizer();
     j["model"]["type"] = type;
     if (std::string(type) == "Unigram")
@@ -392,7 +392,7 @@ TEST(BadInput, UnsupportedPipelinePieces) {
       {[](json& j) { j["added_tokens"][0].erase("content"); }, "has no \"content\""},
   };
   for (const auto& c : cases) {
-    TempDir d;
+    TokTempDir d;
     json j = tiny_tokenizer();
     c.edit(j);
     d.write("tokenizer.json", j.dump());
@@ -433,7 +433,7 @@ struct CliRun {
 };
 
 CliRun run_cli(const std::string& args) {
-  TempDir d;
+  TokTempDir d;
   std::string cmd = std::string(RV_CLI_PATH) + " " + args + " > '" + (d.path() / "out").string() +
                     "' 2> '" + (d.path() / "err").string() + "'";
   int st = std::system(cmd.c_str());
@@ -470,7 +470,7 @@ TEST(Cli, TokenizeAndDetokenize) {
   r = run_cli("tokenize " + model + " --no-special '<|im_end|>'");
   EXPECT_EQ(r.out, join_ids(t.encode("<|im_end|>", false), " ") + "\n");
 
-  TempDir d;
+  TokTempDir d;
   d.write("in.txt", "line one\r\nline two\n");
   r = run_cli("tokenize " + model + " --file '" + (d.path() / "in.txt").string() + "'");
   EXPECT_EQ(r.out, join_ids(t.encode("line one\r\nline two\n"), " ") + "\n");

@@ -13,7 +13,7 @@ namespace fs = std::filesystem;
 namespace rv::train {
 namespace {
 
-ModelShape tiny() {
+ModelShape tiny_lm() {
   ModelShape s;
   s.vocab = 16;
   s.hidden = 16;
@@ -94,7 +94,7 @@ TEST(TrainLm, LossFallsAndAnInterruptedRunResumesBitForBit) {
   o.warmup = 3;
   o.seed = 11;
 
-  TrainModel a(tiny(), {.threads = 1});
+  TrainModel a(tiny_lm(), {.threads = 1});
   a.init(1);
   auto ra = train_lm(a, data, o);
   ASSERT_EQ(ra.log.size(), 40u);
@@ -104,7 +104,7 @@ TEST(TrainLm, LossFallsAndAnInterruptedRunResumesBitForBit) {
   fs::remove_all(ck);
   o.checkpoint_dir = ck;
   o.checkpoint_every = 10;
-  TrainModel b(tiny(), {.threads = 1});
+  TrainModel b(tiny_lm(), {.threads = 1});
   b.init(1);
   // Dies after step 15: the checkpoint of step 10 survives.
   EXPECT_THROW(train_lm(b, data, o,
@@ -113,7 +113,7 @@ TEST(TrainLm, LossFallsAndAnInterruptedRunResumesBitForBit) {
                         }),
                std::runtime_error);
   ASSERT_TRUE(fs::exists(ck / "state.json"));
-  TrainModel c(tiny(), {.threads = 1});
+  TrainModel c(tiny_lm(), {.threads = 1});
   c.init(1);
   auto rc = train_lm(c, data, o);
   EXPECT_EQ(rc.start_step, 10);
@@ -129,7 +129,7 @@ TEST(TrainLm, ANonFiniteLossStopsWithTheStepNamed) {
   o.steps = 5;
   o.rows = 2;
   o.seq_len = 16;
-  TrainModel m(tiny(), {.threads = 1});
+  TrainModel m(tiny_lm(), {.threads = 1});
   m.init(2);
   m.params().get("model.norm.weight")[0] = std::numeric_limits<float>::quiet_NaN();
   try {
@@ -141,7 +141,7 @@ TEST(TrainLm, ANonFiniteLossStopsWithTheStepNamed) {
 }
 
 TEST(TrainLm, BadOptionsAreErrors) {
-  TrainModel m(tiny(), {.threads = 1});
+  TrainModel m(tiny_lm(), {.threads = 1});
   LmTrainOptions o;
   EXPECT_THROW(train_lm(m, {}, o), Error);
   o.seq_len = 1000;

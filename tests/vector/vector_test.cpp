@@ -20,7 +20,7 @@ using rvtest::CheckedFile;
 
 namespace {
 
-rv::vec::Log quiet() {
+rv::vec::Log vt_quiet() {
   return [](const std::string&) {};
 }
 
@@ -61,7 +61,7 @@ Trio make_trio(rv::DType dt, bool tied = false, int vocab = 64) {
   return t;
 }
 
-uint32_t bits(float f) {
+uint32_t vt_bits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
@@ -73,7 +73,7 @@ TEST(Extract, IsElementwiseDifferenceInF32) {
   for (auto dt : {rv::DType::BF16, rv::DType::F32, rv::DType::F16}) {
     Trio t = make_trio(dt);
     std::string v = t.dir + "/v.safetensors";
-    auto r = rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
+    auto r = rv::vec::extract(t.sft, t.grpo, v, {}, vt_quiet());
     CheckedFile a = rvtest::read_model_checked(t.sft), b = rvtest::read_model_checked(t.grpo);
     CheckedFile vf = rvtest::read_model_checked(v);
     EXPECT_EQ(r.tensors, a.tensors.size());
@@ -85,7 +85,7 @@ TEST(Extract, IsElementwiseDifferenceInF32) {
       EXPECT_EQ(tv.dtype, "F32");
       EXPECT_EQ(tv.shape, a.tensors[name].shape);
       auto x = a.tensors[name].as_f32(), y = b.tensors[name].as_f32(), d = tv.as_f32();
-      for (size_t i = 0; i < d.size(); ++i) ASSERT_EQ(bits(d[i]), bits(y[i] - x[i])) << name << i;
+      for (size_t i = 0; i < d.size(); ++i) ASSERT_EQ(vt_bits(d[i]), vt_bits(y[i] - x[i])) << name << i;
     }
   }
 }
@@ -95,7 +95,7 @@ TEST(Extract, Bf16OutputRoundsOnce) {
   rv::vec::ExtractOptions o;
   o.dtype = rv::DType::BF16;
   std::string v = t.dir + "/v16.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v, o, quiet());
+  rv::vec::extract(t.sft, t.grpo, v, o, vt_quiet());
   CheckedFile a = rvtest::read_model_checked(t.sft), b = rvtest::read_model_checked(t.grpo);
   for (auto& [name, tv] : rvtest::read_model_checked(v).tensors) {
     auto x = a.tensors[name].as_f32(), y = b.tensors[name].as_f32(), d = tv.as_f32();
@@ -110,7 +110,7 @@ TEST(Extract, IncludeExcludeAndOnlyInOneModel) {
   o.include = "layers\\.1\\.";
   o.exclude = "norm";
   std::string v = t.dir + "/v.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v, o, quiet());
+  rv::vec::extract(t.sft, t.grpo, v, o, vt_quiet());
   for (auto& [name, tv] : rvtest::read_model_checked(v).tensors) {
     EXPECT_NE(name.find("layers.1."), std::string::npos) << name;
     EXPECT_EQ(name.find("norm"), std::string::npos) << name;
@@ -126,7 +126,7 @@ TEST(Extract, IncludeExcludeAndOnlyInOneModel) {
   rv::vec::ExtractOptions strict;
   strict.strict = true;
   EXPECT_THROW(
-      rv::vec::extract(t.dir + "/tied", t.grpo, t.dir + "/v3.safetensors", strict, quiet()),
+      rv::vec::extract(t.dir + "/tied", t.grpo, t.dir + "/v3.safetensors", strict, vt_quiet()),
       rv::Error);
   EXPECT_FALSE(fs::exists(t.dir + "/v3.safetensors"));
 }
@@ -135,8 +135,8 @@ TEST(Apply, AlphaOneOnSftReproducesGrpoBitForBit) {
   for (auto dt : {rv::DType::F32, rv::DType::BF16}) {
     Trio t = make_trio(dt);
     std::string v = t.dir + "/v.safetensors";
-    rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
-    rv::vec::apply(t.sft, {{v, 1.0}}, t.dir + "/out", {}, quiet());
+    rv::vec::extract(t.sft, t.grpo, v, {}, vt_quiet());
+    rv::vec::apply(t.sft, {{v, 1.0}}, t.dir + "/out", {}, vt_quiet());
     CheckedFile g = rvtest::read_model_checked(t.grpo),
                 o = rvtest::read_model_checked(t.dir + "/out");
     ASSERT_EQ(o.tensors.size(), g.tensors.size());
@@ -152,8 +152,8 @@ TEST(Apply, Bf16VectorWithinOneUlp) {
   rv::vec::ExtractOptions eo;
   eo.dtype = rv::DType::BF16;
   std::string v = t.dir + "/v.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v, eo, quiet());
-  rv::vec::apply(t.sft, {{v, 1.0}}, t.dir + "/out", {}, quiet());
+  rv::vec::extract(t.sft, t.grpo, v, eo, vt_quiet());
+  rv::vec::apply(t.sft, {{v, 1.0}}, t.dir + "/out", {}, vt_quiet());
   CheckedFile g = rvtest::read_model_checked(t.grpo),
               o = rvtest::read_model_checked(t.dir + "/out");
   CheckedFile s = rvtest::read_model_checked(t.sft);
@@ -172,9 +172,9 @@ TEST(Apply, Bf16VectorWithinOneUlp) {
 TEST(Apply, MatchesScalarRecomputationWithSeveralVectors) {
   Trio t = make_trio(rv::DType::BF16);
   std::string v1 = t.dir + "/v1.safetensors", v2 = t.dir + "/v2.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v1, {}, quiet());
-  rv::vec::extract(t.sft, t.inst, v2, {}, quiet());
-  rv::vec::apply(t.inst, {{v1, 0.7}, {v2, -1.5}}, t.dir + "/out", {}, quiet());
+  rv::vec::extract(t.sft, t.grpo, v1, {}, vt_quiet());
+  rv::vec::extract(t.sft, t.inst, v2, {}, vt_quiet());
+  rv::vec::apply(t.inst, {{v1, 0.7}, {v2, -1.5}}, t.dir + "/out", {}, vt_quiet());
   CheckedFile base = rvtest::read_model_checked(t.inst),
               o = rvtest::read_model_checked(t.dir + "/out");
   CheckedFile a = rvtest::read_model_checked(v1), b = rvtest::read_model_checked(v2);
@@ -186,7 +186,7 @@ TEST(Apply, MatchesScalarRecomputationWithSeveralVectors) {
       float acc = th[i];
       acc = acc + 0.7f * x[i];
       acc = acc + -1.5f * y[i];
-      ASSERT_EQ(bits(got[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
+      ASSERT_EQ(vt_bits(got[i]), vt_bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
     }
   }
   // Provenance and the model card.
@@ -225,35 +225,35 @@ TEST(Apply, LargeTensorsReadInPiecesBitForBit) {
   CheckedFile inst = rvtest::read_model_checked(d + "/inst");
   ASSERT_GT(sft.tensors["model.embed_tokens.weight"].as_f32().size(), size_t{1} << 20);
 
-  rv::vec::extract(d + "/sft", d + "/grpo", d + "/v.safetensors", {}, quiet());
+  rv::vec::extract(d + "/sft", d + "/grpo", d + "/v.safetensors", {}, vt_quiet());
   rv::vec::ExtractOptions e16;
   e16.dtype = rv::DType::BF16;
   e16.exclude = "norm";
-  rv::vec::extract(d + "/sft", d + "/grpo", d + "/v16.safetensors", e16, quiet());
+  rv::vec::extract(d + "/sft", d + "/grpo", d + "/v16.safetensors", e16, vt_quiet());
   CheckedFile v = rvtest::read_model_checked(d + "/v.safetensors");
   CheckedFile v16 = rvtest::read_model_checked(d + "/v16.safetensors");
   for (auto& [name, tv] : sft.tensors) {
     auto x = tv.as_f32(), y = grpo.tensors[name].as_f32(), got = v.tensors[name].as_f32();
     ASSERT_EQ(got.size(), x.size()) << name;
-    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(bits(got[i]), bits(y[i] - x[i])) << name << i;
+    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(vt_bits(got[i]), vt_bits(y[i] - x[i])) << name << i;
     if (name.find("norm") != std::string::npos) continue;
     auto got16 = v16.tensors[name].as_f32();
     for (size_t i = 0; i < got16.size(); ++i)
-      ASSERT_EQ(bits(got16[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(y[i] - x[i])))) << name << i;
+      ASSERT_EQ(vt_bits(got16[i]), vt_bits(rv::bf16_to_f32(rv::f32_to_bf16(y[i] - x[i])))) << name << i;
   }
 
   // f32 vector; bf16 vector without the norms (--partial: those are copied).
-  rv::vec::apply(d + "/inst", {{d + "/v.safetensors", 0.7}}, d + "/out", {}, quiet());
+  rv::vec::apply(d + "/inst", {{d + "/v.safetensors", 0.7}}, d + "/out", {}, vt_quiet());
   rv::vec::ApplyOptions partial;
   partial.partial = true;
-  rv::vec::apply(d + "/inst", {{d + "/v16.safetensors", -1.5}}, d + "/out16", partial, quiet());
+  rv::vec::apply(d + "/inst", {{d + "/v16.safetensors", -1.5}}, d + "/out16", partial, vt_quiet());
   CheckedFile out = rvtest::read_model_checked(d + "/out"),
               out16 = rvtest::read_model_checked(d + "/out16");
   for (auto& [name, tv] : inst.tensors) {
     auto th = tv.as_f32(), got = out.tensors[name].as_f32(), dv = v.tensors[name].as_f32();
     for (size_t i = 0; i < got.size(); ++i) {
       const float acc = th[i] + 0.7f * dv[i];
-      ASSERT_EQ(bits(got[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
+      ASSERT_EQ(vt_bits(got[i]), vt_bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
     }
     if (name.find("norm") != std::string::npos) {
       EXPECT_EQ(out16.tensors[name].bytes, tv.bytes) << name;
@@ -262,13 +262,13 @@ TEST(Apply, LargeTensorsReadInPiecesBitForBit) {
     auto got16 = out16.tensors[name].as_f32(), dv16 = v16.tensors[name].as_f32();
     for (size_t i = 0; i < got16.size(); ++i) {
       const float acc = th[i] + -1.5f * dv16[i];
-      ASSERT_EQ(bits(got16[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
+      ASSERT_EQ(vt_bits(got16[i]), vt_bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
     }
   }
 
   // Two vectors: the generic path, in pieces of its own.
   rv::vec::apply(d + "/inst", {{d + "/v.safetensors", 0.7}, {d + "/v16.safetensors", -1.5}},
-                 d + "/out2", partial, quiet());
+                 d + "/out2", partial, vt_quiet());
   CheckedFile out2 = rvtest::read_model_checked(d + "/out2");
   for (auto& [name, tv] : inst.tensors) {
     const bool both = name.find("norm") == std::string::npos;
@@ -278,7 +278,7 @@ TEST(Apply, LargeTensorsReadInPiecesBitForBit) {
       float acc = th[i];
       acc = acc + 0.7f * dv[i];
       if (both) acc = acc + -1.5f * dv16[i];
-      ASSERT_EQ(bits(got[i]), bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
+      ASSERT_EQ(vt_bits(got[i]), vt_bits(rv::bf16_to_f32(rv::f32_to_bf16(acc)))) << name << i;
     }
   }
 }
@@ -286,15 +286,15 @@ TEST(Apply, LargeTensorsReadInPiecesBitForBit) {
 TEST(Apply, AlphaZeroIsIdentityAndPlusMinusRoundTrips) {
   Trio t = make_trio(rv::DType::BF16);
   std::string v = t.dir + "/v.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
-  rv::vec::apply(t.inst, {{v, 0.0}}, t.dir + "/zero", {}, quiet());
+  rv::vec::extract(t.sft, t.grpo, v, {}, vt_quiet());
+  rv::vec::apply(t.inst, {{v, 0.0}}, t.dir + "/zero", {}, vt_quiet());
   CheckedFile inst = rvtest::read_model_checked(t.inst),
               z = rvtest::read_model_checked(t.dir + "/zero");
   for (auto& [name, tv] : z.tensors) EXPECT_EQ(tv.bytes, inst.tensors[name].bytes) << name;
   rv::vec::ApplyOptions f32;
   f32.dtype = rv::DType::F32;
-  rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/plus", f32, quiet());
-  rv::vec::apply(t.dir + "/plus", {{v, -1.0}}, t.dir + "/back", f32, quiet());
+  rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/plus", f32, vt_quiet());
+  rv::vec::apply(t.dir + "/plus", {{v, -1.0}}, t.dir + "/back", f32, vt_quiet());
   CheckedFile back = rvtest::read_model_checked(t.dir + "/back");
   for (auto& [name, tv] : back.tensors) {
     auto want = inst.tensors[name].as_f32(), got = tv.as_f32();
@@ -308,11 +308,11 @@ TEST(Apply, AlphaZeroIsIdentityAndPlusMinusRoundTrips) {
 TEST(Apply, ShardedAndUnshardedHoldIdenticalTensors) {
   Trio t = make_trio(rv::DType::BF16);
   std::string v = t.dir + "/v.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
-  rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/one", {}, quiet());
+  rv::vec::extract(t.sft, t.grpo, v, {}, vt_quiet());
+  rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/one", {}, vt_quiet());
   rv::vec::ApplyOptions o;
   o.shard_size = 20000;
-  auto r = rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/many", o, quiet());
+  auto r = rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/many", o, vt_quiet());
   EXPECT_GT(r.files.size(), 2u);
   EXPECT_TRUE(fs::exists(t.dir + "/many/model.safetensors.index.json"));
   CheckedFile a = rvtest::read_model_checked(t.dir + "/one"),
@@ -322,9 +322,9 @@ TEST(Apply, ShardedAndUnshardedHoldIdenticalTensors) {
   // A sharded vector too.
   rv::vec::ExtractOptions eo;
   eo.shard_size = 30000;
-  rv::vec::extract(t.sft, t.grpo, t.dir + "/vs", eo, quiet());
+  rv::vec::extract(t.sft, t.grpo, t.dir + "/vs", eo, vt_quiet());
   EXPECT_TRUE(fs::exists(t.dir + "/vs/model.safetensors.index.json"));
-  rv::vec::apply(t.inst, {{t.dir + "/vs", 1.0}}, t.dir + "/fromsharded", {}, quiet());
+  rv::vec::apply(t.inst, {{t.dir + "/vs", 1.0}}, t.dir + "/fromsharded", {}, vt_quiet());
   CheckedFile c = rvtest::read_model_checked(t.dir + "/fromsharded");
   for (auto& [name, tv] : a.tensors) EXPECT_EQ(tv.bytes, c.tensors[name].bytes) << name;
 }
@@ -332,12 +332,12 @@ TEST(Apply, ShardedAndUnshardedHoldIdenticalTensors) {
 TEST(Apply, VocabMismatchPolicies) {
   Trio t = make_trio(rv::DType::F32);
   std::string v = t.dir + "/v.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
+  rv::vec::extract(t.sft, t.grpo, v, {}, vt_quiet());
   auto big = small(rv::DType::F32);
   big.vocab = 80;
   rv::synth_model(big, t.dir + "/big", false);
   try {
-    rv::vec::apply(t.dir + "/big", {{v, 1.0}}, t.dir + "/o1", {}, quiet());
+    rv::vec::apply(t.dir + "/big", {{v, 1.0}}, t.dir + "/o1", {}, vt_quiet());
     FAIL();
   } catch (const rv::Error& e) {
     std::string m = e.what();
@@ -348,7 +348,7 @@ TEST(Apply, VocabMismatchPolicies) {
   EXPECT_FALSE(fs::exists(t.dir + "/o1"));
   rv::vec::ApplyOptions o;
   o.vocab_mismatch = rv::vec::VocabMismatch::kOverlap;
-  rv::vec::apply(t.dir + "/big", {{v, 1.0}}, t.dir + "/o2", o, quiet());
+  rv::vec::apply(t.dir + "/big", {{v, 1.0}}, t.dir + "/o2", o, vt_quiet());
   CheckedFile tb = rvtest::read_model_checked(t.dir + "/big"),
               out = rvtest::read_model_checked(t.dir + "/o2");
   CheckedFile vf = rvtest::read_model_checked(v);
@@ -360,7 +360,7 @@ TEST(Apply, VocabMismatchPolicies) {
     ASSERT_EQ(got[i], want) << i;
   }
   o.vocab_mismatch = rv::vec::VocabMismatch::kSkip;
-  rv::vec::apply(t.dir + "/big", {{v, 1.0}}, t.dir + "/o3", o, quiet());
+  rv::vec::apply(t.dir + "/big", {{v, 1.0}}, t.dir + "/o3", o, vt_quiet());
   CheckedFile skip = rvtest::read_model_checked(t.dir + "/o3");
   EXPECT_EQ(skip.tensors["lm_head.weight"].bytes, tb.tensors["lm_head.weight"].bytes);
   EXPECT_NE(skip.tensors["model.norm.weight"].bytes, tb.tensors["model.norm.weight"].bytes);
@@ -373,11 +373,11 @@ TEST(Apply, TiedEmbeddingsBothDirections) {
   o.delta_scale = 0.01f;
   o.delta_seed = 4;
   rv::synth_model(o, d + "/tgrpo", false);
-  rv::vec::extract(d + "/tsft", d + "/tgrpo", d + "/vt.safetensors", {}, quiet());
+  rv::vec::extract(d + "/tsft", d + "/tgrpo", d + "/vt.safetensors", {}, vt_quiet());
   // Tied vector -> untied target: the embed delta also moves lm_head.
   auto u = small(rv::DType::F32, false);
   rv::synth_model(u, d + "/untied", false);
-  rv::vec::apply(d + "/untied", {{d + "/vt.safetensors", 1.0}}, d + "/o1", {}, quiet());
+  rv::vec::apply(d + "/untied", {{d + "/vt.safetensors", 1.0}}, d + "/o1", {}, vt_quiet());
   CheckedFile tgt = rvtest::read_model_checked(d + "/untied"),
               o1 = rvtest::read_model_checked(d + "/o1");
   auto dv = rvtest::read_model_checked(d + "/vt.safetensors")
@@ -390,15 +390,15 @@ TEST(Apply, TiedEmbeddingsBothDirections) {
   u.delta_scale = 0.01f;
   u.delta_seed = 5;
   rv::synth_model(u, d + "/ugrpo", false);
-  rv::vec::extract(d + "/usft", d + "/ugrpo", d + "/vu.safetensors", {}, quiet());
+  rv::vec::extract(d + "/usft", d + "/ugrpo", d + "/vu.safetensors", {}, vt_quiet());
   rv::vec::ApplyResult r =
-      rv::vec::apply(d + "/tsft", {{d + "/vu.safetensors", 1.0}}, d + "/o2", {}, quiet());
+      rv::vec::apply(d + "/tsft", {{d + "/vu.safetensors", 1.0}}, d + "/o2", {}, vt_quiet());
   CheckedFile o2 = rvtest::read_model_checked(d + "/o2");
   EXPECT_EQ(o2.tensors.count("lm_head.weight"), 0u);
   EXPECT_FALSE(r.notes.empty());
   rv::vec::ApplyOptions ut;
   ut.untie = true;
-  rv::vec::apply(d + "/tsft", {{d + "/vu.safetensors", 1.0}}, d + "/o3", ut, quiet());
+  rv::vec::apply(d + "/tsft", {{d + "/vu.safetensors", 1.0}}, d + "/o3", ut, vt_quiet());
   CheckedFile o3 = rvtest::read_model_checked(d + "/o3");
   CheckedFile ts = rvtest::read_model_checked(d + "/tsft"),
               vu = rvtest::read_model_checked(d + "/vu.safetensors");
@@ -419,12 +419,12 @@ TEST(Apply, TiedEmbeddingsBothDirections) {
 TEST(Apply, ShapeMismatchAndExistingOutput) {
   Trio t = make_trio(rv::DType::F32);
   std::string v = t.dir + "/v.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
+  rv::vec::extract(t.sft, t.grpo, v, {}, vt_quiet());
   auto other = small(rv::DType::F32);
   other.intermediate = 40;
   rv::synth_model(other, t.dir + "/other", false);
   try {
-    rv::vec::apply(t.dir + "/other", {{v, 1.0}}, t.dir + "/o", {}, quiet());
+    rv::vec::apply(t.dir + "/other", {{v, 1.0}}, t.dir + "/o", {}, vt_quiet());
     FAIL();
   } catch (const rv::Error& e) {
     EXPECT_NE(std::string(e.what()).find("has shape [32, 48] but the target's is [32, 40]"),
@@ -433,10 +433,10 @@ TEST(Apply, ShapeMismatchAndExistingOutput) {
   }
   EXPECT_FALSE(fs::exists(t.dir + "/o"));
   fs::create_directory(t.dir + "/exists");
-  EXPECT_THROW(rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/exists", {}, quiet()), rv::Error);
+  EXPECT_THROW(rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/exists", {}, vt_quiet()), rv::Error);
   rv::vec::ApplyOptions force;
   force.force = true;
-  rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/exists", force, quiet());
+  rv::vec::apply(t.inst, {{v, 1.0}}, t.dir + "/exists", force, vt_quiet());
   EXPECT_TRUE(fs::exists(t.dir + "/exists/model.safetensors"));
   // No temporary directories left behind by the failed attempts.
   for (auto& e : fs::directory_iterator(t.dir))
@@ -446,7 +446,7 @@ TEST(Apply, ShapeMismatchAndExistingOutput) {
 TEST(Inspect, NormsAndCountsMatchScalarRecomputation) {
   Trio t = make_trio(rv::DType::BF16);
   std::string v = t.dir + "/v.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
+  rv::vec::extract(t.sft, t.grpo, v, {}, vt_quiet());
   auto r = rv::vec::inspect(v, t.sft);
   CheckedFile vf = rvtest::read_model_checked(v), sf = rvtest::read_model_checked(t.sft);
   double total = 0, total_ref = 0;
@@ -498,8 +498,8 @@ TEST(Inspect, CountsNonFinite) {
 TEST(Compare, CosineAndNormRatio) {
   Trio t = make_trio(rv::DType::F32);
   std::string v1 = t.dir + "/v1.safetensors", v2 = t.dir + "/v2.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v1, {}, quiet());
-  rv::vec::extract(t.sft, t.inst, v2, {}, quiet());
+  rv::vec::extract(t.sft, t.grpo, v1, {}, vt_quiet());
+  rv::vec::extract(t.sft, t.inst, v2, {}, vt_quiet());
   auto self = rv::vec::compare(v1, v1);
   EXPECT_NEAR(self.total.cosine(), 1.0, 1e-12);
   EXPECT_NEAR(self.total.norm_ratio(), 1.0, 1e-12);
@@ -522,7 +522,7 @@ TEST(Compare, CosineAndNormRatio) {
 TEST(Check, VerdictsAndLineage) {
   Trio t = make_trio(rv::DType::BF16);
   std::string v = t.dir + "/v.safetensors";
-  rv::vec::extract(t.sft, t.grpo, v, {}, quiet());
+  rv::vec::extract(t.sft, t.grpo, v, {}, vt_quiet());
   rv::vec::CheckOptions co;
   co.base = t.sft;
   auto ok = rv::vec::check(t.inst, v, co);

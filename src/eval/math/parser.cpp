@@ -269,7 +269,7 @@ class Lexer {
   }
 };
 
-NodeP mk(Kind k, std::vector<NodeP> a = {}) {
+NodeP mk_node(Kind k, std::vector<NodeP> a = {}) {
   auto n = std::make_shared<Node>();
   n->k = k;
   n->a = std::move(a);
@@ -297,7 +297,7 @@ NodeP func(std::string name, std::vector<NodeP> a, bool undefined = false) {
 }
 NodeP neg(const NodeP& x) {
   if (x->k == Kind::Num) return make_num(-x->q, x->is_float);
-  return mk(Kind::Mul, {make_num(-1), x});
+  return mk_node(Kind::Mul, {make_num(-1), x});
 }
 NodeP mul2(const NodeP& x, const NodeP& y) {
   std::vector<NodeP> a;
@@ -307,7 +307,7 @@ NodeP mul2(const NodeP& x, const NodeP& y) {
     else
       a.push_back(p);
   }
-  return mk(Kind::Mul, std::move(a));
+  return mk_node(Kind::Mul, std::move(a));
 }
 NodeP add2(const NodeP& x, const NodeP& y) {
   std::vector<NodeP> a;
@@ -317,10 +317,10 @@ NodeP add2(const NodeP& x, const NodeP& y) {
     else
       a.push_back(p);
   }
-  return mk(Kind::Add, std::move(a));
+  return mk_node(Kind::Add, std::move(a));
 }
 NodeP powr(const NodeP& b, const NodeP& e) {
-  return mk(Kind::Pow, {b, e});
+  return mk_node(Kind::Pow, {b, e});
 }
 NodeP inv(const NodeP& x) {
   return powr(x, make_num(-1));
@@ -434,7 +434,7 @@ class Parser {
         if (tuples) {
           std::vector<NodeP> vals;
           for (auto& e : part) vals.push_back(e->a.back());
-          all.push_back(mk(Kind::Tuple, std::move(vals)));
+          all.push_back(mk_node(Kind::Tuple, std::move(vals)));
         } else {
           all.insert(all.end(), part.begin(), part.end());
         }
@@ -444,7 +444,7 @@ class Parser {
     }
     if (all.empty()) throw ParseError("empty expression");
     if (all.size() == 1) return all[0];
-    return mk(Kind::Set, std::move(all));
+    return mk_node(Kind::Set, std::move(all));
   }
 
   // Comma-separated items inside brackets (no set wrapping).
@@ -527,7 +527,7 @@ class Parser {
       ++p_;
       parts.push_back(additive());
     }
-    return mk(Kind::Union, std::move(parts));
+    return mk_node(Kind::Union, std::move(parts));
   }
 
   NodeP additive() {
@@ -544,7 +544,7 @@ class Parser {
         bool mp = cur().s == "mp";
         ++p_;
         NodeP y = term();
-        x = mk(Kind::Pm, {x, mp ? neg(y) : y});
+        x = mk_node(Kind::Pm, {x, mp ? neg(y) : y});
       } else {
         break;
       }
@@ -598,7 +598,7 @@ class Parser {
     }
     if (is_cmd("pm") || is_cmd("mp")) {
       ++p_;
-      return mk(Kind::Pm, {unary()});
+      return mk_node(Kind::Pm, {unary()});
     }
     return power();
   }
@@ -744,7 +744,7 @@ class Parser {
       n->ropen = close == ")";
       return n;
     }
-    return mk(Kind::Tuple, std::move(v));
+    return mk_node(Kind::Tuple, std::move(v));
   }
 
   NodeP matrix_env(const std::string& env) {
@@ -885,15 +885,15 @@ class Parser {
       if (c.s == "{") {
         std::vector<NodeP> v = items();
         expect_op("}");
-        if (v.empty()) return mk(Kind::Empty);
+        if (v.empty()) return mk_node(Kind::Empty);
         if (v.size() == 1) return v[0];
-        return mk(Kind::Set, std::move(v));
+        return mk_node(Kind::Set, std::move(v));
       }
       if (c.s == "\\{") {
         std::vector<NodeP> v = items();
         expect_op("\\}");
-        if (v.empty()) return mk(Kind::Empty);
-        return mk(Kind::Set, std::move(v));
+        if (v.empty()) return mk_node(Kind::Empty);
+        return mk_node(Kind::Set, std::move(v));
       }
       if (c.s == "|") {
         NodeP x = additive();
@@ -929,7 +929,7 @@ class Parser {
     if (fa != func_alias().end()) return function_call(fa->second);
     if (n == "pi") return cnst("pi");
     if (n == "infty" || n == "inf" || n == "oo" || n == "infin") return cnst("oo");
-    if (n == "emptyset" || n == "varnothing") return mk(Kind::Empty);
+    if (n == "emptyset" || n == "varnothing") return mk_node(Kind::Empty);
     if (n == "imath") return cnst("I");
     if (greek().count(n)) return sym(n);
     if (n == "text" || n == "textbf" || n == "mbox" || n == "mathrm" || n == "textrm" ||
@@ -972,7 +972,7 @@ class Parser {
       std::vector<NodeP> v = items();
       if (!is_cmd("rangle")) throw ParseError("unclosed angle");
       ++p_;
-      return mk(Kind::Tuple, std::move(v));
+      return mk_node(Kind::Tuple, std::move(v));
     }
     if (n == "lvert" || n == "vert") {
       NodeP x = additive();

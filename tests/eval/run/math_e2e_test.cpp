@@ -39,7 +39,7 @@ using namespace rv::eval;
 
 namespace {
 
-const fs::path kData = fs::path(RV_SHARED_DIR) / "data";
+const fs::path kMathData = fs::path(RV_SHARED_DIR) / "data";
 
 using rv_test::sanitizer_run;
 
@@ -80,7 +80,7 @@ struct Ref {
 
 std::vector<Ref> oracle(const std::string& task) {
   std::vector<Ref> out;
-  for (const auto& d : read_jsonl(kData / "math" / task / "test.jsonl")) {
+  for (const auto& d : read_jsonl(kMathData / "math" / task / "test.jsonl")) {
     if (task == "math500") {
       out.push_back({d["problem"], d["solution"], d["answer"]});
     } else if (task == "minerva_math") {
@@ -158,7 +158,7 @@ struct OracleServer {
 
 bool have_math_data() {
   for (const auto& t : kTasks)
-    if (!fs::exists(kData / "math" / t / "test.jsonl")) return false;
+    if (!fs::exists(kMathData / "math" / t / "test.jsonl")) return false;
   return true;
 }
 
@@ -191,7 +191,7 @@ std::map<std::string, double> run(bool shift, bool chat, const std::vector<std::
   HttpBackend backend(ho);
   RunOptions ro;
   ro.tasks = tasks;
-  ro.task.data_dir = kData;
+  ro.task.data_dir = kMathData;
   ro.task.limit = limit;
   ro.task.apply_chat_template = chat;
   RunResult r = run_eval(backend, ro);
@@ -204,7 +204,7 @@ std::map<std::string, double> run(bool shift, bool chat, const std::vector<std::
 }  // namespace
 
 TEST(MathE2E, ReferenceSolutionsScoreHighAndShiftedOnesLow) {
-  if (!have_math_data()) GTEST_SKIP() << "no math data under " << kData;
+  if (!have_math_data()) GTEST_SKIP() << "no math data under " << kMathData;
   const int limit = sanitizer_run() ? 40 : 0;
   int unknown = 0;
   auto good = run(false, true, kTasks, limit, &unknown);
@@ -220,7 +220,7 @@ TEST(MathE2E, ReferenceSolutionsScoreHighAndShiftedOnesLow) {
 }
 
 TEST(MathE2E, RawMinervaPromptsOverCompletions) {
-  if (!have_math_data()) GTEST_SKIP() << "no math data under " << kData;
+  if (!have_math_data()) GTEST_SKIP() << "no math data under " << kMathData;
   int unknown = 0;
   auto good = run(false, false, {"math500"}, 40, &unknown);
   EXPECT_EQ(unknown, 0);

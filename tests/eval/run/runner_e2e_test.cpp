@@ -27,7 +27,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const fs::path kData = fs::path(RV_SHARED_DIR) / "data";
+const fs::path kE2eData = fs::path(RV_SHARED_DIR) / "data";
 
 struct Fixture {
   fs::path dir, model;
@@ -125,7 +125,7 @@ pid_t start_server(const fs::path& log, int* port) {
 TEST(EvalE2E, EngineAndServerBackendsAgreeAndReportMatches) {
   Fixture& f = fx();
   const std::string common =
-      " --tasks gsm8k,sciq --limit " + std::string(limit_arg()) + " --data-dir " + kData.string();
+      " --tasks gsm8k,sciq --limit " + std::string(limit_arg()) + " --data-dir " + kE2eData.string();
   std::string out;
   ASSERT_EQ(run_cli("eval --model " + f.model.string() + common + " --cache " +
                         (f.dir / "c1.sqlite").string() + " -o " + (f.dir / "engine").string(),
@@ -195,7 +195,7 @@ TEST(EvalE2E, HumanEvalInstructPrefillsTheAnswerOnBothBackends) {
   // the HTTP backend asks our server for the same; greedy answers must match.
   Fixture& f = fx();
   const std::string common = " --tasks humaneval_instruct --limit 2 --max-gen-toks 16 --data-dir " +
-                             kData.string() + " --no-cache";
+                             kE2eData.string() + " --no-cache";
   std::string out;
   ASSERT_EQ(
       run_cli("eval --model " + f.model.string() + common + " -o " + (f.dir / "he-engine").string(),
@@ -236,7 +236,7 @@ TEST(EvalE2E, KilledRunResumesWithNothingRecomputed) {
   std::vector<std::string> args = {
       "eval",       "-q",           "--model",     f.model.string(),
       "--tasks",    "sciq",         "--limit",     std::to_string(limit),
-      "--data-dir", kData.string(), "--max-batch", "1",
+      "--data-dir", kE2eData.string(), "--max-batch", "1",
       "--cache",    db.string(),    "-o",          (f.dir / "killed").string()};
   pid_t pid = spawn_cli(args, f.dir / "kill.log");
   int64_t before = 0;
@@ -256,7 +256,7 @@ TEST(EvalE2E, KilledRunResumesWithNothingRecomputed) {
 
   std::string out;
   ASSERT_EQ(run_cli("eval --model " + f.model.string() + " --tasks sciq --limit " +
-                        std::to_string(limit) + " --data-dir " + kData.string() + " --cache " +
+                        std::to_string(limit) + " --data-dir " + kE2eData.string() + " --cache " +
                         db.string() + " -o " + (f.dir / "killed").string(),
                     &out),
             0)
@@ -271,18 +271,18 @@ TEST(EvalE2E, KilledRunResumesWithNothingRecomputed) {
 TEST(EvalE2E, CliErrorsAreOneLine) {
   std::string out;
   EXPECT_EQ(run_cli("eval --model " + fx().model.string() + " --tasks nope --data-dir " +
-                        kData.string() + " --no-cache -o " + (fx().dir / "x").string(),
+                        kE2eData.string() + " --no-cache -o " + (fx().dir / "x").string(),
                     &out),
             1);
   EXPECT_NE(out.find("reasonvec: task 'nope': unknown"), std::string::npos) << out;
   EXPECT_EQ(run_cli("eval --model m --tasks gsm8k", &out), 2) << out;  // -o missing: usage error
-  EXPECT_EQ(run_cli("data verify --data-dir " + kData.string(), &out), 0) << out;
+  EXPECT_EQ(run_cli("data verify --data-dir " + kE2eData.string(), &out), 0) << out;
   EXPECT_NE(out.find("67 files"), std::string::npos) << out;
   EXPECT_EQ(run_cli("data verify --data-dir " + (fx().dir / "nodata").string(), &out), 1) << out;
   EXPECT_NE(out.find("67 file(s) missing or corrupt; run `reasonvec data fetch`"),
             std::string::npos)
       << out;
-  EXPECT_EQ(run_cli("data list --data-dir " + kData.string(), &out), 0) << out;
+  EXPECT_EQ(run_cli("data list --data-dir " + kE2eData.string(), &out), 0) << out;
   EXPECT_NE(out.find("https://raw.githubusercontent.com/openai/grade-school-math/"),
             std::string::npos)
       << out;

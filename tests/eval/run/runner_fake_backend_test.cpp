@@ -21,12 +21,12 @@ using namespace rv::eval;
 
 namespace {
 
-const fs::path kData = fs::path(RV_SHARED_DIR) / "data";
+const fs::path kFakeData = fs::path(RV_SHARED_DIR) / "data";
 
 // Question text -> (row index, gold answer string) from the raw files.
 std::map<std::string, std::pair<size_t, std::string>> gsm8k_golds() {
   std::map<std::string, std::pair<size_t, std::string>> m;
-  std::ifstream in(kData / "gsm8k/test.jsonl");
+  std::ifstream in(kFakeData / "gsm8k/test.jsonl");
   std::string line;
   size_t i = 0;
   while (std::getline(in, line)) {
@@ -62,7 +62,7 @@ struct ScriptedGen {
 struct ScriptedLL {
   std::map<std::string, std::pair<size_t, std::string>> rows;
   ScriptedLL() {
-    json arr = json::parse(std::ifstream(kData / "sciq/sciq_test.json"));
+    json arr = json::parse(std::ifstream(kFakeData / "sciq/sciq_test.json"));
     for (size_t i = 0; i < arr.size(); ++i)
       rows[arr[i]["question"]] = {i, arr[i]["correct_answer"]};
   }
@@ -110,7 +110,7 @@ TEST(Runner, ScoresExactlyTheScriptedPatternAndResumesFromCache) {
   fs::path d = tmpdir("cache");
   RunOptions o;
   o.tasks = {"gsm8k", "sciq"};
-  o.task.data_dir = kData;
+  o.task.data_dir = kFakeData;
   o.task.limit = 12;
   o.cache_path = d / "cache.sqlite";
   Streaming b;
@@ -157,7 +157,7 @@ TEST(Runner, ScoresExactlyTheScriptedPatternAndResumesFromCache) {
 TEST(Runner, UnknownTaskFailsBeforeAnyRequest) {
   RunOptions o;
   o.tasks = {"gsm8k", "nope"};
-  o.task.data_dir = kData;
+  o.task.data_dir = kFakeData;
   Streaming b;
   EXPECT_THROW(run_eval(b, o), rv::Error);
   EXPECT_EQ(b.calls.load(), 0);

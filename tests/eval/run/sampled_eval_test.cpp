@@ -39,9 +39,9 @@ using namespace rv::eval;
 
 namespace {
 
-const fs::path kData = fs::path(RV_SHARED_DIR) / "data";
+const fs::path kSampledData = fs::path(RV_SHARED_DIR) / "data";
 
-fs::path tmpdir(const std::string& n) {
+fs::path sampled_tmpdir(const std::string& n) {
   fs::path p = fs::temp_directory_path() / ("rv_sampled_" + n + "_" + std::to_string(::getpid()));
   fs::remove_all(p);
   fs::create_directories(p);
@@ -50,7 +50,7 @@ fs::path tmpdir(const std::string& n) {
 
 std::vector<std::string> gsm8k_golds(size_t n) {
   std::vector<std::string> out;
-  std::ifstream in(kData / "gsm8k/test.jsonl");
+  std::ifstream in(kSampledData / "gsm8k/test.jsonl");
   std::string line;
   while (out.size() < n && std::getline(in, line)) {
     std::string a = json::parse(line)["answer"];
@@ -70,7 +70,7 @@ struct Scripted : Backend {
   uint64_t seed = 1234;
   std::vector<GenRequest> seen;
   Scripted() {
-    std::ifstream in(kData / "gsm8k/test.jsonl");
+    std::ifstream in(kSampledData / "gsm8k/test.jsonl");
     std::string line;
     size_t i = 0;
     while (std::getline(in, line)) row_of[json::parse(line)["question"]] = i++;
@@ -101,7 +101,7 @@ struct Scripted : Backend {
 RunOptions gsm_options(int limit, int k) {
   RunOptions o;
   o.tasks = {"gsm8k"};
-  o.task.data_dir = kData;
+  o.task.data_dir = kSampledData;
   o.task.limit = limit;
   o.task.n_samples = k;
   return o;
@@ -271,7 +271,7 @@ struct Model {
   fs::path dir, model;
   std::shared_ptr<rv::engine::Engine> eng;
   Model() {
-    dir = tmpdir("model");
+    dir = sampled_tmpdir("model");
     model = dir / "tiny-qwen";
     rv::SynthOptions o;
     o.arch = "qwen2";
@@ -397,7 +397,7 @@ TEST(SampledEval, EngineSamplesDependOnlyOnRequestAndSeed) {
 
 TEST(SampledEval, ResumedRunReproducesEverySample) {
   EngineBackend b(model().eng, model().model);
-  fs::path d = tmpdir("resume");
+  fs::path d = sampled_tmpdir("resume");
   RunOptions o = gsm_options(2, 3);
   o.task.max_gen_toks = 6;
   o.task.num_fewshot = 1;

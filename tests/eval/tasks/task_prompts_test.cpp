@@ -16,7 +16,7 @@ namespace {
 
 using testing::shared_data;
 
-TaskOptions opts() {
+TaskOptions prompt_opts() {
   TaskOptions o;
   o.data_dir = shared_data();
   return o;
@@ -60,7 +60,7 @@ const char* kCotPrefix =
 
 TEST(TaskPrompts, Gsm8kCotDoc0) {
   auto task = make_task("gsm8k_cot");
-  auto insts = task->instances(opts());
+  auto insts = task->instances(prompt_opts());
   ASSERT_EQ(insts.size(), 1319u);
   const auto& g = insts[0].gen;
   EXPECT_FALSE(g.chat);
@@ -88,7 +88,7 @@ TEST(TaskPrompts, Gsm8kFiveShotMatchesPythonSampler) {
   for (std::string line; std::getline(tin, line);) test.push_back(nlohmann::json::parse(line));
 
   auto task = make_task("gsm8k");
-  TaskOptions o = opts();
+  TaskOptions o = prompt_opts();
   o.limit = 3;
   auto insts = task->instances(o);
   ASSERT_EQ(insts.size(), 3u);
@@ -103,14 +103,14 @@ TEST(TaskPrompts, Gsm8kFiveShotMatchesPythonSampler) {
   }
   EXPECT_EQ(insts[0].gen.stop, (std::vector<std::string>{"Question:", "</s>", "<|im_end|>"}));
   // The full file loads and --limit does not change a document's exemplars.
-  auto all = task->instances(opts());
+  auto all = task->instances(prompt_opts());
   ASSERT_EQ(all.size(), 1319u);
   EXPECT_EQ(all[2].gen.prompt, insts[2].gen.prompt);
 }
 
 TEST(TaskPrompts, SciqDoc0AndEmptySupport) {
   auto task = make_task("sciq");
-  auto insts = task->instances(opts());
+  auto insts = task->instances(prompt_opts());
   ASSERT_EQ(insts.size(), 1000u);
   const auto& i0 = insts[0];
   ASSERT_TRUE(i0.is_loglik);
@@ -139,7 +139,7 @@ TEST(TaskPrompts, SciqDoc0AndEmptySupport) {
 
 TEST(TaskPrompts, BbhBooleanExpressionsDoc0AndTrailingSpaceGuard) {
   auto task = make_task("bbh_cot_fewshot");
-  auto insts = task->instances(opts());
+  auto insts = task->instances(prompt_opts());
   ASSERT_EQ(insts.size(), 6511u);
   std::string file = testing::read_text(shared_data() / "bbh/cot-prompts/boolean_expressions.txt");
   std::string body = file.substr(file.find("-----\n") + 6);
@@ -187,7 +187,7 @@ TEST(TaskPrompts, BbhBooleanExpressionsDoc0AndTrailingSpaceGuard) {
 
 TEST(TaskPrompts, BbhChatMultiturnSplitsExemplars) {
   auto task = make_task("bbh_cot_fewshot");
-  TaskOptions o = opts();
+  TaskOptions o = prompt_opts();
   o.limit = 1;
   o.apply_chat_template = true;
   o.fewshot_as_multiturn = true;
@@ -207,7 +207,7 @@ TEST(TaskPrompts, BbhChatMultiturnSplitsExemplars) {
 
 TEST(TaskPrompts, HumanEvalDoc2) {
   auto task = make_task("humaneval");
-  auto insts = task->instances(opts());
+  auto insts = task->instances(prompt_opts());
   ASSERT_EQ(insts.size(), 164u);
   const auto& i2 = insts[2];
   EXPECT_EQ(i2.doc_id, "HumanEval/2");
@@ -226,7 +226,7 @@ TEST(TaskPrompts, HumanEvalDoc2) {
 
 TEST(TaskPrompts, HumanEvalInstructIsChat) {
   auto task = make_task("humaneval_instruct");
-  TaskOptions o = opts();
+  TaskOptions o = prompt_opts();
   o.limit = 3;
   auto insts = task->instances(o);
   ASSERT_EQ(insts.size(), 3u);
@@ -251,7 +251,7 @@ TEST(TaskPrompts, HumanEvalInstructIsChat) {
 
 TEST(TaskPrompts, GsmPlusGroupsAndCriticalThinking) {
   auto task = make_task("gsm_plus");
-  auto insts = task->instances(opts());
+  auto insts = task->instances(prompt_opts());
   ASSERT_EQ(insts.size(), 2400u);
   std::map<std::string, int> groups;
   for (const auto& i : insts) ++groups[i.group];
@@ -270,7 +270,7 @@ TEST(TaskPrompts, GsmPlusGroupsAndCriticalThinking) {
 
 TEST(TaskPrompts, GsmSymbolicP2Doc0) {
   auto task = make_task("gsm_symbolic_p2");
-  auto insts = task->instances(opts());
+  auto insts = task->instances(prompt_opts());
   ASSERT_EQ(insts.size(), 2500u);
   EXPECT_EQ(insts[0].gold, "32.5");
   std::string tail =
@@ -283,7 +283,7 @@ TEST(TaskPrompts, GsmSymbolicP2Doc0) {
 
 TEST(TaskPrompts, ChatSystemPromptAndCotHint) {
   auto task = make_task("gsm8k_cot");
-  TaskOptions o = opts();
+  TaskOptions o = prompt_opts();
   o.limit = 1;
   o.apply_chat_template = true;
   o.system_prompt = "You are a careful solver.";
@@ -314,7 +314,7 @@ TEST(TaskPrompts, ChatSystemPromptAndCotHint) {
 
 TEST(TaskPrompts, TransformsAreDeterministicAndRecorded) {
   auto task = make_task("gsm8k_cot");
-  TaskOptions o = opts();
+  TaskOptions o = prompt_opts();
   o.limit = 5;
   o.transforms = {"misleading-hint", "shuffled-fewshot"};
   auto a = task->instances(o), b = task->instances(o);
@@ -322,16 +322,16 @@ TEST(TaskPrompts, TransformsAreDeterministicAndRecorded) {
   EXPECT_NE(a[0].gen.prompt.find("farmers' market? I think the answer is "), std::string::npos);
   EXPECT_EQ(a[0].gen.prompt.find("I think the answer is 18."), std::string::npos);
   // Shuffled: same 8 exemplars, different order for some document.
-  auto plain = task->instances(opts());
+  auto plain = task->instances(prompt_opts());
   bool reordered = false;
   for (size_t i = 0; i < a.size(); ++i)
     reordered = reordered || a[i].gen.prompt.substr(0, 200) != plain[i].gen.prompt.substr(0, 200);
   EXPECT_TRUE(reordered);
   auto cfg = task->config(o);
   EXPECT_EQ(cfg["transforms"], nlohmann::json({"misleading-hint", "shuffled-fewshot"}));
-  EXPECT_NE(cfg.dump(), task->config(opts()).dump());
+  EXPECT_NE(cfg.dump(), task->config(prompt_opts()).dump());
   // Transforms are rejected where they make no sense.
-  TaskOptions s = opts();
+  TaskOptions s = prompt_opts();
   s.transforms = {"typos:0.1"};
   EXPECT_THROW(make_task("sciq")->instances(s), Error);
   EXPECT_THROW(make_task("humaneval")->config(s), Error);
