@@ -1,0 +1,151 @@
+// The engine's matrix product (kern::matmul_rows) alone, on the prefill
+// shapes of the Qwen2.5 models, one thread: GFLOP/s, the fraction of the
+// machine's measured one-thread peak (bench_machine_info's JSON via
+// --machine, or measured here with the same vdpbf16ps / FMA loop), and an
+// FNV-1a hash of the outputs so two builds or ISAs can be compared for
+// bit-identical results. Prefill spends most of its time here, so this is
+// where a kernel change is judged before the whole-model benches.
+// Usage: bench_matmul_kernels [--tokens T] [--shapes 0.5b,1.5b,7b]
+//                             [--isa scalar|avx2|avx512bf16] [--dtype bf16|f32]
+//                             [--machine FILE.json] [--seconds S]
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/kernels.h"
+
+using namespace rv::engine;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Mat {
+  const char* name;
+  int64_t n, k;
+};
+
+struct Shape {
+  const char* name;
+  std::vector<Mat> mats;
+};
+
+// Output rows x inner dimension of each distinct projection of one layer.
+std::vector<Shape> shapes() {
+  return {{"0.5b", {{"q/o", 896, 896}, {"k/v", 128, 896}, {"gate/up", 4864, 896}, {"down", 896, 4864}}},
+          {"1.5b",
+           {{"q/o", 1536, 1536}, {"k/v", 256, 1536}, {"gate/up", 8960, 1536}, {"down", 1536, 8960}}},
+          {"7b",
+           {{"q/o", 3584, 3584},
+            {"k/v", 512, 3584},
+            {"gate/up", 18944, 3584},
+            {"down", 3584, 18944}}}};
+}
+
+uint64_t fnv1a(const std::vector<float>& v, uint64_t h = 1469598103934665603ull) {
+  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
+  for (size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+double peak_from(const std::string& file, bool bf16) {
+  std::ifstream f(file);
+  if (!f) return 0;
+  const auto j = nlohmann::json::parse(f, nullptr, false);
+  const char* key = bf16 ? "bf16" : "f32";
+  if (j.is_discarded() || !j.contains("peak") || !j["peak"].contains(key)) return 0;
+  return j["peak"][key].value("flops_1t", 0.0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int T = 512;
+  double seconds = 1.0;
+  std::string shapes_arg = "0.5b", machine, dtype = "bf16";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s needs a value\n", a.c_str());
+        exit(2);
+      }
+      return argv[++i];
+    };
+    if (a == "--tokens")
+      T = std::stoi(val());
+    else if (a == "--shapes")
+      shapes_arg = val();
+    else if (a == "--machine")
+      machine = val();
+    else if (a == "--seconds")
+      seconds = std::stod(val());
+    else if (a == "--dtype")
+      dtype = val();
+    else if (a == "--isa") {
+      const std::string v = val();
+      kern::set_isa(v == "scalar" ? kern::Isa::kScalar
+                    : v == "avx2" ? kern::Isa::kAvx2
+                                  : kern::Isa::kAvx512Bf16);
+    } else {
+      fprintf(stderr,
+              "usage: %s [--tokens T] [--shapes 0.5b,1.5b,7b] [--isa scalar|avx2|avx512bf16]\n"
+              "          [--dtype bf16|f32] [--machine FILE.json] [--seconds S]\n",
+              argv[0]);
+      return a == "--help" ? 0 : 2;
+    }
+  }
+  const bool bf16 = dtype == "bf16";
+  const double peak = machine.empty() ? 0 : peak_from(machine, bf16);
+  printf("matmul_rows, 1 thread, %d tokens, %s weights, isa %s%s\n", T, dtype.c_str(),
+         kern::isa_name(kern::isa()), peak > 0 ? "" : " (no --machine: no %peak)");
+  printf("%-6s %-8s %6s %6s %9s %7s  %s\n", "shape", "matrix", "N", "K", "GFLOP/s", "%peak",
+         "hash");
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (const Shape& s : shapes()) {
+    if (shapes_arg.find(s.name) == std::string::npos) continue;
+    for (const Mat& m : s.mats) {
+      std::vector<float> X(static_cast<size_t>(T) * m.k), Y(static_cast<size_t>(T) * m.n);
+      for (float& x : X) x = nd(rng);
+      std::vector<uint16_t> wb;
+      std::vector<float> wf;
+      kern::WeightView W;
+      W.rows = m.n;
+      W.cols = m.k;
+      if (bf16) {
+        wb.resize(static_cast<size_t>(m.n) * m.k);
+        for (uint16_t& w : wb) w = rv::f32_to_bf16(nd(rng) * 0.05f);
+        W.data = wb.data();
+        W.dtype = rv::DType::BF16;
+      } else {
+        wf.resize(static_cast<size_t>(m.n) * m.k);
+        for (float& w : wf) w = nd(rng) * 0.05f;
+        W.data = wf.data();
+        W.dtype = rv::DType::F32;
+      }
+      kern::matmul_rows(X.data(), m.k, T, W, 0, m.n, Y.data(), m.n);  // warm-up
+      int reps = 0;
+      const auto t0 = Clock::now();
+      double el = 0;
+      do {
+        kern::matmul_rows(X.data(), m.k, T, W, 0, m.n, Y.data(), m.n);
+        ++reps;
+        el = std::chrono::duration<double>(Clock::now() - t0).count();
+      } while (el < seconds);
+      const double flops = 2.0 * T * m.n * m.k * reps / el;
+      char pk[16] = "-";
+      if (peak > 0) snprintf(pk, sizeof pk, "%.0f%%", 100 * flops / peak);
+      printf("%-6s %-8s %6lld %6lld %9.1f %7s  %016llx\n", s.name, m.name,
+             static_cast<long long>(m.n), static_cast<long long>(m.k), flops / 1e9, pk,
+             static_cast<unsigned long long>(fnv1a(Y)));
+    }
+  }
+  return 0;
+}
