@@ -1,7 +1,7 @@
 // The engine's matrix product (kern::matmul_rows) alone, on the prefill
 // shapes of the Qwen2.5 models, one thread: GFLOP/s, the fraction of the
 // machine's measured one-thread peak (bench_machine_info's JSON via
-// --machine, or measured here with the same vdpbf16ps / FMA loop), and an
+// --machine or $RV_BENCH_MACHINE, as bench/run-all.sh sets it), and an
 // FNV-1a hash of the outputs so two builds or ISAs can be compared for
 // bit-identical results. Prefill spends most of its time here, so this is
 // where a kernel change is judged before the whole-model benches.
@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -101,6 +102,7 @@ int main(int argc, char** argv) {
       return a == "--help" ? 0 : 2;
     }
   }
+  if (machine.empty() && std::getenv("RV_BENCH_MACHINE")) machine = std::getenv("RV_BENCH_MACHINE");
   const bool bf16 = dtype == "bf16";
   const double peak = machine.empty() ? 0 : peak_from(machine, bf16);
   printf("matmul_rows, 1 thread, %d tokens, %s weights, isa %s%s\n", T, dtype.c_str(),

@@ -21,7 +21,7 @@ for b in bench/*.sh; do
   "$b" "$build" || echo "($b failed)"
 done
 cli="$build/src/cli/reasonvec"
-for p in tokenizer engine_kernels eval_overhead experiment_inmemory; do
+for p in tokenizer matmul_kernels engine_kernels eval_overhead experiment_inmemory; do
   exe="$build/bench/bench_$p"
   echo "### $exe"
   case $p in
