@@ -7,7 +7,9 @@
 // where a kernel change is judged before the whole-model benches.
 // Usage: bench_matmul_kernels [--tokens T] [--shapes 0.5b,1.5b,7b]
 //                             [--isa scalar|avx2|avx512bf16] [--dtype bf16|f32]
-//                             [--machine FILE.json] [--seconds S]
+//                             [--machine FILE.json] [--seconds S] [--matrix NxK]
+// --matrix NxK adds one N x K matrix (any sizes: tails and odd K included),
+// e.g. to compare hashes of two kernels on shapes the models do not have.
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
   int T = 512;
   double seconds = 1.0;
   std::string shapes_arg = "0.5b", machine, dtype = "bf16";
+  std::vector<Shape> list = shapes();
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto val = [&]() -> std::string {
@@ -89,6 +92,16 @@ int main(int argc, char** argv) {
       seconds = std::stod(val());
     else if (a == "--dtype")
       dtype = val();
+    else if (a == "--matrix") {
+      const std::string v = val();
+      const size_t x = v.find('x');
+      if (x == std::string::npos) {
+        fprintf(stderr, "--matrix wants NxK, e.g. 896x4864\n");
+        return 2;
+      }
+      list.push_back({"custom", {{"custom", std::stoll(v.substr(0, x)), std::stoll(v.substr(x + 1))}}});
+      shapes_arg += ",custom";
+    }
     else if (a == "--isa") {
       const std::string v = val();
       kern::set_isa(v == "scalar" ? kern::Isa::kScalar
@@ -97,7 +110,7 @@ int main(int argc, char** argv) {
     } else {
       fprintf(stderr,
               "usage: %s [--tokens T] [--shapes 0.5b,1.5b,7b] [--isa scalar|avx2|avx512bf16]\n"
-              "          [--dtype bf16|f32] [--machine FILE.json] [--seconds S]\n",
+              "          [--dtype bf16|f32] [--machine FILE.json] [--seconds S] [--matrix NxK]\n",
               argv[0]);
       return a == "--help" ? 0 : 2;
     }
@@ -111,7 +124,7 @@ int main(int argc, char** argv) {
          "hash");
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.f, 1.f);
-  for (const Shape& s : shapes()) {
+  for (const Shape& s : list) {
     if (shapes_arg.find(s.name) == std::string::npos) continue;
     for (const Mat& m : s.mats) {
       std::vector<float> X(static_cast<size_t>(T) * m.k), Y(static_cast<size_t>(T) * m.n);

@@ -83,18 +83,24 @@ inline void reduce16(const __m512* v, float* Y, int64_t ldy, int64_t n) {
 }
 
 // One register tile: MR tokens x NR weight rows, dot products along K, 32
-// elements a step. The last step loads only the weights that exist (masked,
-// so nothing past the row is read); their zeros meet the zero padding of xb.
+// elements a step, over the steps in [k0, k1) (k0 and, below K, k1 multiples
+// of 32). The accumulators start at zero when k0 == 0, else from `part`
+// (MR * NR * 16 floats); when k1 < K they are stored back there, otherwise
+// reduced into Y. Splitting K this way keeps every lane's sequence of
+// vdpbf16ps exactly that of one pass, so the result is bit-identical. The
+// last step loads only the weights that exist (masked, so nothing past the
+// row is read); their zeros meet the zero padding of xb.
 template <int MR, int NR>
 inline void tile(const uint16_t* xb, int64_t Kp, const uint16_t* w, int64_t K, int64_t n, float* Y,
-                 int64_t ldy) {
+                 int64_t ldy, int64_t k0, int64_t k1, float* part) {
   __m512 acc[MR][NR];
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 16
-    for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 32 <= K; k += 32) {
+    for (int r = 0; r < NR; ++r)
+      acc[m][r] = k0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(part + (m * NR + r) * 16);
+  int64_t k = k0;
+  for (; k + 32 <= k1; k += 32) {
     __m512i wv[NR];
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) wv[r] = _mm512_loadu_si512(w + (n + r) * K + k);
@@ -106,8 +112,8 @@ inline void tile(const uint16_t* xb, int64_t Kp, const uint16_t* w, int64_t K, i
         acc[m][r] = _mm512_dpbf16_ps(acc[m][r], (__m512bh)x, (__m512bh)wv[r]);
     }
   }
-  if (k < K) {
-    const __mmask32 mask = static_cast<__mmask32>((1ull << (K - k)) - 1);
+  if (k < k1) {
+    const __mmask32 mask = static_cast<__mmask32>((1ull << (k1 - k)) - 1);
     __m512i wv[NR];
 #pragma GCC unroll 16
     for (int r = 0; r < NR; ++r) wv[r] = _mm512_maskz_loadu_epi16(mask, w + (n + r) * K + k);
@@ -118,6 +124,13 @@ inline void tile(const uint16_t* xb, int64_t Kp, const uint16_t* w, int64_t K, i
       for (int r = 0; r < NR; ++r)
         acc[m][r] = _mm512_dpbf16_ps(acc[m][r], (__m512bh)x, (__m512bh)wv[r]);
     }
+  }
+  if (k1 < K) {
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 16
+      for (int r = 0; r < NR; ++r) _mm512_storeu_ps(part + (m * NR + r) * 16, acc[m][r]);
+    return;
   }
   if constexpr (MR == 4 && NR == 4) {
     // All sixteen sums at once, each with _mm512_reduce_add_ps's pairing;
@@ -134,25 +147,42 @@ inline void tile(const uint16_t* xb, int64_t Kp, const uint16_t* w, int64_t K, i
   }
 }
 
+// Floats of partial accumulators one tile needs (MR, NR <= 4).
+constexpr int kPartFloats = 4 * 4 * 16;
+
+// Steps [k0, k1) of NR weight rows against T tokens, in tiles of 4 tokens;
+// `part` holds kPartFloats per tile (ceil(T / 4) tiles).
 template <int NR>
 inline void tokens(const uint16_t* xb, int64_t Kp, int T, const uint16_t* w, int64_t K, int64_t n,
-                   float* Y, int64_t ldy) {
+                   float* Y, int64_t ldy, int64_t k0, int64_t k1, float* part) {
   int t = 0;
-  for (; t + 4 <= T; t += 4) tile<4, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy);
+  for (; t + 4 <= T; t += 4, part += kPartFloats)
+    tile<4, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy, k0, k1, part);
   switch (T - t) {
     case 3:
-      tile<3, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy);
+      tile<3, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy, k0, k1, part);
       break;
     case 2:
-      tile<2, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy);
+      tile<2, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy, k0, k1, part);
       break;
     case 1:
-      tile<1, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy);
+      tile<1, NR>(xb + t * Kp, Kp, w, K, n, Y + t * ldy, ldy, k0, k1, part);
       break;
     default:
       break;
   }
 }
+
+// K is split into blocks of at most this many elements, so that the block
+// of four weight rows (16 KiB of bf16) stays in L1 while a token chunk's
+// activations stream past it from L2. Without the split, a long row (the
+// down projection: K = 4864 on Qwen2.5-0.5B, 8960 on 1.5B) made the four
+// weight rows and four token rows together overflow L1, and the token chunk
+// that fits L2 was so short that the weights were re-read from memory for
+// every 24 tokens.
+constexpr int64_t kMaxBlock = 2048;
+// Token chunks hold at most this many tokens (see the partial sums below).
+constexpr int64_t kMaxChunk = 128;
 
 }  // namespace
 
@@ -163,20 +193,31 @@ void matmul_rows_bf16(const float* X, int64_t ldx, int T, const void* w, int64_t
   const uint16_t* W = static_cast<const uint16_t*>(w);
   if (T == 1) {  // decode: memory-bound, more rows in flight
     int64_t n = n0;
-    for (; n + 8 <= n1; n += 8) tile<1, 8>(xb, Kp, W, K, n, Y, ldy);
-    for (; n < n1; ++n) tile<1, 1>(xb, Kp, W, K, n, Y, ldy);
+    for (; n + 8 <= n1; n += 8) tile<1, 8>(xb, Kp, W, K, n, Y, ldy, 0, K, nullptr);
+    for (; n < n1; ++n) tile<1, 1>(xb, Kp, W, K, n, Y, ldy, 0, K, nullptr);
     return;
   }
-  // Token chunks small enough to stay in L2 while the weight rows stream.
-  int64_t tc = (256 * 1024) / (Kp * 2);
+  // Token chunks whose activations (one K block of them) stay in L2 while
+  // the weight rows stream.
+  const int64_t blocks = (K + kMaxBlock - 1) / kMaxBlock;
+  const int64_t kc = blocks == 1 ? Kp : ((K + blocks - 1) / blocks + 31) / 32 * 32;
+  int64_t tc = (256 * 1024) / (kc * 2);
   tc = tc < 8 ? 8 : (tc / 4) * 4;
+  // Partial sums of the current weight rows for every tile of the chunk
+  // between K blocks; kc >= 1024 when K is split, so tc <= kMaxChunk then.
+  if (blocks > 1 && tc > kMaxChunk) tc = kMaxChunk;
+  alignas(64) float part[kMaxChunk / 4 * kPartFloats];
   for (int64_t t0 = 0; t0 < T; t0 += tc) {
     const int tn = static_cast<int>(T - t0 < tc ? T - t0 : tc);
     const uint16_t* xc = xb + t0 * Kp;
     float* Yc = Y + t0 * ldy;
     int64_t n = n0;
-    for (; n + 4 <= n1; n += 4) tokens<4>(xc, Kp, tn, W, K, n, Yc, ldy);
-    for (; n < n1; ++n) tokens<1>(xc, Kp, tn, W, K, n, Yc, ldy);
+    for (; n + 4 <= n1; n += 4)
+      for (int64_t k0 = 0; k0 < K; k0 += kc)
+        tokens<4>(xc, Kp, tn, W, K, n, Yc, ldy, k0, k0 + kc < K ? k0 + kc : K, part);
+    for (; n < n1; ++n)
+      for (int64_t k0 = 0; k0 < K; k0 += kc)
+        tokens<1>(xc, Kp, tn, W, K, n, Yc, ldy, k0, k0 + kc < K ? k0 + kc : K, part);
   }
 }
 
