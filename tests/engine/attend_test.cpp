@@ -15,14 +15,11 @@
 
 #include "engine/kernels.h"
 #include "formats/dtype.h"
+#include "isa_guard.h"
 
 namespace rv::engine {
 namespace {
 
-struct AttendIsaGuard {
-  kern::Isa saved = kern::isa();
-  ~AttendIsaGuard() { kern::set_isa(saved); }
-};
 
 std::vector<float> reference(const std::vector<float>& q, int G, int hd, const void* K,
                              const void* V, bool bf16, int64_t ld, int n, float scale) {
@@ -54,7 +51,7 @@ std::vector<float> reference(const std::vector<float>& q, int G, int hd, const v
 }
 
 TEST(Attend, BitIdenticalToTheComposition) {
-  AttendIsaGuard guard;
+  enginetest::IsaGuard guard;
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   int checked = 0;
@@ -146,7 +143,7 @@ namespace {
 // under every ISA, for gates across expf's whole range (both underflow
 // and overflow of exp(-gate)), lengths around the 8-wide blocks.
 TEST(SiluMul, BitIdenticalToTheFormula) {
-  AttendIsaGuard guard;
+  enginetest::IsaGuard guard;
   std::mt19937 rng(3);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   for (kern::Isa isa : {kern::Isa::kScalar, kern::Isa::kAvx2, kern::Isa::kAvx512Bf16}) {

@@ -16,6 +16,7 @@
 #include "engine/kernels.h"
 #include "engine/model.h"
 #include "engine_test_util.h"
+#include "isa_guard.h"
 #include "support/llamacpp_oracle.h"
 #include "tokenizer/tokenizer.h"
 
@@ -34,11 +35,7 @@ std::vector<kern::Isa> supported_isas() {
   return r;
 }
 
-// Restores the default ISA when a test that switches ISAs ends.
-struct IsaGuard {
-  kern::Isa saved = kern::isa();
-  ~IsaGuard() { kern::set_isa(saved); }
-};
+using enginetest::IsaGuard;
 
 TEST(KernelsBf16, DotAndAxpyEqualF32VersionsOnWidenedRow) {
   IsaGuard guard;

@@ -17,17 +17,13 @@
 
 #include "engine/kernels.h"
 #include "formats/dtype.h"
+#include "isa_guard.h"
 
 namespace rv::engine {
 namespace {
 
-struct MatmulIsaRestore {
-  kern::Isa saved = kern::isa();
-  ~MatmulIsaRestore() { kern::set_isa(saved); }
-};
-
 TEST(MatmulRows, ManyTokensEqualOneTokenAtATime) {
-  MatmulIsaRestore restore;
+  enginetest::IsaGuard restore;
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
   const bool quick = std::getenv("RV_SANITIZER_RUN") != nullptr;
