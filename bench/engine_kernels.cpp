@@ -20,6 +20,7 @@
 #include "engine/kernels.h"
 #include "engine/model.h"
 #include "formats/synth.h"
+#include "lib/fnv1a.h"
 
 using namespace rv;
 using namespace rv::engine;
@@ -35,14 +36,6 @@ static double cpu_now() {
   timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-// FNV-1a over the bytes of the logits: equal hashes across builds or ISAs
-// mean bit-identical results.
-static uint64_t fnv1a(const std::vector<float>& v, uint64_t h = 1469598103934665603ull) {
-  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
-  for (size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
 }
 
 static long peak_rss_mb() {

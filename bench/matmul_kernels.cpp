@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "engine/kernels.h"
+#include "lib/fnv1a.h"
 
 using namespace rv::engine;
 using Clock = std::chrono::steady_clock;
@@ -41,20 +42,12 @@ struct Shape {
 
 // Output rows x inner dimension of each distinct projection of one layer.
 std::vector<Shape> shapes() {
-  return {{"0.5b", {{"q/o", 896, 896}, {"k/v", 128, 896}, {"gate/up", 4864, 896}, {"down", 896, 4864}}},
-          {"1.5b",
-           {{"q/o", 1536, 1536}, {"k/v", 256, 1536}, {"gate/up", 8960, 1536}, {"down", 1536, 8960}}},
-          {"7b",
-           {{"q/o", 3584, 3584},
-            {"k/v", 512, 3584},
-            {"gate/up", 18944, 3584},
-            {"down", 3584, 18944}}}};
-}
-
-uint64_t fnv1a(const std::vector<float>& v, uint64_t h = 1469598103934665603ull) {
-  const auto* p = reinterpret_cast<const unsigned char*>(v.data());
-  for (size_t i = 0; i < v.size() * sizeof(float); ++i) h = (h ^ p[i]) * 1099511628211ull;
-  return h;
+  return {
+      {"0.5b", {{"q/o", 896, 896}, {"k/v", 128, 896}, {"gate/up", 4864, 896}, {"down", 896, 4864}}},
+      {"1.5b",
+       {{"q/o", 1536, 1536}, {"k/v", 256, 1536}, {"gate/up", 8960, 1536}, {"down", 1536, 8960}}},
+      {"7b",
+       {{"q/o", 3584, 3584}, {"k/v", 512, 3584}, {"gate/up", 18944, 3584}, {"down", 3584, 18944}}}};
 }
 
 double peak_from(const std::string& file, bool bf16) {
@@ -99,10 +92,10 @@ int main(int argc, char** argv) {
         fprintf(stderr, "--matrix wants NxK, e.g. 896x4864\n");
         return 2;
       }
-      list.push_back({"custom", {{"custom", std::stoll(v.substr(0, x)), std::stoll(v.substr(x + 1))}}});
+      list.push_back(
+          {"custom", {{"custom", std::stoll(v.substr(0, x)), std::stoll(v.substr(x + 1))}}});
       shapes_arg += ",custom";
-    }
-    else if (a == "--isa") {
+    } else if (a == "--isa") {
       const std::string v = val();
       kern::set_isa(v == "scalar" ? kern::Isa::kScalar
                     : v == "avx2" ? kern::Isa::kAvx2

@@ -18,6 +18,7 @@
 #include "engine/kernels.h"
 #include "formats/dtype.h"
 #include "isa_guard.h"
+#include "support/llamacpp_oracle.h"  // rv_test::sanitizer_run
 
 namespace rv::engine {
 namespace {
@@ -26,9 +27,10 @@ TEST(MatmulRows, ManyTokensEqualOneTokenAtATime) {
   enginetest::IsaGuard restore;
   std::mt19937 rng(11);
   std::normal_distribution<float> nd;
-  const bool quick = std::getenv("RV_SANITIZER_RUN") != nullptr;
-  const std::vector<int64_t> ks = quick ? std::vector<int64_t>{45, 2048, 4131}
-                                        : std::vector<int64_t>{45, 896, 2048, 2049, 4131, 4864, 6160};
+  const bool quick = rv_test::sanitizer_run();
+  const std::vector<int64_t> ks = quick
+                                      ? std::vector<int64_t>{45, 2048, 4131}
+                                      : std::vector<int64_t>{45, 896, 2048, 2049, 4131, 4864, 6160};
   for (kern::Isa isa : {kern::Isa::kScalar, kern::Isa::kAvx2, kern::Isa::kAvx512Bf16}) {
     if (!kern::isa_supported(isa)) continue;
     kern::set_isa(isa);
