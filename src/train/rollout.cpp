@@ -48,8 +48,9 @@ std::vector<Completion> sample_group(engine::Model& m,
     if (prompts[p].empty()) throw Error(kRolloutWhere, "prompt " + std::to_string(p) + " is empty");
     for (int32_t t : prompts[p])
       if (t < 0 || t >= spec.vocab)
-        throw Error(kRolloutWhere, "prompt " + std::to_string(p) + ": token id " + std::to_string(t) +
-                                " outside the vocabulary (" + std::to_string(spec.vocab) + ")");
+        throw Error(kRolloutWhere, "prompt " + std::to_string(p) + ": token id " +
+                                       std::to_string(t) + " outside the vocabulary (" +
+                                       std::to_string(spec.vocab) + ")");
     max_prompt = std::max(max_prompt, static_cast<int>(prompts[p].size()));
   }
   const int G = o.group, P = static_cast<int>(prompts.size()), N = P * G, V = spec.vocab;

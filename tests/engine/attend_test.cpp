@@ -20,7 +20,6 @@
 namespace rv::engine {
 namespace {
 
-
 std::vector<float> reference(const std::vector<float>& q, int G, int hd, const void* K,
                              const void* V, bool bf16, int64_t ld, int n, float scale) {
   std::vector<float> out(size_t(G) * hd), sc(n);
