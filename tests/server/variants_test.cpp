@@ -81,9 +81,9 @@ TEST(ServeVariants, EachVariantAnswersWithItsOwnWeights) {
 
   // The vectors change a few tensors only: --partial.
   ServeProcess proc({"-q", "serve", "--partial", "--model", model.string(), "--port", "0",
-                     "--max-context", std::to_string(kVariantsContext), "--max-batch", "4", "--variant",
-                     "plus=" + v1 + ":1", "--variant", "mix=" + v1 + ":0.5+" + v2 + ":-1.5",
-                     "--variant", "plain="});
+                     "--max-context", std::to_string(kVariantsContext), "--max-batch", "4",
+                     "--variant", "plus=" + v1 + ":1", "--variant",
+                     "mix=" + v1 + ":0.5+" + v2 + ":-1.5", "--variant", "plain="});
   auto client = make_client(proc.port());
 
   // Listed: the base under its usual name first, then the variants.

@@ -90,8 +90,8 @@ struct PretokCase {
   rv::pretok::Pattern pattern;
 };
 const PretokCase kPretokCases[] = {{"qwen2_5", rv::pretok::Pattern::kQwen2},
-                       {"qwen3", rv::pretok::Pattern::kQwen2},
-                       {"llama3_1", rv::pretok::Pattern::kLlama3}};
+                                   {"qwen3", rv::pretok::Pattern::kQwen2},
+                                   {"llama3_1", rv::pretok::Pattern::kLlama3}};
 
 // Compares the two splitters on `texts`; returns the number of mismatches and
 // reports the first few.

@@ -85,7 +85,8 @@ TEST(Extract, IsElementwiseDifferenceInF32) {
       EXPECT_EQ(tv.dtype, "F32");
       EXPECT_EQ(tv.shape, a.tensors[name].shape);
       auto x = a.tensors[name].as_f32(), y = b.tensors[name].as_f32(), d = tv.as_f32();
-      for (size_t i = 0; i < d.size(); ++i) ASSERT_EQ(vt_bits(d[i]), vt_bits(y[i] - x[i])) << name << i;
+      for (size_t i = 0; i < d.size(); ++i)
+        ASSERT_EQ(vt_bits(d[i]), vt_bits(y[i] - x[i])) << name << i;
     }
   }
 }
@@ -235,11 +236,13 @@ TEST(Apply, LargeTensorsReadInPiecesBitForBit) {
   for (auto& [name, tv] : sft.tensors) {
     auto x = tv.as_f32(), y = grpo.tensors[name].as_f32(), got = v.tensors[name].as_f32();
     ASSERT_EQ(got.size(), x.size()) << name;
-    for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(vt_bits(got[i]), vt_bits(y[i] - x[i])) << name << i;
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(vt_bits(got[i]), vt_bits(y[i] - x[i])) << name << i;
     if (name.find("norm") != std::string::npos) continue;
     auto got16 = v16.tensors[name].as_f32();
     for (size_t i = 0; i < got16.size(); ++i)
-      ASSERT_EQ(vt_bits(got16[i]), vt_bits(rv::bf16_to_f32(rv::f32_to_bf16(y[i] - x[i])))) << name << i;
+      ASSERT_EQ(vt_bits(got16[i]), vt_bits(rv::bf16_to_f32(rv::f32_to_bf16(y[i] - x[i]))))
+          << name << i;
   }
 
   // f32 vector; bf16 vector without the norms (--partial: those are copied).

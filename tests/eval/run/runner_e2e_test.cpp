@@ -124,8 +124,8 @@ pid_t start_server(const fs::path& log, int* port) {
 
 TEST(EvalE2E, EngineAndServerBackendsAgreeAndReportMatches) {
   Fixture& f = fx();
-  const std::string common =
-      " --tasks gsm8k,sciq --limit " + std::string(limit_arg()) + " --data-dir " + kE2eData.string();
+  const std::string common = " --tasks gsm8k,sciq --limit " + std::string(limit_arg()) +
+                             " --data-dir " + kE2eData.string();
   std::string out;
   ASSERT_EQ(run_cli("eval --model " + f.model.string() + common + " --cache " +
                         (f.dir / "c1.sqlite").string() + " -o " + (f.dir / "engine").string(),
@@ -233,11 +233,14 @@ TEST(EvalE2E, KilledRunResumesWithNothingRecomputed) {
   Fixture& f = fx();
   fs::path db = f.dir / "kill.sqlite";
   const int limit = 60;  // 240 log-likelihood requests
-  std::vector<std::string> args = {
-      "eval",       "-q",           "--model",     f.model.string(),
-      "--tasks",    "sciq",         "--limit",     std::to_string(limit),
-      "--data-dir", kE2eData.string(), "--max-batch", "1",
-      "--cache",    db.string(),    "-o",          (f.dir / "killed").string()};
+  std::vector<std::string> args = {"eval",        "-q",
+                                   "--model",     f.model.string(),
+                                   "--tasks",     "sciq",
+                                   "--limit",     std::to_string(limit),
+                                   "--data-dir",  kE2eData.string(),
+                                   "--max-batch", "1",
+                                   "--cache",     db.string(),
+                                   "-o",          (f.dir / "killed").string()};
   pid_t pid = spawn_cli(args, f.dir / "kill.log");
   int64_t before = 0;
   for (int i = 0; i < 3000; ++i) {
