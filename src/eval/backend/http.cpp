@@ -511,7 +511,16 @@ void HttpBackend::run_all(const std::vector<Req>& reqs, const Fn& on_result,
         Resp r = (this->*one)(w, reqs[i]);
         std::lock_guard<std::mutex> lock(mu);
         if (abort.load()) return;
-        on_result(i, r);
+        // A throwing callback must raise `abort` before `mu` is released:
+        // otherwise another worker can take the lock in between and call
+        // it once more after it failed.
+        try {
+          on_result(i, r);
+        } catch (...) {
+          if (!first_error) first_error = std::current_exception();
+          abort.store(true);
+          return;
+        }
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu);

@@ -5,6 +5,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -393,9 +394,13 @@ TEST(HttpBackend, ErrorInOneRequestAbortsTheBatch) {
   std::vector<GenRequest> reqs(10);
   for (auto& r : reqs) r.prompt = "x";
   size_t n = 0;
+  // The failing callback lingers so that the other workers are queued on the
+  // result lock when it throws: none of them may call it again afterwards.
   EXPECT_THROW(b.generate_stream(reqs,
                                  [&](size_t, const GenResponse&) {
-                                   if (++n == 2) throw rv::Error("cache", "disk full");
+                                   if (++n != 2) return;
+                                   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                                   throw rv::Error("cache", "disk full");
                                  }),
                rv::Error);
   EXPECT_EQ(n, 2u);
