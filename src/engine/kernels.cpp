@@ -183,6 +183,9 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
 void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
             int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride,
             float* scratch) {
+  if (isa() == Isa::kAvx512Bf16 && hd % 8 == 0)
+    return avx512::attend(q, q_stride, G, K, V, kv_bf16, ld, n, hd, scale, out, out_stride,
+                          scratch);
   if (isa() != Isa::kScalar && hd % 8 == 0)
     return avx2::attend(q, q_stride, G, K, V, kv_bf16, ld, n, hd, scale, out, out_stride, scratch);
   // The composition itself (the contract above), with this ISA's dot / axpy.

@@ -67,7 +67,7 @@ void axpy_bf16(float a, const uint16_t* x, float* y, int n);
 // that of the per-row composition: s_j = dot(q_g, K_j) * scale, the max in
 // row order, e_j = expf(s_j - max), the sum of e_j in double, inv =
 // float(1 / sum), then axpy(e_j * inv, V_j) into zeros in row order.
-// `scratch` holds G * n floats.
+// `scratch` holds max(G, 8) * n floats.
 void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
             int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride, float* scratch);
 // out[i] = gate[i] / (1 + expf(-gate[i])) * up[i] (SwiGLU), in exactly
@@ -92,6 +92,17 @@ bool exp_vector_ok();
 void exp_n(const float* x, float* y, int64_t n);
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 }  // namespace avx2
+
+// Entry point of the AVX-512 attention translation unit (AVX-512 F/BW/VL;
+// chosen with the AVX-512 BF16 ISA): attend for hd % 8 == 0, bit for bit
+// avx2::attend. `sc` holds 8 * n floats.
+namespace avx512 {
+void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
+            int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride, float* sc);
+// Its expf, as avx2's: whether it matched this process's expf, and y = exp(x).
+bool exp_vector_ok();
+void exp_n(const float* x, float* y, int64_t n);
+}  // namespace avx512
 
 // Entry point of the AVX-512 BF16 translation unit: BF16 weights only; the
 // dispatcher sends other dtypes and dot/axpy to avx2::. `xb` is scratch for

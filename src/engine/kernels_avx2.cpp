@@ -12,9 +12,19 @@
 #include <cstring>
 
 #include "engine/kernels.h"
+#include "engine/kernels_x86.h"
 
 namespace rv::engine::kern::avx2 {
 namespace {
+
+using x86::exp_or_zero;
+using x86::hsum8;
+using x86::kC0;
+using x86::kC1;
+using x86::kC2;
+using x86::kExp2f;
+using x86::kInvLn2N;
+using x86::kShift;
 
 constexpr int kF32 = 0, kF16 = 1, kBF16 = 2;
 
@@ -227,30 +237,6 @@ void axpy_bf16(float a, const uint16_t* x, float* y, int n) {
 namespace rv::engine::kern::avx2 {
 namespace {
 
-// Eight vectors -> their eight hsum()s, each with hsum's exact pairing
-// (lanes i and i+4, then 0/2 and 1/3, then 0 and 1), returned in the order
-// v0, v1, ..., v7.
-inline __m256 hsum8(const __m256* v) {
-  // Level 1: [v_a lanes i + i+4 (4 lanes) | v_b lanes i + i+4 (4 lanes)].
-  const __m256 t01 = _mm256_add_ps(_mm256_permute2f128_ps(v[0], v[1], 0x20),
-                                   _mm256_permute2f128_ps(v[0], v[1], 0x31));
-  const __m256 t23 = _mm256_add_ps(_mm256_permute2f128_ps(v[2], v[3], 0x20),
-                                   _mm256_permute2f128_ps(v[2], v[3], 0x31));
-  const __m256 t45 = _mm256_add_ps(_mm256_permute2f128_ps(v[4], v[5], 0x20),
-                                   _mm256_permute2f128_ps(v[4], v[5], 0x31));
-  const __m256 t67 = _mm256_add_ps(_mm256_permute2f128_ps(v[6], v[7], 0x20),
-                                   _mm256_permute2f128_ps(v[6], v[7], 0x31));
-  // Level 2: [a0+a2, a1+a3, c0+c2, c1+c3 | b0+b2, b1+b3, d0+d2, d1+d3].
-  const __m256 u0 = _mm256_add_ps(_mm256_shuffle_ps(t01, t23, _MM_SHUFFLE(1, 0, 1, 0)),
-                                  _mm256_shuffle_ps(t01, t23, _MM_SHUFFLE(3, 2, 3, 2)));
-  const __m256 u1 = _mm256_add_ps(_mm256_shuffle_ps(t45, t67, _MM_SHUFFLE(1, 0, 1, 0)),
-                                  _mm256_shuffle_ps(t45, t67, _MM_SHUFFLE(3, 2, 3, 2)));
-  // Level 3: [v0 v2 v4 v6 | v1 v3 v5 v7].
-  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm256_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
-  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
-
 // dot()'s accumulation for one query and one key row, before the hsum:
 // s0 over 16-element steps (low half), s1 (high half), one 8-step into s0.
 template <int DT>
@@ -265,40 +251,7 @@ inline __m256 dot_acc(const float* q, const void* k, int hd) {
   return _mm256_add_ps(s0, s1);
 }
 
-// expf(x), skipping glibc's error-reporting path where it returns +0:
-// below log(2^-150) expf rounds to +0 (and sets errno/FE_UNDERFLOW, which
-// nobody reads here). Softmax inputs are often far below it.
-inline float exp_or_zero(float x) {
-  return x < -0x1.9fe368p6f ? 0.0f : expf(x);
-}
-
-// Eight expf() at once, bit for bit those of glibc (2.28 and later) on an
-// FMA machine: exp(x) = 2^(k/32) * 2^(r/32), k = round(x * 32 / ln 2), the
-// 2^(k/32) from a 32-entry table, 2^(r/32) by a cubic, all in double with
-// the same fused operations in the same order, then one rounding to float.
-// Lanes outside glibc's fast path (|x| >= 88ish, NaN) go through
-// exp_or_zero. exp8_exact() below checks the whole thing against the
-// expf() this process links before it is ever used.
-struct Exp2fTable {
-  alignas(32) uint64_t tab[32];  // bits of 2^(i/32) minus i << 47
-};
-// Filled by exp8_matches_libm() (not a dynamic initialiser: this file's
-// code may only run after the CPU check).
-Exp2fTable kExp2f;
-void fill_table() {
-  for (int i = 0; i < 32; ++i) {
-    const double v = static_cast<double>(exp2l(static_cast<long double>(i) / 32));
-    uint64_t u;
-    std::memcpy(&u, &v, 8);
-    kExp2f.tab[i] = u - (static_cast<uint64_t>(i) << 47);
-  }
-}
-// glibc's constants: 32 / ln 2, the rounding shifter 1.5 * 2^52 and the
-// cubic's coefficients (scaled by 1/32 per power of r).
-constexpr double kInvLn2N = 0x1.71547652b82fep+5, kShift = 0x1.8p+52;
-constexpr double kC0 = 0x1.c6af84b912394p-20, kC1 = 0x1.ebfce50fac4f3p-13,
-                 kC2 = 0x1.62e42ff0c52d6p-6;
-
+// Eight expf() at once, bit for bit those of glibc (see x86::kExp2f).
 inline __m128 exp4_fast(__m128 x) {
   const __m256d xd = _mm256_cvtps_pd(x);
   const __m256d inv = _mm256_set1_pd(kInvLn2N), shift = _mm256_set1_pd(kShift);
@@ -321,54 +274,31 @@ inline __m128 exp4_fast(__m128 x) {
 inline __m256 exp8(__m256 x) {
   __m256 y =
       _mm256_set_m128(exp4_fast(_mm256_extractf128_ps(x, 1)), exp4_fast(_mm256_castps256_ps128(x)));
-  // glibc's fast path: top 12 bits of |x| (exponent and first mantissa bit) <= 0x42a.
+  // glibc's fast path: top 12 bits of |x| (exponent and first mantissa bit)
+  // <= 0x42a, or x in [kExpSub, -88]; +0 below kExpZero; expf for the rest.
   const __m256i top =
       _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
-  const int special =
-      _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42a))));
-  if (special) {
+  const __m256 special = _mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42a)));
+  const __m256 zero = _mm256_cmp_ps(x, _mm256_set1_ps(x86::kExpZero), _CMP_LT_OQ);
+  const __m256 fast_neg = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(x86::kExpSub), _CMP_GE_OQ),
+                                        _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+  y = _mm256_andnot_ps(zero, y);
+  const int rest = _mm256_movemask_ps(_mm256_andnot_ps(_mm256_or_ps(zero, fast_neg), special));
+  if (rest) {
     alignas(32) float xs[8], ys[8];
     _mm256_store_ps(xs, x);
     _mm256_store_ps(ys, y);
     for (int i = 0; i < 8; ++i)
-      if (special >> i & 1) ys[i] = exp_or_zero(xs[i]);
+      if (rest >> i & 1) ys[i] = exp_or_zero(xs[i]);
     y = _mm256_load_ps(ys);
   }
   return y;
 }
 
-// Whether exp8 equals this process's expf on a spread of inputs (every
-// table entry, both rounding directions, the fast path's edges and the
-// special lanes); decided once.
+// Whether exp8 equals this process's expf; decided once.
 bool exp8_matches_libm() {
-  static const bool ok = [] {
-    fill_table();
-    alignas(32) float xs[8], ys[8];
-    uint32_t state = 12345;
-    for (int it = 0; it < 4096; ++it) {
-      for (int i = 0; i < 8; ++i) {
-        state = state * 1664525u + 1013904223u;
-        const float u = static_cast<float>(state >> 8) * 0x1p-24f;  // [0, 1)
-        xs[i] = it < 4000 ? -105.0f * u : (it % 2 ? 1.0f : -1.0f) * 90.0f * u;
-      }
-      if (it == 4095) {
-        xs[0] = 0.0f;
-        xs[1] = -0.0f;
-        xs[2] = -0x1.9fe368p6f;
-        xs[3] = -0x1.9d1d9ep6f;
-        xs[4] = -87.9f;
-        xs[5] = -88.1f;
-        xs[6] = -__builtin_inff();
-        xs[7] = __builtin_nanf("");
-      }
-      _mm256_store_ps(ys, exp8(_mm256_load_ps(xs)));
-      for (int i = 0; i < 8; ++i) {
-        const float want = expf(xs[i]);
-        if (std::memcmp(&want, &ys[i], 4) != 0 && !(want != want && ys[i] != ys[i])) return false;
-      }
-    }
-    return true;
-  }();
+  static const bool ok = x86::exp_matches_libm(
+      [](const float* x, float* y) { _mm256_storeu_ps(y, exp8(_mm256_loadu_ps(x))); });
   return ok;
 }
 

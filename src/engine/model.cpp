@@ -398,11 +398,11 @@ void Model::attention(const std::vector<BatchToken>& batch, KVCache& kv, int lay
                    [&](int a, int b) { return batch[a].pos > batch[b].pos; });
   std::atomic<int64_t> next{0};
   pool_->run([&](int, int) {
-    thread_local std::vector<float> sc;  // group x n attention weights
+    thread_local std::vector<float> sc;  // max(group, 8) x n attention weights
     for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
       const int t = order[task / s.kv_heads], kvh = static_cast<int>(task % s.kv_heads);
       const int n = batch[t].pos + 1;
-      grow(sc, size_t(group) * n);
+      grow(sc, size_t(std::max(group, 8)) * n);
       // Cached row j of head kvh: element j * KVD + kvh * HD, likewise V.
       const auto* K = static_cast<const uint8_t*>(kv.k(layer, batch[t].slot)) + kvh * HD * esz;
       const auto* V = static_cast<const uint8_t*>(kv.v(layer, batch[t].slot)) + kvh * HD * esz;

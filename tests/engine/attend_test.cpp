@@ -7,6 +7,7 @@
 // expf underflows to zero.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -58,7 +59,7 @@ TEST(Attend, BitIdenticalToTheComposition) {
     if (!kern::isa_supported(isa)) continue;
     kern::set_isa(isa);
     for (int hd : {8, 24, 64, 72, 128})
-      for (int G : {1, 3, 6, 7})
+      for (int G : {1, 3, 6, 7, 8, 9, 12})
         for (int n : {1, 5, 8, 9, 17, 64, 203})
           for (bool bf16 : {false, true})
             for (float spread : {1.0f, 40.0f}) {  // 40: many weights underflow to 0
@@ -77,7 +78,7 @@ TEST(Attend, BitIdenticalToTheComposition) {
               const float scale = 1.0f / std::sqrt(float(hd));
               const auto want = reference(q, G, hd, K, V, bf16, ld, n, scale);
               // Output rows strided like heads of one token; poison to catch gaps.
-              std::vector<float> out(size_t(G) * hd, NAN), scratch(size_t(G) * n);
+              std::vector<float> out(size_t(G) * hd, NAN), scratch(size_t(std::max(G, 8)) * n);
               kern::attend(q.data(), hd, G, K, V, bf16, ld, n, hd, scale, out.data(), hd,
                            scratch.data());
               ASSERT_EQ(0, std::memcmp(out.data(), want.data(), out.size() * sizeof(float)))
@@ -86,7 +87,7 @@ TEST(Attend, BitIdenticalToTheComposition) {
               ++checked;
             }
   }
-  EXPECT_GE(checked, 280);  // at least the scalar ISA ran every shape
+  EXPECT_GE(checked, 980);  // at least the scalar ISA ran every shape
 }
 
 }  // namespace
@@ -101,35 +102,49 @@ namespace {
 // a stride through both.
 TEST(Attend, VectorExpEqualsLibmExpf) {
   if (!kern::cpu_has_avx2()) GTEST_SKIP() << "no AVX2";
-  ASSERT_TRUE(kern::avx2::exp_vector_ok());
+  struct Impl {
+    const char* name;
+    bool (*ok)();
+    void (*exp_n)(const float*, float*, int64_t);
+  };
+  std::vector<Impl> impls = {{"avx2", kern::avx2::exp_vector_ok, kern::avx2::exp_n}};
+  if (kern::cpu_has_avx512bf16())
+    impls.push_back({"avx512", kern::avx512::exp_vector_ok, kern::avx512::exp_n});
   const bool quick = std::getenv("RV_SANITIZER_RUN") != nullptr;
   const uint32_t neg_end = 0xC2D00000u;  // -104: below it expf is +0
   const uint32_t step_neg = quick ? 4099 : 1, step_pos = quick ? 4099 : 97;
-  std::vector<float> x, y, want;
-  x.reserve(1 << 16);
-  uint64_t mismatches = 0, checked = 0;
-  auto flush = [&] {
-    y.resize(x.size());
-    kern::avx2::exp_n(x.data(), y.data(), static_cast<int64_t>(x.size()));
-    for (size_t i = 0; i < x.size(); ++i) {
-      const float w = std::exp(x[i]);
-      if (std::memcmp(&w, &y[i], 4) != 0 && mismatches++ < 5)
-        ADD_FAILURE() << "exp(" << x[i] << "): libm " << w << ", vector " << y[i];
-    }
-    checked += x.size();
-    x.clear();
-  };
-  auto add = [&](uint32_t bits) {
-    float f;
-    std::memcpy(&f, &bits, 4);
-    x.push_back(f);
-    if (x.size() == (1u << 16)) flush();
-  };
-  for (uint64_t b = 0x80000000u; b <= neg_end; b += step_neg) add(static_cast<uint32_t>(b));
-  for (uint64_t b = 0; b <= 0x42B20000u; b += step_pos) add(static_cast<uint32_t>(b));
-  for (uint32_t b : {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xC2CFF1B4u, 0xC2CE8ECFu}) add(b);
-  flush();
-  EXPECT_EQ(mismatches, 0u) << "of " << checked;
+  for (const Impl& impl : impls) {
+    SCOPED_TRACE(impl.name);
+    ASSERT_TRUE(impl.ok());
+    std::vector<float> x, y;
+    x.reserve(1 << 16);
+    uint64_t mismatches = 0, checked = 0;
+    auto flush = [&] {
+      y.resize(x.size());
+      impl.exp_n(x.data(), y.data(), static_cast<int64_t>(x.size()));
+      for (size_t i = 0; i < x.size(); ++i) {
+        const float w = std::exp(x[i]);
+        if (std::memcmp(&w, &y[i], 4) != 0 && mismatches++ < 5)
+          ADD_FAILURE() << "exp(" << x[i] << "): libm " << w << ", vector " << y[i];
+      }
+      checked += x.size();
+      x.clear();
+    };
+    auto add = [&](uint32_t bits) {
+      float f;
+      std::memcpy(&f, &bits, 4);
+      x.push_back(f);
+      if (x.size() == (1u << 16)) flush();
+    };
+    for (uint64_t b = 0x80000000u; b <= neg_end; b += step_neg) add(static_cast<uint32_t>(b));
+    for (uint64_t b = 0; b <= 0x42B20000u; b += step_pos) add(static_cast<uint32_t>(b));
+    // Inf, -Inf, NaN, each side of the underflow bounds, far below them.
+    for (uint32_t b : {0x7f800000u, 0xff800000u, 0x7fc00000u, 0xC2CFF1B4u, 0xC2CE8ECFu, 0xC2CFF1B5u,
+                       0xC2CE8ED0u, 0xC3000000u, 0xC47A0000u, 0x42B17218u, 0x42B17217u})
+      add(b);
+    flush();
+    EXPECT_EQ(mismatches, 0u) << "of " << checked;
+  }
 }
 
 }  // namespace
