@@ -15,9 +15,11 @@
 //     AVX-512 BF16 path (rounding x to bf16 moves each x_k by at most 2^-8
 //     relative), 1e-5 otherwise.
 // It also checks the f32 -> bf16 activation rounding bit for bit (ties to
-// even, overflow to Inf, NaN) and that rows outside [n0, n1) stay untouched,
-// then times one decode-sized matmul per ISA (single thread), in cache and
-// streamed from memory against a plain read of the same bytes.
+// even, overflow to Inf, NaN), that rows outside [n0, n1) stay untouched and
+// that attention equals its contract bit for bit (the dot / expf / axpy
+// composition under the same ISA), then times one decode-sized matmul per
+// ISA (single thread), in cache and streamed from memory against a plain
+// read of the same bytes.
 //
 // Exit status 0 when every check passes, 1 otherwise. An ISA the CPU lacks
 // is reported as "not supported on this CPU, skipped". RV_ISA is ignored
@@ -217,6 +219,66 @@ void check_vector_ops(kern::Isa isa, std::mt19937& rng) {
 }
 
 // Single-thread time of one decode-shaped product (1 token x 4864 rows of 896, bf16).
+// attend / attend_tokens against their contract under this ISA, bit for
+// bit: per query, dot (or dot_bf16) times scale, the row-order max, expf, the
+// sum in double, axpy (or axpy_bf16) of the weights into zeros.
+void check_attention(kern::Isa isa, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  int shapes = 0, bad = 0;
+  for (int hd : {64, 72, 128})
+    for (int G : {1, 7, 12})
+      for (int n0 : {1, 9, 300})
+        for (int B = 1; B <= kern::kAttendMaxTokens; ++B)
+          for (bool bf16 : {false, true}) {
+            const int n = n0 + B - 1;
+            const int64_t ld = 2 * hd + 8;
+            std::vector<float> q(size_t(B) * G * hd), k32(size_t(n) * ld), v32(size_t(n) * ld);
+            for (auto& x : q) x = nd(rng) * 4.0f;
+            for (auto& x : k32) x = nd(rng);
+            for (auto& x : v32) x = nd(rng);
+            std::vector<uint16_t> k16(k32.size()), v16(v32.size());
+            for (size_t i = 0; i < k32.size(); ++i) {
+              k16[i] = f32_to_bf16(k32[i]);
+              v16[i] = f32_to_bf16(v32[i]);
+            }
+            const void* K = bf16 ? static_cast<const void*>(k16.data()) : k32.data();
+            const void* V = bf16 ? static_cast<const void*>(v16.data()) : v32.data();
+            const float scale = 1.0f / std::sqrt(float(hd));
+            std::vector<float> out(q.size()), want(q.size()), sc(size_t(std::max(G, 8)) * B * n);
+            kern::attend_tokens(q.data(), int64_t(G) * hd, hd, G, B, K, V, bf16, ld, n0, hd, scale,
+                                out.data(), int64_t(G) * hd, hd, sc.data());
+            for (int b = 0; b < B; ++b)
+              for (int g = 0; g < G; ++g) {
+                const float* qg = q.data() + (size_t(b) * G + g) * hd;
+                const int rows = n0 + b;
+                std::vector<float> s(rows);
+                float mx = -INFINITY;
+                for (int j = 0; j < rows; ++j) {
+                  s[j] = (bf16 ? kern::dot_bf16(qg, k16.data() + j * ld, hd)
+                               : kern::dot(qg, k32.data() + j * ld, hd)) *
+                         scale;
+                  mx = std::max(mx, s[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < rows; ++j) sum += (s[j] = std::exp(s[j] - mx));
+                const float inv = static_cast<float>(1.0 / sum);
+                float* o = want.data() + (size_t(b) * G + g) * hd;
+                std::fill(o, o + hd, 0.0f);
+                for (int j = 0; j < rows; ++j) {
+                  if (bf16)
+                    kern::axpy_bf16(s[j] * inv, v16.data() + j * ld, o, hd);
+                  else
+                    kern::axpy(s[j] * inv, v32.data() + j * ld, o, hd);
+                }
+              }
+            ++shapes;
+            if (std::memcmp(out.data(), want.data(), out.size() * sizeof(float)) != 0) ++bad;
+          }
+  if (bad) ++failures;
+  std::printf("%-11s attention (%d shapes, blocks of 1-%d tokens): %d not bit-identical: %s\n",
+              kern::isa_name(isa), shapes, kern::kAttendMaxTokens, bad, bad ? "FAILED" : "ok");
+}
+
 void time_decode(kern::Isa isa) {
   const int64_t K = 896, N = 4864;
   std::vector<float> wf(size_t(N) * K), X(K), Y(N);
@@ -328,6 +390,7 @@ int main(int argc, char** argv) {
     std::mt19937 rng(7);
     check_rounding(isa);
     check_vector_ops(isa, rng);
+    check_attention(isa, rng);
   }
   if (timing) {
     std::printf("\n");

@@ -184,8 +184,8 @@ void attend(const float* q, int64_t q_stride, int G, const void* K, const void* 
             int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride,
             float* scratch) {
   if (isa() == Isa::kAvx512Bf16 && hd % 8 == 0)
-    return avx512::attend(q, q_stride, G, K, V, kv_bf16, ld, n, hd, scale, out, out_stride,
-                          scratch);
+    return avx512::attend_tokens(q, 0, q_stride, G, 1, K, V, kv_bf16, ld, n, hd, scale, out, 0,
+                                 out_stride, scratch);
   if (isa() != Isa::kScalar && hd % 8 == 0)
     return avx2::attend(q, q_stride, G, K, V, kv_bf16, ld, n, hd, scale, out, out_stride, scratch);
   // The composition itself (the contract above), with this ISA's dot / axpy.
@@ -216,6 +216,19 @@ void attend(const float* q, int64_t q_stride, int G, const void* K, const void* 
         axpy(sc[j] * inv, V32 + j * ld, o, hd);
     }
   }
+}
+
+void attend_tokens(const float* q, int64_t q_tok, int64_t q_stride, int G, int B, const void* K,
+                   const void* V, bool kv_bf16, int64_t ld, int n0, int hd, float scale, float* out,
+                   int64_t out_tok, int64_t out_stride, float* scratch) {
+  if (B < 1 || B > kAttendMaxTokens)
+    throw Error("attend_tokens", "block of " + std::to_string(B) + " tokens");
+  if (isa() == Isa::kAvx512Bf16 && hd % 8 == 0)
+    return avx512::attend_tokens(q, q_tok, q_stride, G, B, K, V, kv_bf16, ld, n0, hd, scale, out,
+                                 out_tok, out_stride, scratch);
+  for (int b = 0; b < B; ++b)
+    attend(q + b * q_tok, q_stride, G, K, V, kv_bf16, ld, n0 + b, hd, scale, out + b * out_tok,
+           out_stride, scratch);
 }
 
 }  // namespace rv::engine::kern

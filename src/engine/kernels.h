@@ -70,6 +70,16 @@ void axpy_bf16(float a, const uint16_t* x, float* y, int n);
 // `scratch` holds max(G, 8) * n floats.
 void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
             int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride, float* scratch);
+// attend() for B <= kAttendMaxTokens consecutive tokens of one sequence
+// (prefill): token b's G queries start at q + b * q_tok (heads q_stride
+// apart), it sees rows [0, n0 + b), and its output starts at out + b *
+// out_tok. The result is exactly that of attend() per token; it is faster
+// because each cached row is read once for the whole block. `scratch`
+// holds max(G, 8) * B * (n0 + B - 1) floats.
+constexpr int kAttendMaxTokens = 2;
+void attend_tokens(const float* q, int64_t q_tok, int64_t q_stride, int G, int B, const void* K,
+                   const void* V, bool kv_bf16, int64_t ld, int n0, int hd, float scale, float* out,
+                   int64_t out_tok, int64_t out_stride, float* scratch);
 // out[i] = gate[i] / (1 + expf(-gate[i])) * up[i] (SwiGLU), in exactly
 // those float operations; out may alias gate or up.
 void silu_mul(const float* gate, const float* up, float* out, int64_t n);
@@ -94,11 +104,12 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n);
 }  // namespace avx2
 
 // Entry point of the AVX-512 attention translation unit (AVX-512 F/BW/VL;
-// chosen with the AVX-512 BF16 ISA): attend for hd % 8 == 0, bit for bit
-// avx2::attend. `sc` holds 8 * n floats.
+// chosen with the AVX-512 BF16 ISA): attend_tokens for hd % 8 == 0, bit for
+// bit avx2::attend per token. `sc` holds 8 * B * (n0 + B - 1) floats.
 namespace avx512 {
-void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
-            int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride, float* sc);
+void attend_tokens(const float* q, int64_t q_tok, int64_t q_stride, int G, int B, const void* K,
+                   const void* V, bool kv_bf16, int64_t ld, int n0, int hd, float scale, float* out,
+                   int64_t out_tok, int64_t out_stride, float* sc);
 // Its expf, as avx2's: whether it matched this process's expf, and y = exp(x).
 bool exp_vector_ok();
 void exp_n(const float* x, float* y, int64_t n);

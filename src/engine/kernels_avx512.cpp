@@ -40,6 +40,8 @@ constexpr int kF32 = 0, kBF16 = 2;
 
 // Queries per register of scores: the lanes of one __m256.
 constexpr int kLanes = 8;
+// Most tokens attend_tokens takes at once (kernels.h).
+constexpr int kMaxTokens = kAttendMaxTokens;
 
 // Eight expf() at once in one register of doubles, bit for bit glibc's
 // (x86::kExp2f): the operations of avx2's exp8, with the table looked up by
@@ -120,157 +122,221 @@ inline __m256 dot_acc(const float* q, const char* k, int hd) {
   return _mm256_add_ps(_mm512_castps512_ps256(a), hi);
 }
 
-// Scores of G <= 8 queries against rows [0, n): sc[j * 8 + g] = scale *
-// dot(q_g, K_j), lanes g >= G zero; returns each lane's max in row order.
-template <int DT>
-__m256 scores(const float* q, int64_t q_stride, int G, const char* K, int64_t kstride, int n,
-              int hd, float scale, float* sc) {
-  const __m256 vscale = _mm256_set1_ps(scale);
-  __m256 mx = _mm256_set1_ps(-__builtin_inff());
-  __m256 acc[kLanes];
-  for (int g = 0; g < kLanes; ++g) acc[g] = _mm256_setzero_ps();
-  for (int j = 0; j < n; ++j) {
-    const char* k = K + j * kstride;
-    for (int g = 0; g < G; ++g) acc[g] = dot_acc<DT>(q + g * q_stride, k, hd);
-    const __m256 s = _mm256_mul_ps(hsum8(acc), vscale);
-    _mm256_storeu_ps(sc + int64_t(j) * kLanes, s);
-    // max(s, mx) is `mx < s ? s : mx`, the scalar loop's step, NaN and
-    // signed zeros included.
-    mx = _mm256_max_ps(s, mx);
-  }
-  return mx;
-}
+// A block of B consecutive tokens of one sequence: token b sees rows
+// [0, n0 + b). Its G <= 8 queries are lanes [8b, 8b + G) of each row of
+// scores, sc[(j * B + b) * 8 + g]; lanes past G hold zeros.
+struct Block {
+  const float* q;  // query g of token b: q + b * q_tok + g * q_stride
+  int64_t q_tok, q_stride;
+  float* out;  // likewise with out_tok, out_stride
+  int64_t out_tok, out_stride;
+  int G, B, n0, hd;
+  float scale;
+};
 
-// The same with the key row's blocks held in registers across the queries
-// (hd = 16 * NB, no 8-element tail).
-template <int DT, int NB>
-__m256 scores_nb(const float* q, int64_t q_stride, int G, const char* K, int64_t kstride, int n,
-                 float scale, float* sc) {
-  const __m256 vscale = _mm256_set1_ps(scale);
-  __m256 mx = _mm256_set1_ps(-__builtin_inff());
+// Scores and each lane's max in row order (max(s, mx) is `mx < s ? s :
+// mx`, the scalar loop's step, NaN and signed zeros included). NB > 0: hd
+// = 16 * NB, the key row's blocks held in registers across the queries;
+// GC > 0: G = GC, so the group's sums stay in registers.
+template <int DT, int NB, int GC>
+void scores(const Block& k, const char* K, int64_t kstride, float* sc, __m256* mx) {
+  const int G = GC > 0 ? GC : k.G;
+  const __m256 vscale = _mm256_set1_ps(k.scale);
   __m256 acc[kLanes];
   for (int g = 0; g < kLanes; ++g) acc[g] = _mm256_setzero_ps();
-  for (int j = 0; j < n; ++j) {
-    const char* k = K + j * kstride;
-    __m512 kv[NB];
-    for (int b = 0; b < NB; ++b) kv[b] = load16<DT>(k, 16 * b);
-    for (int g = 0; g < G; ++g) {
-      const float* qg = q + g * q_stride;
-      __m512 a = _mm512_setzero_ps();
-      for (int b = 0; b < NB; ++b) a = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * b), kv[b], a);
-      const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
-      acc[g] = _mm256_add_ps(_mm512_castps512_ps256(a), hi);
+  for (int b = 0; b < k.B; ++b) mx[b] = _mm256_set1_ps(-__builtin_inff());
+  const int n_max = k.n0 + k.B - 1;
+  for (int j = 0; j < n_max; ++j) {
+    const char* kr = K + j * kstride;
+    [[maybe_unused]] __m512 kv[NB > 0 ? NB : 1];
+    if constexpr (NB > 0)
+#pragma GCC unroll 8
+      for (int i = 0; i < NB; ++i) kv[i] = load16<DT>(kr, 16 * i);
+    const int b0 = j < k.n0 ? 0 : j - k.n0 + 1;  // tokens that see row j
+    for (int b = b0; b < k.B; ++b) {
+      const float* qb = k.q + b * k.q_tok;
+#pragma GCC unroll 8
+      for (int g = 0; g < G; ++g) {
+        const float* qg = qb + g * k.q_stride;
+        if constexpr (NB > 0) {
+          __m512 a = _mm512_setzero_ps();
+#pragma GCC unroll 8
+          for (int i = 0; i < NB; ++i) a = _mm512_fmadd_ps(_mm512_loadu_ps(qg + 16 * i), kv[i], a);
+          const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1));
+          acc[g] = _mm256_add_ps(_mm512_castps512_ps256(a), hi);
+        } else {
+          acc[g] = dot_acc<DT>(qg, kr, k.hd);
+        }
+      }
+      const __m256 sv = _mm256_mul_ps(hsum8(acc), vscale);
+      _mm256_storeu_ps(sc + (int64_t(j) * k.B + b) * kLanes, sv);
+      mx[b] = _mm256_max_ps(sv, mx[b]);
     }
-    const __m256 s = _mm256_mul_ps(hsum8(acc), vscale);
-    _mm256_storeu_ps(sc + int64_t(j) * kLanes, s);
-    mx = _mm256_max_ps(s, mx);
   }
-  return mx;
 }
 
-// out_g[d0 .. d0 + 16 * W) = sum over rows j of p[j * 8 + g] * V_j[...],
-// for GN queries from g0, accumulated in row order from zero. The last of
-// the W blocks takes only the elements in `last` (a partial 8-block).
-template <int DT, int GN, int W>
-void values(const float* p, int g0, int n, const char* V, int64_t vstride, int d0, __mmask16 last,
-            float* out, int64_t out_stride) {
-  __m512 acc[GN][W];
-  for (int g = 0; g < GN; ++g)
-    for (int w = 0; w < W; ++w) acc[g][w] = _mm512_setzero_ps();
-  for (int j = 0; j < n; ++j) {
+// scores<DT, NB, G> for a runtime G in [1, N].
+template <int DT, int NB, int N>
+void scores_g(const Block& k, const char* K, int64_t kstride, float* sc, __m256* mx) {
+  if (k.G == N) return scores<DT, NB, N>(k, K, kstride, sc, mx);
+  if constexpr (N > 1) scores_g<DT, NB, N - 1>(k, K, kstride, sc, mx);
+}
+
+// The queries of one value pass: NQ consecutive (token, head) pairs of the
+// block, query q's weight for row j at p[j * prow + q], its rows [0,
+// rows[q]) and its output row out[q].
+struct Queries {
+  const float* p;
+  int64_t prow;
+  int rows[32];
+  float* out[32];
+};
+
+// out_q[d0 .. d0 + 16 * W) = sum over rows j < rows_q of p_q[j] * V_j[...],
+// accumulated in row order from zero (axpy's one fused multiply-add per
+// element and row). Rows below n_all are summed by every query, the rest
+// up to n_max by those that see them. The last of the W blocks takes only
+// the elements in `last`.
+template <int DT, int NQ, int W>
+void values(const Queries& qs, int n_all, int n_max, const char* V, int64_t vstride, int d0,
+            __mmask16 last) {
+  __m512 acc[NQ][W];
+#pragma GCC unroll 32
+  for (int q = 0; q < NQ; ++q)
+#pragma GCC unroll 4
+    for (int w = 0; w < W; ++w) acc[q][w] = _mm512_setzero_ps();
+  const float* pj = qs.p;
+  for (int j = 0; j < n_max; ++j, pj += qs.prow) {
     const char* vr = V + j * vstride;
     __m512 v[W];
+#pragma GCC unroll 4
     for (int w = 0; w < W; ++w) v[w] = load16<DT>(vr, d0 + 16 * w, w == W - 1 ? last : 0xffff);
-    const float* pj = p + int64_t(j) * kLanes + g0;
-    for (int g = 0; g < GN; ++g) {
-      const __m512 pg = _mm512_set1_ps(pj[g]);
-      for (int w = 0; w < W; ++w) acc[g][w] = _mm512_fmadd_ps(pg, v[w], acc[g][w]);
+    const bool all = j < n_all;
+#pragma GCC unroll 32
+    for (int q = 0; q < NQ; ++q) {
+      if (!all && j >= qs.rows[q]) continue;
+      const __m512 pq = _mm512_set1_ps(pj[q]);
+#pragma GCC unroll 4
+      for (int w = 0; w < W; ++w) acc[q][w] = _mm512_fmadd_ps(pq, v[w], acc[q][w]);
     }
   }
-  for (int g = 0; g < GN; ++g) {
-    float* o = out + (g0 + g) * out_stride + d0;
+#pragma GCC unroll 32
+  for (int q = 0; q < NQ; ++q)
+#pragma GCC unroll 4
     for (int w = 0; w < W; ++w)
-      _mm512_mask_storeu_ps(o + 16 * w, w == W - 1 ? last : 0xffff, acc[g][w]);
-  }
+      _mm512_mask_storeu_ps(qs.out[q] + d0 + 16 * w, w == W - 1 ? last : 0xffff, acc[q][w]);
 }
 
-template <int DT, int W>
-void values_gn(int gn, const float* p, int g0, int n, const char* V, int64_t vstride, int d0,
-               __mmask16 last, float* out, int64_t out_stride) {
-  switch (gn) {
-    case 1:
-      return values<DT, 1, W>(p, g0, n, V, vstride, d0, last, out, out_stride);
-    case 2:
-      return values<DT, 2, W>(p, g0, n, V, vstride, d0, last, out, out_stride);
-    case 3:
-      return values<DT, 3, W>(p, g0, n, V, vstride, d0, last, out, out_stride);
-    case 4:
-      return values<DT, 4, W>(p, g0, n, V, vstride, d0, last, out, out_stride);
-    case 5:
-      return values<DT, 5, W>(p, g0, n, V, vstride, d0, last, out, out_stride);
-    default:
-      return values<DT, 6, W>(p, g0, n, V, vstride, d0, last, out, out_stride);
-  }
+// values<DT, nq, W> for a runtime nq in [1, N].
+template <int DT, int W, int N>
+void values_n(int nq, const Queries& qs, int n_all, int n_max, const char* V, int64_t vstride,
+              int d0, __mmask16 last) {
+  if (nq == N) return values<DT, N, W>(qs, n_all, n_max, V, vstride, d0, last);
+  if constexpr (N > 1) values_n<DT, W, N - 1>(nq, qs, n_all, n_max, V, vstride, d0, last);
 }
 
-// Up to 8 queries of one group: scores, softmax, values. sc: 8 * n floats.
+// Most accumulators a value pass keeps in registers (of 32).
+constexpr int kMaxAcc = 28;
+
 template <int DT>
-void attend8(const float* q, int64_t q_stride, int G, const char* K, const char* V, int64_t ld,
-             int n, int hd, float scale, float* out, int64_t out_stride, float* sc) {
+void attend_block(const Block& k, const char* K, const char* V, int64_t ld, float* sc) {
   const int64_t stride = ld * (DT == kF32 ? 4 : 2);
-  __m256 mx;
-  if (hd == 64)
-    mx = scores_nb<DT, 4>(q, q_stride, G, K, stride, n, scale, sc);
-  else if (hd == 128)
-    mx = scores_nb<DT, 8>(q, q_stride, G, K, stride, n, scale, sc);
+  __m256 mx[kMaxTokens];
+  if (k.hd == 64)
+    scores_g<DT, 4, kLanes>(k, K, stride, sc, mx);
+  else if (k.hd == 128)
+    scores_g<DT, 8, kLanes>(k, K, stride, sc, mx);
   else
-    mx = scores<DT>(q, q_stride, G, K, stride, n, hd, scale, sc);
+    scores<DT, 0, 0>(k, K, stride, sc, mx);
 
-  // exp(s - max) and the sum in double, per lane in row order (the exps of
-  // later rows overlap the serial sum).
-  __m512d sum = _mm512_setzero_pd();
+  // exp(s - max) and the sum in double, per lane in row order; the tokens'
+  // independent chains interleave, and the exps of later rows overlap them.
+  // (Loops over b run to the constant kMaxTokens so the sums stay in
+  // registers.)
   const bool vexp = exp8_matches_libm();
-  for (int64_t i = 0; i < int64_t(n) * kLanes; i += kLanes) {
-    __m256 e = _mm256_sub_ps(_mm256_loadu_ps(sc + i), mx);
-    if (vexp) {
-      e = exp8(e);
-    } else {
-      alignas(32) float t[kLanes];
-      _mm256_store_ps(t, e);
-      for (float& v : t) v = exp_or_zero(v);
-      e = _mm256_load_ps(t);
+  __m512d sum[kMaxTokens];
+#pragma GCC unroll 4
+  for (int b = 0; b < kMaxTokens; ++b) sum[b] = _mm512_setzero_pd();
+  const int n_max = k.n0 + k.B - 1;
+  const int64_t srow = int64_t(k.B) * kLanes;
+  for (int j = 0; j < n_max; ++j) {
+    const int b0 = j < k.n0 ? 0 : j - k.n0 + 1;  // tokens that see row j
+    float* s = sc + j * srow;
+#pragma GCC unroll 4
+    for (int b = 0; b < kMaxTokens; ++b) {
+      if (b < b0 || b >= k.B) continue;
+      __m256 e = _mm256_sub_ps(_mm256_loadu_ps(s + b * kLanes), mx[b]);
+      if (vexp) {
+        e = exp8(e);
+      } else {
+        alignas(32) float t[kLanes];
+        _mm256_store_ps(t, e);
+        for (float& x : t) x = exp_or_zero(x);
+        e = _mm256_load_ps(t);
+      }
+      _mm256_storeu_ps(s + b * kLanes, e);
+      sum[b] = _mm512_add_pd(sum[b], _mm512_cvtps_pd(e));
     }
-    _mm256_storeu_ps(sc + i, e);
-    sum = _mm512_add_pd(sum, _mm512_cvtps_pd(e));
   }
-  // inv = float(1 / sum) per lane; the weights scaled once for the value pass.
-  const __m256 inv = _mm512_cvtpd_ps(_mm512_div_pd(_mm512_set1_pd(1.0), sum));
-  for (int64_t i = 0; i < int64_t(n) * kLanes; i += kLanes)
-    _mm256_storeu_ps(sc + i, _mm256_mul_ps(_mm256_loadu_ps(sc + i), inv));
+  // inv = float(1 / sum) per lane; the weights scaled once and packed for
+  // the value pass, row j's G * B weights at sc + j * prow in (token, head)
+  // order. Packing in place is safe: row j's packed weights end before row
+  // j + 1 starts, and all of row j is loaded before any of it is stored.
+  __m256 inv[kMaxTokens];
+#pragma GCC unroll 4
+  for (int b = 0; b < kMaxTokens; ++b)
+    inv[b] = _mm512_cvtpd_ps(_mm512_div_pd(_mm512_set1_pd(1.0), sum[b]));
+  const int64_t prow = int64_t(k.B - 1) * k.G + kLanes;
+  for (int j = 0; j < n_max; ++j) {
+    const int b0 = j < k.n0 ? 0 : j - k.n0 + 1;
+    const float* s = sc + j * srow;
+    __m256 w[kMaxTokens];
+#pragma GCC unroll 4
+    for (int b = 0; b < kMaxTokens; ++b)
+      if (b >= b0 && b < k.B) w[b] = _mm256_mul_ps(_mm256_loadu_ps(s + b * kLanes), inv[b]);
+#pragma GCC unroll 4
+    for (int b = 0; b < kMaxTokens; ++b)
+      if (b >= b0 && b < k.B) _mm256_storeu_ps(sc + j * prow + b * k.G, w[b]);
+  }
 
-  // Values: blocks of 64 output elements (then 16, then a last 8) for up to
-  // six queries at a time, the group split into near-equal parts.
-  const int parts = (G + 5) / 6;
-  for (int part = 0, g0 = 0; part < parts; ++part) {
-    const int gn = (G - g0) / (parts - part);
+  // Values: every (token, query) of the block in as few passes as the
+  // registers allow: 64 output elements at a time for up to 7 queries,
+  // else 16 at a time for up to kMaxAcc, the queries split evenly.
+  const int nq = k.G * k.B;
+  const bool wide = nq <= kMaxAcc / 4;
+  const int parts = wide ? 1 : (nq + kMaxAcc - 1) / kMaxAcc;
+  for (int part = 0, q0 = 0; part < parts; ++part) {
+    const int cnt = (nq - q0) / (parts - part);
+    Queries qs;
+    qs.p = sc + q0;
+    qs.prow = prow;
+    for (int i = 0; i < cnt; ++i) {
+      const int b = (q0 + i) / k.G, g = (q0 + i) % k.G;
+      qs.rows[i] = k.n0 + b;
+      qs.out[i] = k.out + b * k.out_tok + g * k.out_stride;
+    }
     int d = 0;
-    for (; d + 64 <= hd; d += 64)
-      values_gn<DT, 4>(gn, sc, g0, n, V, stride, d, 0xffff, out, out_stride);
-    for (; d + 16 <= hd; d += 16)
-      values_gn<DT, 1>(gn, sc, g0, n, V, stride, d, 0xffff, out, out_stride);
-    if (d < hd) values_gn<DT, 1>(gn, sc, g0, n, V, stride, d, 0xff, out, out_stride);
-    g0 += gn;
+    if (wide)
+      for (; d + 64 <= k.hd; d += 64)
+        values_n<DT, 4, kMaxAcc / 4>(cnt, qs, k.n0, n_max, V, stride, d, 0xffff);
+    for (; d + 16 <= k.hd; d += 16)
+      values_n<DT, 1, kMaxAcc>(cnt, qs, k.n0, n_max, V, stride, d, 0xffff);
+    if (d < k.hd) values_n<DT, 1, kMaxAcc>(cnt, qs, k.n0, n_max, V, stride, d, 0xff);
+    q0 += cnt;
   }
 }
 
 template <int DT>
-void attend_impl(const float* q, int64_t q_stride, int G, const void* K, const void* V, int64_t ld,
-                 int n, int hd, float scale, float* out, int64_t out_stride, float* sc) {
+void attend_impl(Block k, const void* K, const void* V, int64_t ld, float* sc) {
   // Queries are independent: groups larger than 8 go 8 at a time.
-  for (int g0 = 0; g0 < G; g0 += kLanes)
-    attend8<DT>(q + g0 * q_stride, q_stride, G - g0 < kLanes ? G - g0 : kLanes,
-                static_cast<const char*>(K), static_cast<const char*>(V), ld, n, hd, scale,
-                out + g0 * out_stride, out_stride, sc);
+  const int G = k.G;
+  for (int g0 = 0; g0 < G; g0 += kLanes) {
+    Block c = k;
+    c.q += g0 * k.q_stride;
+    c.out += g0 * k.out_stride;
+    c.G = G - g0 < kLanes ? G - g0 : kLanes;
+    attend_block<DT>(c, static_cast<const char*>(K), static_cast<const char*>(V), ld, sc);
+  }
 }
 
 }  // namespace
@@ -285,12 +351,14 @@ void exp_n(const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = exp_or_zero(x[i]);
 }
 
-void attend(const float* q, int64_t q_stride, int G, const void* K, const void* V, bool kv_bf16,
-            int64_t ld, int n, int hd, float scale, float* out, int64_t out_stride, float* sc) {
+void attend_tokens(const float* q, int64_t q_tok, int64_t q_stride, int G, int B, const void* K,
+                   const void* V, bool kv_bf16, int64_t ld, int n0, int hd, float scale, float* out,
+                   int64_t out_tok, int64_t out_stride, float* sc) {
+  const Block k{q, q_tok, q_stride, out, out_tok, out_stride, G, B, n0, hd, scale};
   if (kv_bf16)
-    attend_impl<kBF16>(q, q_stride, G, K, V, ld, n, hd, scale, out, out_stride, sc);
+    attend_impl<kBF16>(k, K, V, ld, sc);
   else
-    attend_impl<kF32>(q, q_stride, G, K, V, ld, n, hd, scale, out, out_stride, sc);
+    attend_impl<kF32>(k, K, V, ld, sc);
 }
 
 }  // namespace rv::engine::kern::avx512

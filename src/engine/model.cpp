@@ -388,27 +388,40 @@ void Model::attention(const std::vector<BatchToken>& batch, KVCache& kv, int lay
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(HD)));
   const bool bf16 = kv.bf16();
   const size_t esz = bf16 ? 2 : 4;
-  // One task per (token, KV head): its `group` query heads read the same
-  // cached rows. A task's cost grows with the token's position, so tasks
-  // are handed out dynamically, the latest (longest) tokens first.
-  const int64_t tasks = int64_t(T) * s.kv_heads;
-  std::vector<int> order(T);
-  for (int t = 0; t < T; ++t) order[t] = t;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return batch[a].pos > batch[b].pos; });
+  // One task per (block, KV head): a block is up to kAttendMaxTokens
+  // consecutive tokens of one sequence (a prompt), whose `group` query heads
+  // all read the same cached rows, so each row is read once per block. A
+  // task's cost grows with its position, so tasks are handed out
+  // dynamically, the latest (longest) blocks first.
+  struct Span {
+    int t, len;
+  };
+  std::vector<Span> spans;
+  for (int t = 0; t < T;) {
+    int len = 1;
+    while (len < kern::kAttendMaxTokens && t + len < T && batch[t + len].slot == batch[t].slot &&
+           batch[t + len].pos == batch[t].pos + len)
+      ++len;
+    spans.push_back({t, len});
+    t += len;
+  }
+  std::stable_sort(spans.begin(), spans.end(),
+                   [&](const Span& a, const Span& b) { return batch[a.t].pos > batch[b.t].pos; });
+  const int64_t tasks = int64_t(spans.size()) * s.kv_heads;
   std::atomic<int64_t> next{0};
   pool_->run([&](int, int) {
-    thread_local std::vector<float> sc;  // max(group, 8) x n attention weights
+    thread_local std::vector<float> sc;  // attention weights (kern::attend_tokens)
     for (int64_t task; (task = next.fetch_add(1, std::memory_order_relaxed)) < tasks;) {
-      const int t = order[task / s.kv_heads], kvh = static_cast<int>(task % s.kv_heads);
-      const int n = batch[t].pos + 1;
-      grow(sc, size_t(std::max(group, 8)) * n);
+      const Span sp = spans[task / s.kv_heads];
+      const int kvh = static_cast<int>(task % s.kv_heads);
+      const int t = sp.t, n0 = batch[t].pos + 1;
+      grow(sc, size_t(std::max(group, 8)) * sp.len * (n0 + sp.len - 1));
       // Cached row j of head kvh: element j * KVD + kvh * HD, likewise V.
       const auto* K = static_cast<const uint8_t*>(kv.k(layer, batch[t].slot)) + kvh * HD * esz;
       const auto* V = static_cast<const uint8_t*>(kv.v(layer, batch[t].slot)) + kvh * HD * esz;
       const size_t h0 = size_t(kvh) * group * HD;
-      kern::attend(&q_[size_t(t) * QD + h0], HD, group, K, V, bf16, KVD, n, HD, scale,
-                   &att_[size_t(t) * QD + h0], HD, sc.data());
+      kern::attend_tokens(&q_[size_t(t) * QD + h0], QD, HD, group, sp.len, K, V, bf16, KVD, n0, HD,
+                          scale, &att_[size_t(t) * QD + h0], QD, HD, sc.data());
     }
   });
 }

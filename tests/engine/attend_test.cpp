@@ -90,6 +90,58 @@ TEST(Attend, BitIdenticalToTheComposition) {
   EXPECT_GE(checked, 980);  // at least the scalar ISA ran every shape
 }
 
+// attend_tokens (a prompt's consecutive tokens sharing the cached rows) is
+// attend per token, bit for bit, under every ISA: blocks of every size,
+// token and head rows strided with padding, groups above 8 queries.
+TEST(AttendTokens, BitIdenticalToTheCompositionPerToken) {
+  enginetest::IsaGuard guard;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  int checked = 0;
+  for (kern::Isa isa : {kern::Isa::kScalar, kern::Isa::kAvx2, kern::Isa::kAvx512Bf16}) {
+    if (!kern::isa_supported(isa)) continue;
+    kern::set_isa(isa);
+    for (int hd : {24, 64, 72, 128})
+      for (int G : {1, 5, 7, 8, 12})
+        for (int B = 1; B <= kern::kAttendMaxTokens; ++B)
+          for (int n0 : {1, 6, 9, 70})
+            for (bool bf16 : {false, true}) {
+              const int n = n0 + B - 1;
+              const int64_t ld = 2 * hd + 8;
+              const int64_t q_tok = int64_t(G) * hd + 5, o_tok = int64_t(G) * hd + 3;
+              std::vector<float> q(size_t(B) * q_tok), k32(size_t(n) * ld), v32(size_t(n) * ld);
+              for (auto& x : q) x = nd(rng) * 3.0f;
+              for (auto& x : k32) x = nd(rng);
+              for (auto& x : v32) x = nd(rng);
+              std::vector<uint16_t> k16(k32.size()), v16(v32.size());
+              for (size_t i = 0; i < k32.size(); ++i) {
+                k16[i] = f32_to_bf16(k32[i]);
+                v16[i] = f32_to_bf16(v32[i]);
+              }
+              const void* K = bf16 ? static_cast<const void*>(k16.data()) : k32.data();
+              const void* V = bf16 ? static_cast<const void*>(v16.data()) : v32.data();
+              const float scale = 1.0f / std::sqrt(float(hd));
+              std::vector<float> out(size_t(B) * o_tok, NAN),
+                  scratch(size_t(std::max(G, 8)) * B * n);
+              kern::attend_tokens(q.data(), q_tok, hd, G, B, K, V, bf16, ld, n0, hd, scale,
+                                  out.data(), o_tok, hd, scratch.data());
+              for (int b = 0; b < B; ++b) {
+                std::vector<float> qb(q.begin() + b * q_tok, q.begin() + b * q_tok + G * hd);
+                const auto want = reference(qb, G, hd, K, V, bf16, ld, n0 + b, scale);
+                ASSERT_EQ(0, std::memcmp(out.data() + b * o_tok, want.data(),
+                                         want.size() * sizeof(float)))
+                    << kern::isa_name(isa) << " hd=" << hd << " G=" << G << " B=" << B
+                    << " n0=" << n0 << " token " << b << " bf16=" << bf16;
+                // The padding between tokens' rows is left alone.
+                for (int64_t i = int64_t(G) * hd; i < o_tok; ++i)
+                  ASSERT_TRUE(std::isnan(out[b * o_tok + i]));
+              }
+              ++checked;
+            }
+  }
+  EXPECT_GE(checked, 160 * kern::kAttendMaxTokens);  // the scalar ISA ran every shape
+}
+
 }  // namespace
 }  // namespace rv::engine
 
