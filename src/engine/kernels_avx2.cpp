@@ -302,10 +302,12 @@ bool exp8_matches_libm() {
   return ok;
 }
 
-// out_g[0 .. 8 * W) = sum over rows i of p_g[i] * V_i[0 .. 8 * W), for GN
-// queries (weights p + g * n), accumulated in row order from zero.
+// out_g[0 .. 8 * W) = sum over rows i of p[i * 8 + g0 + g] * V_i[0 .. 8 *
+// W), for GN queries from g0 (weights key-major, eight lanes per row),
+// accumulated in row order from zero.
 template <int DT, int GN, int W>
-void values(const float* p, int n, const char* V, int64_t vstride, float* out, int64_t out_stride) {
+void values(const float* p, int g0, int n, const char* V, int64_t vstride, float* out,
+            int64_t out_stride) {
   __m256 acc[GN][W];
   for (int g = 0; g < GN; ++g)
     for (int w = 0; w < W; ++w) acc[g][w] = _mm256_setzero_ps();
@@ -313,95 +315,102 @@ void values(const float* p, int n, const char* V, int64_t vstride, float* out, i
     const char* vr = V + i * vstride;
     __m256 v[W];
     for (int w = 0; w < W; ++w) v[w] = load8<DT>(vr, 8 * w);
+    const float* pi = p + int64_t(i) * 8 + g0;
     for (int g = 0; g < GN; ++g) {
-      const __m256 pg = _mm256_broadcast_ss(p + int64_t(g) * n + i);
+      const __m256 pg = _mm256_broadcast_ss(pi + g);
       for (int w = 0; w < W; ++w) acc[g][w] = _mm256_fmadd_ps(pg, v[w], acc[g][w]);
     }
   }
   for (int g = 0; g < GN; ++g)
-    for (int w = 0; w < W; ++w) _mm256_storeu_ps(out + g * out_stride + 8 * w, acc[g][w]);
+    for (int w = 0; w < W; ++w) _mm256_storeu_ps(out + (g0 + g) * out_stride + 8 * w, acc[g][w]);
 }
 
 template <int DT, int W>
-void values_n(int gn, const float* p, int n, const char* V, int64_t vstride, float* out,
+void values_n(int gn, const float* p, int g0, int n, const char* V, int64_t vstride, float* out,
               int64_t out_stride) {
   switch (gn) {
     case 1:
-      return values<DT, 1, W>(p, n, V, vstride, out, out_stride);
+      return values<DT, 1, W>(p, g0, n, V, vstride, out, out_stride);
     case 2:
-      return values<DT, 2, W>(p, n, V, vstride, out, out_stride);
+      return values<DT, 2, W>(p, g0, n, V, vstride, out, out_stride);
     case 3:
-      return values<DT, 3, W>(p, n, V, vstride, out, out_stride);
+      return values<DT, 3, W>(p, g0, n, V, vstride, out, out_stride);
     case 4:
-      return values<DT, 4, W>(p, n, V, vstride, out, out_stride);
+      return values<DT, 4, W>(p, g0, n, V, vstride, out, out_stride);
     case 5:
-      return values<DT, 5, W>(p, n, V, vstride, out, out_stride);
+      return values<DT, 5, W>(p, g0, n, V, vstride, out, out_stride);
     default:
-      return values<DT, 6, W>(p, n, V, vstride, out, out_stride);
+      return values<DT, 6, W>(p, g0, n, V, vstride, out, out_stride);
   }
+}
+
+// Up to eight queries of one group. Scores are stored key-major, the
+// queries in the lanes of one register (sc[j * 8 + g], lanes past G zero),
+// so the row-order max, the exps and the serial double sums run for all
+// queries at once; each lane sees exactly one query's sequence of
+// operations.
+template <int DT>
+void attend8(const float* q, int64_t q_stride, int G, const char* K, const char* V, int64_t ld,
+             int n, int hd, float scale, float* out, int64_t out_stride, float* sc) {
+  const int64_t esz = DT == kF32 ? 4 : 2;
+  const __m256 vscale = _mm256_set1_ps(scale);
+  __m256 acc[8];
+  for (int g = 0; g < 8; ++g) acc[g] = _mm256_setzero_ps();
+  __m256 mx = _mm256_set1_ps(-__builtin_inff());
+  for (int j = 0; j < n; ++j) {
+    const char* k = K + j * ld * esz;
+    for (int g = 0; g < G; ++g) acc[g] = dot_acc<DT>(q + g * q_stride, k, hd);
+    const __m256 s = _mm256_mul_ps(hsum8(acc), vscale);
+    _mm256_storeu_ps(sc + int64_t(j) * 8, s);
+    // max(s, mx) is `mx < s ? s : mx`, the scalar loop's step, NaN and
+    // signed zeros included.
+    mx = _mm256_max_ps(s, mx);
+  }
+  // exp(s - max) and the sum in double (two registers of four lanes).
+  const bool vexp = exp8_matches_libm();
+  __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
+  for (int64_t i = 0; i < int64_t(n) * 8; i += 8) {
+    __m256 e = _mm256_sub_ps(_mm256_loadu_ps(sc + i), mx);
+    if (vexp) {
+      e = exp8(e);
+    } else {
+      alignas(32) float t[8];
+      _mm256_store_ps(t, e);
+      for (float& x : t) x = exp_or_zero(x);
+      e = _mm256_load_ps(t);
+    }
+    _mm256_storeu_ps(sc + i, e);
+    sum_lo = _mm256_add_pd(sum_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    sum_hi = _mm256_add_pd(sum_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  // inv = float(1 / sum) per lane, then the weights scaled once.
+  const __m256d one = _mm256_set1_pd(1.0);
+  const __m256 inv = _mm256_set_m128(_mm256_cvtpd_ps(_mm256_div_pd(one, sum_hi)),
+                                     _mm256_cvtpd_ps(_mm256_div_pd(one, sum_lo)));
+  for (int64_t i = 0; i < int64_t(n) * 8; i += 8)
+    _mm256_storeu_ps(sc + i, _mm256_mul_ps(_mm256_loadu_ps(sc + i), inv));
+  // Values: 16 output elements (or a last 8) of up to six queries in
+  // registers while the rows stream by, each element updated in row order
+  // as axpy does.
+  for (int d = 0; d < hd; d += 16)
+    for (int g0 = 0; g0 < G; g0 += 6) {
+      const int gn = G - g0 < 6 ? G - g0 : 6;
+      const char* vd = V + d * esz;
+      if (d + 16 <= hd)
+        values_n<DT, 2>(gn, sc, g0, n, vd, ld * esz, out + d, out_stride);
+      else
+        values_n<DT, 1>(gn, sc, g0, n, vd, ld * esz, out + d, out_stride);
+    }
 }
 
 template <int DT>
 void attend_impl(const float* q, int64_t q_stride, int G, const void* K, const void* V, int64_t ld,
                  int n, int hd, float scale, float* out, int64_t out_stride, float* sc) {
-  const int64_t esz = DT == kF32 ? 4 : 2;
-  const char* Kb = static_cast<const char*>(K);
-  const char* Vb = static_cast<const char*>(V);
-  // Scores, eight keys at a time, every query against the same eight rows.
-  const __m256 vscale = _mm256_set1_ps(scale);
-  int j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int g = 0; g < G; ++g) {
-      __m256 acc[8];
-      for (int r = 0; r < 8; ++r)
-        acc[r] = dot_acc<DT>(q + g * q_stride, Kb + (j + r) * ld * esz, hd);
-      _mm256_storeu_ps(sc + int64_t(g) * n + j, _mm256_mul_ps(hsum8(acc), vscale));
-    }
-  for (; j < n; ++j)
-    for (int g = 0; g < G; ++g) {
-      const __m256 a = dot_acc<DT>(q + g * q_stride, Kb + j * ld * esz, hd);
-      sc[int64_t(g) * n + j] = hsum(a) * scale;
-    }
-  // Softmax per query: the max in row order (as std::max), exp, the sum in
-  // double, then the weights scaled once so the value pass reads them.
-  const bool vexp = exp8_matches_libm();
-  for (int g = 0; g < G; ++g) {
-    float* s = sc + int64_t(g) * n;
-    float mx = -__builtin_inff();
-    for (int i = 0; i < n; ++i) mx = mx < s[i] ? s[i] : mx;
-    double sum = 0;
-    int i = 0;
-    if (vexp) {
-      const __m256 vmx = _mm256_set1_ps(mx);
-      for (; i + 8 <= n; i += 8) {
-        _mm256_storeu_ps(s + i, exp8(_mm256_sub_ps(_mm256_loadu_ps(s + i), vmx)));
-        for (int k = 0; k < 8; ++k) sum += s[i + k];
-      }
-    }
-    for (; i < n; ++i) {
-      s[i] = exp_or_zero(s[i] - mx);
-      sum += s[i];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    const __m256 vinv = _mm256_set1_ps(inv);
-    i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(s + i, _mm256_mul_ps(_mm256_loadu_ps(s + i), vinv));
-    for (; i < n; ++i) s[i] = s[i] * inv;
-  }
-  // Values: W output elements of up to six queries in registers while the
-  // rows stream by, each element updated in row order as axpy does.
-  for (int d = 0; d < hd; d += 16) {
-    for (int g0 = 0; g0 < G; g0 += 6) {
-      const int gn = G - g0 < 6 ? G - g0 : 6;
-      const float* p = sc + int64_t(g0) * n;
-      float* o = out + int64_t(g0) * out_stride + d;
-      const char* vd = Vb + d * esz;
-      if (d + 16 <= hd)
-        values_n<DT, 2>(gn, p, n, vd, ld * esz, o, out_stride);
-      else
-        values_n<DT, 1>(gn, p, n, vd, ld * esz, o, out_stride);
-    }
-  }
+  // Queries are independent: groups larger than eight go eight at a time.
+  for (int g0 = 0; g0 < G; g0 += 8)
+    attend8<DT>(q + g0 * q_stride, q_stride, G - g0 < 8 ? G - g0 : 8, static_cast<const char*>(K),
+                static_cast<const char*>(V), ld, n, hd, scale, out + g0 * out_stride, out_stride,
+                sc);
 }
 }  // namespace
 
