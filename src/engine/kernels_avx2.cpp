@@ -272,27 +272,9 @@ inline __m128 exp4_fast(__m128 x) {
 }
 
 inline __m256 exp8(__m256 x) {
-  __m256 y =
+  const __m256 y =
       _mm256_set_m128(exp4_fast(_mm256_extractf128_ps(x, 1)), exp4_fast(_mm256_castps256_ps128(x)));
-  // glibc's fast path: top 12 bits of |x| (exponent and first mantissa bit)
-  // <= 0x42a, or x in [kExpSub, -88]; +0 below kExpZero; expf for the rest.
-  const __m256i top =
-      _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
-  const __m256 special = _mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42a)));
-  const __m256 zero = _mm256_cmp_ps(x, _mm256_set1_ps(x86::kExpZero), _CMP_LT_OQ);
-  const __m256 fast_neg = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(x86::kExpSub), _CMP_GE_OQ),
-                                        _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
-  y = _mm256_andnot_ps(zero, y);
-  const int rest = _mm256_movemask_ps(_mm256_andnot_ps(_mm256_or_ps(zero, fast_neg), special));
-  if (rest) {
-    alignas(32) float xs[8], ys[8];
-    _mm256_store_ps(xs, x);
-    _mm256_store_ps(ys, y);
-    for (int i = 0; i < 8; ++i)
-      if (rest >> i & 1) ys[i] = exp_or_zero(xs[i]);
-    y = _mm256_load_ps(ys);
-  }
-  return y;
+  return x86::exp_mend_special(x, y);
 }
 
 // Whether exp8 equals this process's expf; decided once.

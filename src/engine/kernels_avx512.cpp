@@ -67,27 +67,7 @@ inline __m256 exp8(__m256 x) {
   const __m512d r2 = _mm512_mul_pd(r, r);
   __m512d y = _mm512_fmadd_pd(r, _mm512_set1_pd(x86::kC2), _mm512_set1_pd(1.0));
   y = _mm512_fmadd_pd(z, r2, y);
-  __m256 out = _mm512_cvtpd_ps(_mm512_mul_pd(y, sc));
-  // The lanes off glibc's fast path, as in avx2's exp8.
-  const __m256i top =
-      _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
-  const __mmask8 special = _mm256_cmpgt_epi32_mask(top, _mm256_set1_epi32(0x42a));
-  if (special) {
-    const __mmask8 zero = _mm256_cmp_ps_mask(x, _mm256_set1_ps(x86::kExpZero), _CMP_LT_OQ);
-    const __mmask8 fast_neg = _mm256_cmp_ps_mask(x, _mm256_set1_ps(x86::kExpSub), _CMP_GE_OQ) &
-                              _mm256_cmp_ps_mask(x, _mm256_setzero_ps(), _CMP_LT_OQ);
-    out = _mm256_maskz_mov_ps(static_cast<__mmask8>(~zero), out);
-    const unsigned rest = special & ~(zero | fast_neg) & 0xffu;
-    if (rest) {
-      alignas(32) float xs[8], ys[8];
-      _mm256_store_ps(xs, x);
-      _mm256_store_ps(ys, out);
-      for (int i = 0; i < 8; ++i)
-        if (rest >> i & 1) ys[i] = exp_or_zero(xs[i]);
-      out = _mm256_load_ps(ys);
-    }
-  }
-  return out;
+  return x86::exp_mend_special(x, _mm512_cvtpd_ps(_mm512_mul_pd(y, sc)));
 }
 
 // Whether exp8 equals this process's expf; decided once.

@@ -76,6 +76,31 @@ constexpr double kC0 = 0x1.c6af84b912394p-20, kC1 = 0x1.ebfce50fac4f3p-13,
 // kExpZero up to kExpSub it may take an error-reporting path.
 constexpr float kExpZero = -0x1.9fe368p6f, kExpSub = -0x1.9d1d9ep6f;
 
+// y = the fast path's exps of x, with the lanes glibc does not send down
+// that path mended: +0 below kExpZero, the fast path kept from kExpSub to
+// -88, exp_or_zero() for the rest (NaN, x >= 88, [kExpZero, kExpSub)).
+inline __m256 exp_mend_special(__m256 x, __m256 y) {
+  // The fast path: top 12 bits of |x| (exponent, first mantissa bit) <= 0x42a.
+  const __m256i top =
+      _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 20), _mm256_set1_epi32(0x7ff));
+  const __m256 special = _mm256_castsi256_ps(_mm256_cmpgt_epi32(top, _mm256_set1_epi32(0x42a)));
+  if (!_mm256_movemask_ps(special)) return y;
+  const __m256 zero = _mm256_cmp_ps(x, _mm256_set1_ps(kExpZero), _CMP_LT_OQ);
+  const __m256 fast_neg = _mm256_and_ps(_mm256_cmp_ps(x, _mm256_set1_ps(kExpSub), _CMP_GE_OQ),
+                                        _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_LT_OQ));
+  y = _mm256_andnot_ps(zero, y);
+  const int rest = _mm256_movemask_ps(_mm256_andnot_ps(_mm256_or_ps(zero, fast_neg), special));
+  if (rest) {
+    alignas(32) float xs[8], ys[8];
+    _mm256_store_ps(xs, x);
+    _mm256_store_ps(ys, y);
+    for (int i = 0; i < 8; ++i)
+      if (rest >> i & 1) ys[i] = exp_or_zero(xs[i]);
+    y = _mm256_load_ps(ys);
+  }
+  return y;
+}
+
 // Whether exp8(x, y) (eight expf at once) equals this process's expf on a
 // spread of inputs: every table entry, both rounding directions, the
 // subnormal range, the fast path's edges and the special lanes. Fills the

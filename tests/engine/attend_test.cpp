@@ -50,6 +50,27 @@ std::vector<float> reference(const std::vector<float>& q, int G, int hd, const v
   return out;
 }
 
+// A random cache of n rows (ld elements apart) in f32 and in bf16.
+struct Cache {
+  std::vector<float> k32, v32;
+  std::vector<uint16_t> k16, v16;
+  Cache(int n, int64_t ld, std::mt19937& rng) : k32(size_t(n) * ld), v32(k32.size()) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (auto& x : k32) x = nd(rng);
+    for (auto& x : v32) x = nd(rng);
+    for (size_t i = 0; i < k32.size(); ++i) {
+      k16.push_back(f32_to_bf16(k32[i]));
+      v16.push_back(f32_to_bf16(v32[i]));
+    }
+  }
+  const void* K(bool bf16) const {
+    return bf16 ? static_cast<const void*>(k16.data()) : k32.data();
+  }
+  const void* V(bool bf16) const {
+    return bf16 ? static_cast<const void*>(v16.data()) : v32.data();
+  }
+};
+
 TEST(Attend, BitIdenticalToTheComposition) {
   enginetest::IsaGuard guard;
   std::mt19937 rng(7);
@@ -64,17 +85,11 @@ TEST(Attend, BitIdenticalToTheComposition) {
           for (bool bf16 : {false, true})
             for (float spread : {1.0f, 40.0f}) {  // 40: many weights underflow to 0
               const int64_t ld = 2 * hd + 8;      // rows of a 2-KV-head cache, padded
-              std::vector<float> q(size_t(G) * hd), k32(size_t(n) * ld), v32(size_t(n) * ld);
+              std::vector<float> q(size_t(G) * hd);
               for (auto& x : q) x = nd(rng) * spread;
-              for (auto& x : k32) x = nd(rng);
-              for (auto& x : v32) x = nd(rng);
-              std::vector<uint16_t> k16(k32.size()), v16(v32.size());
-              for (size_t i = 0; i < k32.size(); ++i) {
-                k16[i] = f32_to_bf16(k32[i]);
-                v16[i] = f32_to_bf16(v32[i]);
-              }
-              const void* K = bf16 ? static_cast<const void*>(k16.data()) : k32.data();
-              const void* V = bf16 ? static_cast<const void*>(v16.data()) : v32.data();
+              const Cache cache(n, ld, rng);
+              const void* K = cache.K(bf16);
+              const void* V = cache.V(bf16);
               const float scale = 1.0f / std::sqrt(float(hd));
               const auto want = reference(q, G, hd, K, V, bf16, ld, n, scale);
               // Output rows strided like heads of one token; poison to catch gaps.
@@ -109,17 +124,11 @@ TEST(AttendTokens, BitIdenticalToTheCompositionPerToken) {
               const int n = n0 + B - 1;
               const int64_t ld = 2 * hd + 8;
               const int64_t q_tok = int64_t(G) * hd + 5, o_tok = int64_t(G) * hd + 3;
-              std::vector<float> q(size_t(B) * q_tok), k32(size_t(n) * ld), v32(size_t(n) * ld);
+              std::vector<float> q(size_t(B) * q_tok);
               for (auto& x : q) x = nd(rng) * 3.0f;
-              for (auto& x : k32) x = nd(rng);
-              for (auto& x : v32) x = nd(rng);
-              std::vector<uint16_t> k16(k32.size()), v16(v32.size());
-              for (size_t i = 0; i < k32.size(); ++i) {
-                k16[i] = f32_to_bf16(k32[i]);
-                v16[i] = f32_to_bf16(v32[i]);
-              }
-              const void* K = bf16 ? static_cast<const void*>(k16.data()) : k32.data();
-              const void* V = bf16 ? static_cast<const void*>(v16.data()) : v32.data();
+              const Cache cache(n, ld, rng);
+              const void* K = cache.K(bf16);
+              const void* V = cache.V(bf16);
               const float scale = 1.0f / std::sqrt(float(hd));
               std::vector<float> out(size_t(B) * o_tok, NAN),
                   scratch(size_t(std::max(G, 8)) * B * n);
