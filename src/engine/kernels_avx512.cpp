@@ -326,9 +326,7 @@ bool exp_vector_ok() {
 }
 
 void exp_n(const float* x, float* y, int64_t n) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
-  for (; i < n; ++i) y[i] = exp_or_zero(x[i]);
+  x86::exp_n_with([](__m256 v) { return exp8(v); }, x, y, n);
 }
 
 void attend_tokens(const float* q, int64_t q_tok, int64_t q_stride, int G, int B, const void* K,

@@ -101,6 +101,15 @@ inline __m256 exp_mend_special(__m256 x, __m256 y) {
   return y;
 }
 
+// y[i] = exp(x[i]) for i < n with a file's eight-wide exp8, the tail by
+// exp_or_zero().
+template <class Exp8>
+inline void exp_n_with(Exp8 exp8, const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
+  for (; i < n; ++i) y[i] = exp_or_zero(x[i]);
+}
+
 // Whether exp8(x, y) (eight expf at once) equals this process's expf on a
 // spread of inputs: every table entry, both rounding directions, the
 // subnormal range, the fast path's edges and the special lanes. Fills the
