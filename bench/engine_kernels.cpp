@@ -7,7 +7,9 @@
 // Usage: bench_engine_kernels [--model DIR] [--threads N] [--isa scalar|avx2|avx512bf16]
 //                             [--scalar] [--kv-bf16] [--quick] [--prompt N] [--prefill-only]
 // (--scalar = --isa scalar; the default ISA is the best the CPU has, or $RV_ISA.)
-// The model is synthesized into /tmp/rv_bench_qwen05b on first use.
+// The model is synthesized into /tmp/rv_bench_qwen05b on first use; --model
+// takes a model directory or a GGUF file instead (a missing path is
+// synthesized there).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -19,6 +21,7 @@
 
 #include "engine/kernels.h"
 #include "engine/model.h"
+#include "formats/gguf.h"
 #include "formats/synth.h"
 #include "lib/fnv1a.h"
 
@@ -83,7 +86,15 @@ int main(int argc, char** argv) {
     else if (a == "--prefill-only")
       prefill_only = true;
   }
-  if (!std::filesystem::exists(dir / "config.json")) {
+  // Synthesize only where nothing exists: --model may name a model directory
+  // or a GGUF file, and neither is ever replaced.
+  if (std::filesystem::exists(dir) && !std::filesystem::exists(dir / "config.json") &&
+      !gguf::is_gguf_path(dir)) {
+    fprintf(stderr, "--model %s: neither a model directory (config.json) nor a GGUF file\n",
+            dir.c_str());
+    return 2;
+  }
+  if (!std::filesystem::exists(dir)) {
     SynthOptions o;
     o.arch = "qwen2";
     o.layers = 24;
