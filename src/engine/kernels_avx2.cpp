@@ -353,14 +353,8 @@ void attend8(const float* q, int64_t q_stride, int G, const char* K, const char*
   __m256d sum_lo = _mm256_setzero_pd(), sum_hi = _mm256_setzero_pd();
   for (int64_t i = 0; i < int64_t(n) * 8; i += 8) {
     __m256 e = _mm256_sub_ps(_mm256_loadu_ps(sc + i), mx);
-    if (vexp) {
-      e = exp8(e);
-    } else {
-      alignas(32) float t[8];
-      _mm256_store_ps(t, e);
-      for (float& x : t) x = exp_or_zero(x);
-      e = _mm256_load_ps(t);
-    }
+    e = x86::exp8_or_scalar(
+        vexp, [](__m256 v) { return exp8(v); }, e);
     _mm256_storeu_ps(sc + i, e);
     sum_lo = _mm256_add_pd(sum_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
     sum_hi = _mm256_add_pd(sum_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));

@@ -32,7 +32,6 @@
 namespace rv::engine::kern::avx512 {
 namespace {
 
-using x86::exp_or_zero;
 using x86::hsum8;
 using x86::kExp2f;
 
@@ -168,8 +167,8 @@ void scores_g(const Block& k, const char* K, int64_t kstride, float* sc, __m256*
 struct Queries {
   const float* p;
   int64_t prow;
-  int rows[32];
-  float* out[32];
+  int rows[kLanes * kMaxTokens];
+  float* out[kLanes * kMaxTokens];
 };
 
 // out_q[d0 .. d0 + 16 * W) = sum over rows j < rows_q of p_q[j] * V_j[...],
@@ -215,8 +214,10 @@ void values_n(int nq, const Queries& qs, int n_all, int n_max, const char* V, in
   if constexpr (N > 1) values_n<DT, W, N - 1>(nq, qs, n_all, n_max, V, vstride, d0, last);
 }
 
-// Most accumulators a value pass keeps in registers (of 32).
+// Most accumulators a value pass keeps in registers (of 32), and so the
+// most queries of a 16-element pass: no more than a block has.
 constexpr int kMaxAcc = 28;
+constexpr int kMaxPass = kMaxAcc < kLanes * kMaxTokens ? kMaxAcc : kLanes * kMaxTokens;
 
 template <int DT>
 void attend_block(const Block& k, const char* K, const char* V, int64_t ld, float* sc) {
@@ -246,14 +247,8 @@ void attend_block(const Block& k, const char* K, const char* V, int64_t ld, floa
     for (int b = 0; b < kMaxTokens; ++b) {
       if (b < b0 || b >= k.B) continue;
       __m256 e = _mm256_sub_ps(_mm256_loadu_ps(s + b * kLanes), mx[b]);
-      if (vexp) {
-        e = exp8(e);
-      } else {
-        alignas(32) float t[kLanes];
-        _mm256_store_ps(t, e);
-        for (float& x : t) x = exp_or_zero(x);
-        e = _mm256_load_ps(t);
-      }
+      e = x86::exp8_or_scalar(
+          vexp, [](__m256 v) { return exp8(v); }, e);
       _mm256_storeu_ps(s + b * kLanes, e);
       sum[b] = _mm512_add_pd(sum[b], _mm512_cvtps_pd(e));
     }
@@ -281,10 +276,10 @@ void attend_block(const Block& k, const char* K, const char* V, int64_t ld, floa
 
   // Values: every (token, query) of the block in as few passes as the
   // registers allow: 64 output elements at a time for up to 7 queries,
-  // else 16 at a time for up to kMaxAcc, the queries split evenly.
+  // else 16 at a time for up to kMaxPass, the queries split evenly.
   const int nq = k.G * k.B;
   const bool wide = nq <= kMaxAcc / 4;
-  const int parts = wide ? 1 : (nq + kMaxAcc - 1) / kMaxAcc;
+  const int parts = wide ? 1 : (nq + kMaxPass - 1) / kMaxPass;
   for (int part = 0, q0 = 0; part < parts; ++part) {
     const int cnt = (nq - q0) / (parts - part);
     Queries qs;
@@ -300,8 +295,8 @@ void attend_block(const Block& k, const char* K, const char* V, int64_t ld, floa
       for (; d + 64 <= k.hd; d += 64)
         values_n<DT, 4, kMaxAcc / 4>(cnt, qs, k.n0, n_max, V, stride, d, 0xffff);
     for (; d + 16 <= k.hd; d += 16)
-      values_n<DT, 1, kMaxAcc>(cnt, qs, k.n0, n_max, V, stride, d, 0xffff);
-    if (d < k.hd) values_n<DT, 1, kMaxAcc>(cnt, qs, k.n0, n_max, V, stride, d, 0xff);
+      values_n<DT, 1, kMaxPass>(cnt, qs, k.n0, n_max, V, stride, d, 0xffff);
+    if (d < k.hd) values_n<DT, 1, kMaxPass>(cnt, qs, k.n0, n_max, V, stride, d, 0xff);
     q0 += cnt;
   }
 }

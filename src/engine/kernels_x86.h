@@ -101,6 +101,17 @@ inline __m256 exp_mend_special(__m256 x, __m256 y) {
   return y;
 }
 
+// exp8(x) when the file's vector exp matched libm (`vexp`, from
+// exp_matches_libm), else exp_or_zero() lane by lane.
+template <class Exp8>
+inline __m256 exp8_or_scalar(bool vexp, Exp8 exp8, __m256 x) {
+  if (vexp) return exp8(x);
+  alignas(32) float t[8];
+  _mm256_store_ps(t, x);
+  for (float& v : t) v = exp_or_zero(v);
+  return _mm256_load_ps(t);
+}
+
 // y[i] = exp(x[i]) for i < n with a file's eight-wide exp8, the tail by
 // exp_or_zero().
 template <class Exp8>

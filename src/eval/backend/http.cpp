@@ -499,6 +499,11 @@ void HttpBackend::run_all(const std::vector<Req>& reqs, const Fn& on_result,
   std::atomic<bool> abort{false};
   std::mutex mu;
   std::exception_ptr first_error;
+  // With `mu` held: keep the first error and stop every worker.
+  auto fail = [&] {
+    if (!first_error) first_error = std::current_exception();
+    abort.store(true);
+  };
   auto body = [&](size_t t) {
     Worker w(*this, t);
     w.abort = &abort;
@@ -517,15 +522,13 @@ void HttpBackend::run_all(const std::vector<Req>& reqs, const Fn& on_result,
         try {
           on_result(i, r);
         } catch (...) {
-          if (!first_error) first_error = std::current_exception();
-          abort.store(true);
+          fail();
           return;
         }
       }
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu);
-      if (!first_error) first_error = std::current_exception();
-      abort.store(true);
+      fail();
     }
   };
   std::vector<std::thread> threads;
