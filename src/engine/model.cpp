@@ -336,6 +336,35 @@ void Model::matmul(const float* X, int T, const Linear& L, float* Y) {
     });
 }
 
+void Model::matmuls(const float* X, int T, std::initializer_list<MatmulOut> outs) {
+  int64_t rows = 0;
+  for (const MatmulOut& o : outs) rows += o.L->w.rows;
+  pool_->for_range(rows, 12, [&](int64_t b, int64_t e) {
+    // [b, e) of the concatenated rows, cut at the matrices' boundaries.
+    int64_t at = 0;
+    for (const MatmulOut& o : outs) {
+      const Linear& L = *o.L;
+      const int64_t N = L.w.rows, n0 = std::max(b - at, int64_t(0)), n1 = std::min(e - at, N);
+      at += N;
+      if (n0 >= n1) continue;
+      kern::matmul_rows(X, L.w.cols, T, L.w, n0, n1, o.Y, N);
+      if (!L.bias.empty())
+        for (int64_t t = 0; t < T; ++t)
+          for (int64_t n = n0; n < n1; ++n) o.Y[t * N + n] += L.bias[n];
+    }
+  });
+}
+
+void Model::gate_up(const float* X, int T, const Layer& L, float* gate, float* up, float* act) {
+  const int64_t I = L.gate.w.rows, K = L.gate.w.cols;
+  pool_->for_range(I, 12, [&](int64_t n0, int64_t n1) {
+    kern::matmul_rows(X, K, T, L.gate.w, n0, n1, gate, I);
+    kern::matmul_rows(X, K, T, L.up.w, n0, n1, up, I);
+    for (int64_t t = 0; t < T; ++t)
+      kern::silu_mul(gate + t * I + n0, up + t * I + n0, act + t * I + n0, n1 - n0);
+  });
+}
+
 namespace {
 
 // y[n] = x[n] / rms(x) * w[n], the sum of squares in double. y may be x.
@@ -481,9 +510,7 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, float* lo
     Layer& L = layers_[l];
     // Attention block: x += o_proj(attn(rope(q), rope(k), v)).
     rmsnorm_rows(*pool_, x_.data(), T, L.attn_norm, s.rms_eps, xn_.data());
-    matmul(xn_.data(), T, L.q, q_.data());
-    matmul(xn_.data(), T, L.k, k_.data());
-    matmul(xn_.data(), T, L.v, v_.data());
+    matmuls(xn_.data(), T, {{&L.q, q_.data()}, {&L.k, k_.data()}, {&L.v, v_.data()}});
     pool_->for_range(T, 1, [&](int64_t tb, int64_t te) {
       for (int64_t t = tb; t < te; ++t) {
         const float* cs = &rc[size_t(t) * half];
@@ -512,11 +539,7 @@ void Model::forward(const std::vector<BatchToken>& batch, KVCache& kv, float* lo
 
     // MLP block: x += down(silu(gate(x)) * up(x)).
     rmsnorm_rows(*pool_, x_.data(), T, L.mlp_norm, s.rms_eps, xn_.data());
-    matmul(xn_.data(), T, L.gate, gate_.data());
-    matmul(xn_.data(), T, L.up, up_.data());
-    pool_->for_range(int64_t(T) * I, 4096, [&](int64_t b, int64_t e) {
-      kern::silu_mul(&gate_[b], &up_[b], &act_[b], e - b);
-    });
+    gate_up(xn_.data(), T, L, gate_.data(), up_.data(), act_.data());
     matmul(act_.data(), T, L.down, mlp_out_.data());
     add_into(*pool_, x_.data(), mlp_out_.data(), size_t(T) * H);
   }

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <utility>
@@ -272,6 +273,20 @@ class Model {
   void load_weights(TensorSource& src);
   // Y[T][L.w.rows] = X[T][L.w.cols] * L.w^T + L.bias, rows split over the pool.
   void matmul(const float* X, int T, const Linear& L, float* Y);
+  // matmul() of several linears that read the same X, in one pool dispatch:
+  // their rows form one range split across the threads, so the pool
+  // synchronises once instead of once per matrix (decode pays for every
+  // synchronisation). Each output element's arithmetic is matmul()'s.
+  struct MatmulOut {
+    const Linear* L;
+    float* Y;
+  };
+  void matmuls(const float* X, int T, std::initializer_list<MatmulOut> outs);
+  // act[T][I] = silu(X * gate^T) * (X * up^T) in one pool dispatch: each
+  // thread computes gate and up for the same rows, then their product
+  // (gate/up as scratch, [T][I] each). The same arithmetic as matmul() of
+  // each followed by kern::silu_mul.
+  void gate_up(const float* X, int T, const Layer& L, float* gate, float* up, float* act);
   // Causal attention of every (token, query head) of `batch` over its
   // sequence's cached K/V rows of `layer` (f32 or bf16 cache): att_[t] from
   // q_[t], via kern::attend.
