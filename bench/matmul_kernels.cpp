@@ -8,8 +8,12 @@
 // Usage: bench_matmul_kernels [--tokens T] [--shapes 0.5b,1.5b,7b]
 //                             [--isa scalar|avx2|avx512bf16] [--dtype bf16|f32]
 //                             [--machine FILE.json] [--seconds S] [--matrix NxK]
+//                             [--cold]
 // --matrix NxK adds one N x K matrix (any sizes: tails and odd K included),
 // e.g. to compare hashes of two kernels on shapes the models do not have.
+// --cold cycles through copies of each matrix (512 MiB in all), so every
+// call reads its weights from memory as decode does, not from a warm L3;
+// GB/s is the weights' bytes read per second.
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -64,6 +68,7 @@ double peak_from(const std::string& file, bool bf16) {
 int main(int argc, char** argv) {
   int T = 512;
   double seconds = 1.0;
+  bool cold = false;
   std::string shapes_arg = "0.5b", machine, dtype = "bf16";
   std::vector<Shape> list = shapes();
   for (int i = 1; i < argc; ++i) {
@@ -85,6 +90,8 @@ int main(int argc, char** argv) {
       seconds = std::stod(val());
     else if (a == "--dtype")
       dtype = val();
+    else if (a == "--cold")
+      cold = true;
     else if (a == "--matrix") {
       const std::string v = val();
       const size_t x = v.find('x');
@@ -103,7 +110,8 @@ int main(int argc, char** argv) {
     } else {
       fprintf(stderr,
               "usage: %s [--tokens T] [--shapes 0.5b,1.5b,7b] [--isa scalar|avx2|avx512bf16]\n"
-              "          [--dtype bf16|f32] [--machine FILE.json] [--seconds S] [--matrix NxK]\n",
+              "          [--dtype bf16|f32] [--machine FILE.json] [--seconds S] [--matrix NxK]\n"
+              "          [--cold]\n",
               argv[0]);
       return a == "--help" ? 0 : 2;
     }
@@ -111,10 +119,11 @@ int main(int argc, char** argv) {
   if (machine.empty() && std::getenv("RV_BENCH_MACHINE")) machine = std::getenv("RV_BENCH_MACHINE");
   const bool bf16 = dtype == "bf16";
   const double peak = machine.empty() ? 0 : peak_from(machine, bf16);
-  printf("matmul_rows, 1 thread, %d tokens, %s weights, isa %s%s\n", T, dtype.c_str(),
-         kern::isa_name(kern::isa()), peak > 0 ? "" : " (no --machine: no %peak)");
-  printf("%-6s %-8s %6s %6s %9s %7s  %s\n", "shape", "matrix", "N", "K", "GFLOP/s", "%peak",
-         "hash");
+  printf("matmul_rows, 1 thread, %d tokens, %s weights, isa %s, weights %s%s\n", T, dtype.c_str(),
+         kern::isa_name(kern::isa()), cold ? "cold (512 MiB of copies)" : "warm (one copy)",
+         peak > 0 ? "" : " (no --machine: no %peak)");
+  printf("%-6s %-8s %6s %6s %9s %7s %7s  %s\n", "shape", "matrix", "N", "K", "GFLOP/s", "%peak",
+         "GB/s", "hash");
   std::mt19937 rng(7);
   std::normal_distribution<float> nd(0.f, 1.f);
   for (const Shape& s : list) {
@@ -124,35 +133,39 @@ int main(int argc, char** argv) {
       for (float& x : X) x = nd(rng);
       std::vector<uint16_t> wb;
       std::vector<float> wf;
-      kern::WeightView W;
-      W.rows = m.n;
-      W.cols = m.k;
+      const size_t elems = static_cast<size_t>(m.n) * m.k;
+      const size_t bytes = elems * (bf16 ? 2 : 4);
+      const size_t copies =
+          cold ? std::max<size_t>(1, ((size_t{512} << 20) + bytes - 1) / bytes) : 1;
+      std::vector<kern::WeightView> Ws(copies);
       if (bf16) {
-        wb.resize(static_cast<size_t>(m.n) * m.k);
-        for (uint16_t& w : wb) w = rv::f32_to_bf16(nd(rng) * 0.05f);
-        W.data = wb.data();
-        W.dtype = rv::DType::BF16;
+        wb.resize(elems * copies);
+        for (size_t i = 0; i < elems; ++i) wb[i] = rv::f32_to_bf16(nd(rng) * 0.05f);
       } else {
-        wf.resize(static_cast<size_t>(m.n) * m.k);
-        for (float& w : wf) w = nd(rng) * 0.05f;
-        W.data = wf.data();
-        W.dtype = rv::DType::F32;
+        wf.resize(elems * copies);
+        for (size_t i = 0; i < elems; ++i) wf[i] = nd(rng) * 0.05f;
       }
-      kern::matmul_rows(X.data(), m.k, T, W, 0, m.n, Y.data(), m.n);  // warm-up
+      for (size_t c = 0; c < copies; ++c) {
+        if (bf16 && c > 0) std::copy(wb.begin(), wb.begin() + elems, wb.begin() + elems * c);
+        if (!bf16 && c > 0) std::copy(wf.begin(), wf.begin() + elems, wf.begin() + elems * c);
+        Ws[c] = {bf16 ? static_cast<const void*>(wb.data() + elems * c) : wf.data() + elems * c,
+                 bf16 ? rv::DType::BF16 : rv::DType::F32, m.n, m.k};
+      }
+      kern::matmul_rows(X.data(), m.k, T, Ws[0], 0, m.n, Y.data(), m.n);  // warm-up
       int reps = 0;
       const auto t0 = Clock::now();
       double el = 0;
       do {
-        kern::matmul_rows(X.data(), m.k, T, W, 0, m.n, Y.data(), m.n);
+        kern::matmul_rows(X.data(), m.k, T, Ws[reps % copies], 0, m.n, Y.data(), m.n);
         ++reps;
         el = std::chrono::duration<double>(Clock::now() - t0).count();
       } while (el < seconds);
       const double flops = 2.0 * T * m.n * m.k * reps / el;
       char pk[16] = "-";
       if (peak > 0) snprintf(pk, sizeof pk, "%.0f%%", 100 * flops / peak);
-      printf("%-6s %-8s %6lld %6lld %9.1f %7s  %016llx\n", s.name, m.name,
+      printf("%-6s %-8s %6lld %6lld %9.1f %7s %7.1f  %016llx\n", s.name, m.name,
              static_cast<long long>(m.n), static_cast<long long>(m.k), flops / 1e9, pk,
-             static_cast<unsigned long long>(fnv1a(Y)));
+             double(bytes) * reps / el / 1e9, static_cast<unsigned long long>(fnv1a(Y)));
     }
   }
   return 0;

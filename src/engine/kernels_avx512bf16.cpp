@@ -183,6 +183,15 @@ inline void tokens(const uint16_t* xb, int64_t Kp, int T, const uint16_t* w, int
 constexpr int64_t kMaxBlock = 2048;
 // Token chunks hold at most this many tokens (see the partial sums below).
 constexpr int64_t kMaxChunk = 128;
+// One token (decode) reads rows of at most this many elements one after
+// another, so the matrix streams through memory in address order. Eight
+// short rows interleaved are eight short streams the hardware prefetchers
+// follow poorly (a quarter to a third less bandwidth on Zen 5 at K = 896 to
+// 4864); from about 8960 on, one row's dependent chain of vdpbf16ps is too
+// long for the out-of-order window to overlap the next row's loads, and
+// eight rows in flight read faster. bench/matmul_kernels --tokens 1 --cold
+// measures both sides.
+constexpr int64_t kSequentialMaxK = 6144;
 
 }  // namespace
 
@@ -191,9 +200,10 @@ void matmul_rows_bf16(const float* X, int64_t ldx, int T, const void* w, int64_t
   const int64_t Kp = (K + 31) / 32 * 32;
   convert_rows(X, ldx, T, K, Kp, xb);
   const uint16_t* W = static_cast<const uint16_t*>(w);
-  if (T == 1) {  // decode: memory-bound, more rows in flight
+  if (T == 1) {  // decode: memory-bound
     int64_t n = n0;
-    for (; n + 8 <= n1; n += 8) tile<1, 8>(xb, Kp, W, K, n, Y, ldy, 0, K, nullptr);
+    if (K > kSequentialMaxK)
+      for (; n + 8 <= n1; n += 8) tile<1, 8>(xb, Kp, W, K, n, Y, ldy, 0, K, nullptr);
     for (; n < n1; ++n) tile<1, 1>(xb, Kp, W, K, n, Y, ldy, 0, K, nullptr);
     return;
   }
