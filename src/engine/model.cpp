@@ -324,11 +324,20 @@ void Model::load_weights(TensorSource& src) {
 // ---------------------------------------------------------------------------
 // Forward
 
+void Model::split_rows(int64_t rows, int T, const std::function<void(int64_t, int64_t)>& fn) {
+  if (T == 1) {
+    // About eight pieces a thread, whole 8-row blocks of the decode kernel.
+    const int64_t share = (rows + pool_->size() * 8 - 1) / (pool_->size() * 8);
+    pool_->for_dynamic(rows, (share + 15) / 16 * 16, fn);
+  } else {
+    pool_->for_range(rows, 12, fn);
+  }
+}
+
 void Model::matmul(const float* X, int T, const Linear& L, float* Y) {
   const int64_t N = L.w.rows, K = L.w.cols;
   // Split output rows across threads; each thread reads its weight rows once.
-  pool_->for_range(N, 12,
-                   [&](int64_t n0, int64_t n1) { kern::matmul_rows(X, K, T, L.w, n0, n1, Y, N); });
+  split_rows(N, T, [&](int64_t n0, int64_t n1) { kern::matmul_rows(X, K, T, L.w, n0, n1, Y, N); });
   if (!L.bias.empty())
     pool_->for_range(T, 1, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t)
@@ -339,7 +348,7 @@ void Model::matmul(const float* X, int T, const Linear& L, float* Y) {
 void Model::matmuls(const float* X, int T, std::initializer_list<MatmulOut> outs) {
   int64_t rows = 0;
   for (const MatmulOut& o : outs) rows += o.L->w.rows;
-  pool_->for_range(rows, 12, [&](int64_t b, int64_t e) {
+  split_rows(rows, T, [&](int64_t b, int64_t e) {
     // [b, e) of the concatenated rows, cut at the matrices' boundaries.
     int64_t at = 0;
     for (const MatmulOut& o : outs) {
@@ -357,7 +366,7 @@ void Model::matmuls(const float* X, int T, std::initializer_list<MatmulOut> outs
 
 void Model::gate_up(const float* X, int T, const Layer& L, float* gate, float* up, float* act) {
   const int64_t I = L.gate.w.rows, K = L.gate.w.cols;
-  pool_->for_range(I, 12, [&](int64_t n0, int64_t n1) {
+  split_rows(I, T, [&](int64_t n0, int64_t n1) {
     kern::matmul_rows(X, K, T, L.gate.w, n0, n1, gate, I);
     kern::matmul_rows(X, K, T, L.up.w, n0, n1, up, I);
     for (int64_t t = 0; t < T; ++t)

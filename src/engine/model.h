@@ -271,6 +271,13 @@ class Model {
   // applied (engine/vector_overlay.h), and starts the pool.
   void load_from(TensorSource& src, const std::string& model_name, const ModelOptions& opt);
   void load_weights(TensorSource& src);
+  // Runs fn over [0, rows) of a product of T tokens, split across the pool.
+  // One token (decode: short, memory-bound loops) is cut into about eight
+  // pieces a thread, handed out as threads finish, so a thread the machine
+  // slows holds up the others by one piece. More tokens give each thread one
+  // contiguous share: every kern::matmul_rows call converts all of X, so
+  // more pieces would repeat that work.
+  void split_rows(int64_t rows, int T, const std::function<void(int64_t, int64_t)>& fn);
   // Y[T][L.w.rows] = X[T][L.w.cols] * L.w^T + L.bias, rows split over the pool.
   void matmul(const float* X, int T, const Linear& L, float* Y);
   // matmul() of several linears that read the same X, in one pool dispatch:

@@ -96,4 +96,20 @@ void ThreadPool::for_range(int64_t n, int64_t align,
   });
 }
 
+void ThreadPool::for_dynamic(int64_t n, int64_t chunk,
+                             const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  if (chunk < 1) chunk = 1;
+  const int64_t pieces = (n + chunk - 1) / chunk;
+  if (n_ == 1 || pieces == 1) {
+    fn(0, n);
+    return;
+  }
+  std::atomic<int64_t> next{0};
+  run([&](int, int) {
+    for (int64_t p; (p = next.fetch_add(1, std::memory_order_relaxed)) < pieces;)
+      fn(p * chunk, std::min(n, (p + 1) * chunk));
+  });
+}
+
 }  // namespace rv::engine

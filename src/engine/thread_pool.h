@@ -38,6 +38,14 @@ class ThreadPool {
   // (except the last), and runs fn(begin, end) for the non-empty ones.
   void for_range(int64_t n, int64_t align, const std::function<void(int64_t, int64_t)>& fn);
 
+  // Splits [0, n) into consecutive pieces of `chunk` (the last may be
+  // shorter) that the threads take in order as each finishes its previous
+  // one, and runs fn(begin, end) for each. For short, memory-bound loops
+  // (decode): a thread slowed by the machine (a busy sibling core, a
+  // neighbour on a VM) then holds the others up by at most one piece rather
+  // than by its whole share.
+  void for_dynamic(int64_t n, int64_t chunk, const std::function<void(int64_t, int64_t)>& fn);
+
  private:
   void worker(int index);
   void execute(int index);
