@@ -323,12 +323,15 @@ SafetensorsWriter::~SafetensorsWriter() {
 // writing 2 GiB from two threads in 8 MiB pieces took 7-9 s by plain pwrite
 // and 1.0 s with this flag, fsync included (cp of the same bytes: 1.1-1.6 s).
 // Older kernels and other filesystems answer EOPNOTSUPP: then plain pwrite.
+// Under --no-sync (sync_outputs() false) writes are plain, as cp's are: the
+// flag starts writeback at once, on the writing thread, and that is the
+// cost --no-sync opts out of (bench/vector_vs_cp.sh measures both).
 #ifndef RWF_DONTCACHE
 #define RWF_DONTCACHE 0x00000080
 #endif
 
 ssize_t SafetensorsWriter::write_at(int fd, const void* p, size_t n, uint64_t pos) {
-  if (dontcache_.load(std::memory_order_relaxed)) {
+  if (sync_outputs() && dontcache_.load(std::memory_order_relaxed)) {
     iovec iov{const_cast<void*>(p), n};
     ssize_t w = pwritev2(fd, &iov, 1, static_cast<off_t>(pos), RWF_DONTCACHE);
     if (w >= 0 || (errno != EOPNOTSUPP && errno != EINVAL)) return w;
