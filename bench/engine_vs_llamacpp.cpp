@@ -14,7 +14,9 @@
 //                                                         -> tokens / s
 //   batch N     N sequences (16, 64) after 3-token prompts, one token each
 //               per step, S steps                         -> tokens / s, all sequences
-//   peak RSS    of the process running each engine over all workloads
+//   peak RSS    the largest of an engine's processes over the workloads
+// Each workload runs on our engine, then at once on llama.cpp, each engine
+// in a fresh process, so both measurements of a workload are close in time.
 // Repeats: median of --repeats (3) runs; prefill above 512 tokens and the 7b
 // shape use --long-repeats (1). D and S shrink with the shape (see kShapes).
 //
@@ -25,9 +27,9 @@
 // build, f16 KV cache): per workload, the context sized to the job and every
 // configuration in its documented space worth trying (flash attention off/on;
 // for prompts longer than 512, batch = ubatch of 512 or the whole prompt) is
-// run once, and the fastest is measured (tests/oracles/llama_ref.mjs, mode
-// "bench"). Before timing, each engine evaluates a few tokens so every weight
-// is paged in.
+// run once, and the fastest is then measured in runs of its own
+// (tests/oracles/llama_ref.mjs, mode "bench"). Before timing, each engine
+// evaluates a few tokens so every weight is paged in.
 //
 // Fractions of the machine (from bench_machine_info's JSON: peak bf16 FLOP/s
 // of vdpbf16ps and read bandwidth, measured at this thread count where it
@@ -603,10 +605,26 @@ int main(int argc, char** argv) {
       // the next one still runs.
       try {
         const fs::path gguf = prepare(*s, dir);
-        fprintf(stderr, "%s: running reasonvec engine ...\n", s->name);
-        ours = run_ours(gguf, threads, ws, dir / "ours_result.json");
-        fprintf(stderr, "%s: running llama.cpp ...\n", s->name);
-        ref = run_llamacpp(gguf, dir, threads, ws);
+        ours = {{"tps", json::array()}, {"samples", json::array()}, {"rss_mb", 0.0}};
+        ref = {{"workloads", json::array()}, {"rss_mb", 0.0}};
+        // Workload by workload, one engine right after the other: this
+        // machine's speed drifts over minutes (a shared VM swung single-
+        // stream decode by 40 % within ten), and running every workload of
+        // one engine before the other's put that drift into the ratios.
+        for (const Workload& w : ws) {
+          fprintf(stderr, "%s %s: reasonvec engine ...\n", s->name, w.name.c_str());
+          const json o = run_ours(gguf, threads, {w}, dir / "ours_result.json");
+          fprintf(stderr, "%s %s: llama.cpp ...\n", s->name, w.name.c_str());
+          const json r = run_llamacpp(gguf, dir, threads, {w});
+          ours["tps"].push_back(o["tps"][0]);
+          ours["samples"].push_back(o["samples"][0]);
+          ours["isa"] = o["isa"];
+          ours["rss_mb"] = std::max(ours["rss_mb"].get<double>(), o["rss_mb"].get<double>());
+          ref["workloads"].push_back(r["workloads"][0]);
+          ref["llama"] = r["llama"];
+          if (r["rss_mb"].is_number())
+            ref["rss_mb"] = std::max(ref["rss_mb"].get<double>(), r["rss_mb"].get<double>());
+        }
       } catch (const std::exception& e) {
         printf("\n== %s shape: failed: %s\n", s->name, e.what());
         failed = true;
