@@ -28,4 +28,8 @@ for p in tokenizer matmul_kernels engine_kernels eval_overhead experiment_inmemo
     eval_overhead) "$exe" --cli "$cli" || echo "($exe failed)" ;;
     *) "$exe" || echo "($exe failed)" ;;
   esac
+  # Decode's product: one token, weights from memory rather than a warm L3.
+  if [ "$p" = matmul_kernels ]; then
+    "$exe" --tokens 1 --cold --shapes 0.5b,1.5b,7b || echo "($exe --cold failed)"
+  fi
 done
