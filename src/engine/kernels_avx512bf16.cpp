@@ -186,8 +186,8 @@ constexpr int64_t kMaxChunk = 128;
 // One token (decode) reads rows of at most this many elements one after
 // another, so the matrix streams through memory in address order. Eight
 // short rows interleaved are eight short streams the hardware prefetchers
-// follow poorly (a quarter to a third less bandwidth on Zen 5 at K = 896 to
-// 4864); from about 8960 on, one row's dependent chain of vdpbf16ps is too
+// follow poorly (on Zen 5 about half the bandwidth at K = 896, two thirds
+// at 1536); from about 8960 on, one row's dependent chain of vdpbf16ps is too
 // long for the out-of-order window to overlap the next row's loads, and
 // eight rows in flight read faster. bench/matmul_kernels --tokens 1 --cold
 // measures both sides.

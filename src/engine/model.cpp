@@ -335,14 +335,7 @@ void Model::split_rows(int64_t rows, int T, const std::function<void(int64_t, in
 }
 
 void Model::matmul(const float* X, int T, const Linear& L, float* Y) {
-  const int64_t N = L.w.rows, K = L.w.cols;
-  // Split output rows across threads; each thread reads its weight rows once.
-  split_rows(N, T, [&](int64_t n0, int64_t n1) { kern::matmul_rows(X, K, T, L.w, n0, n1, Y, N); });
-  if (!L.bias.empty())
-    pool_->for_range(T, 1, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t)
-        for (int64_t n = 0; n < N; ++n) Y[t * N + n] += L.bias[n];
-    });
+  matmuls(X, T, {{&L, Y}});
 }
 
 void Model::matmuls(const float* X, int T, std::initializer_list<MatmulOut> outs) {

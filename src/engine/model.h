@@ -278,21 +278,22 @@ class Model {
   // contiguous share: every kern::matmul_rows call converts all of X, so
   // more pieces would repeat that work.
   void split_rows(int64_t rows, int T, const std::function<void(int64_t, int64_t)>& fn);
-  // Y[T][L.w.rows] = X[T][L.w.cols] * L.w^T + L.bias, rows split over the pool.
-  void matmul(const float* X, int T, const Linear& L, float* Y);
-  // matmul() of several linears that read the same X, in one pool dispatch:
-  // their rows form one range split across the threads, so the pool
+  // Y[T][L.w.rows] = X[T][L.w.cols] * L.w^T + L.bias for each linear of
+  // `outs` (all reading the same X), in one pool dispatch: their rows form
+  // one range split across the threads (split_rows), so the pool
   // synchronises once instead of once per matrix (decode pays for every
-  // synchronisation). Each output element's arithmetic is matmul()'s.
+  // synchronisation); a thread adds the biases of the rows it computed.
   struct MatmulOut {
     const Linear* L;
     float* Y;
   };
   void matmuls(const float* X, int T, std::initializer_list<MatmulOut> outs);
+  // matmuls() of one linear.
+  void matmul(const float* X, int T, const Linear& L, float* Y);
   // act[T][I] = silu(X * gate^T) * (X * up^T) in one pool dispatch: each
   // thread computes gate and up for the same rows, then their product
-  // (gate/up as scratch, [T][I] each). The same arithmetic as matmul() of
-  // each followed by kern::silu_mul.
+  // (gate/up as scratch, [T][I] each). The same arithmetic as matmuls() of
+  // both followed by kern::silu_mul.
   void gate_up(const float* X, int T, const Layer& L, float* gate, float* up, float* act);
   // Causal attention of every (token, query head) of `batch` over its
   // sequence's cached K/V rows of `layer` (f32 or bf16 cache): att_[t] from
