@@ -145,11 +145,12 @@ int main(int argc, char** argv) {
         wf.resize(elems * copies);
         for (size_t i = 0; i < elems; ++i) wf[i] = nd(rng) * 0.05f;
       }
+      // The first copy's bytes, repeated.
+      auto* base =
+          bf16 ? reinterpret_cast<uint8_t*>(wb.data()) : reinterpret_cast<uint8_t*>(wf.data());
       for (size_t c = 0; c < copies; ++c) {
-        if (bf16 && c > 0) std::copy(wb.begin(), wb.begin() + elems, wb.begin() + elems * c);
-        if (!bf16 && c > 0) std::copy(wf.begin(), wf.begin() + elems, wf.begin() + elems * c);
-        Ws[c] = {bf16 ? static_cast<const void*>(wb.data() + elems * c) : wf.data() + elems * c,
-                 bf16 ? rv::DType::BF16 : rv::DType::F32, m.n, m.k};
+        if (c > 0) std::memcpy(base + bytes * c, base, bytes);
+        Ws[c] = {base + bytes * c, bf16 ? rv::DType::BF16 : rv::DType::F32, m.n, m.k};
       }
       kern::matmul_rows(X.data(), m.k, T, Ws[0], 0, m.n, Y.data(), m.n);  // warm-up
       int reps = 0;
