@@ -6,6 +6,7 @@
 //   decode-N  N sequences (16, 64) decoded together, 32 steps each
 // Usage: bench_engine_kernels [--model DIR] [--threads N] [--isa scalar|avx2|avx512bf16]
 //                             [--scalar] [--kv-bf16] [--quick] [--prompt N] [--prefill-only]
+//                             [--no-mmap-ab ROUNDS]
 // (--scalar = --isa scalar; the default ISA is the best the CPU has, or $RV_ISA.)
 // The model is synthesized into /tmp/rv_bench_qwen05b on first use; --model
 // takes a model directory or a GGUF file instead (a missing path is
@@ -16,6 +17,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -33,6 +35,13 @@ static double secs(Clock::time_point a) {
   return std::chrono::duration<double>(Clock::now() - a).count();
 }
 
+// --no-mmap-ab R: instead of the workloads above, single-stream decode of the
+// model read from its mapped file against the same model with its weights
+// copied into RAM (ModelOptions::copy_weights, `--no-mmap`), both loaded in
+// this one process and taking turns every 32 tokens for R rounds (the first
+// alternating), so the machine's drift over minutes falls on both alike.
+// Prints each round's pair, the median of the per-round ratios with their
+// range, the copy's load time, and whether the two gave the same logits.
 // CPU seconds of the whole process: on a shared, oversubscribed machine
 // tokens per CPU-second / threads approximates the unloaded rate.
 static double cpu_now() {
@@ -52,11 +61,83 @@ static long peak_rss_mb() {
   return kb / 1024;
 }
 
+// One sequence's greedy decode, continued `n` tokens at a time.
+struct Stream {
+  Model& m;
+  KVCache kv;
+  std::vector<float> logits;
+  int pos = 0;
+  Stream(Model& model, int context, bool kv_bf16)
+      : m(model), kv(model.spec(), 1, context, kv_bf16) {
+    const int V = m.spec().vocab;
+    std::vector<BatchToken> b;
+    for (int t = 0; t < 16; ++t) b.push_back({(t * 31) % V, 0, t, t == 15});
+    m.forward(b, kv, logits);
+    pos = 16;
+  }
+  double decode(int n) {  // tokens per second
+    auto t0 = Clock::now();
+    for (int i = 0; i < n; ++i, ++pos) {
+      const int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      m.forward({{next, 0, pos, true}}, kv, logits);
+    }
+    return n / secs(t0);
+  }
+};
+
+static int no_mmap_ab(Model& mapped, const std::filesystem::path& dir, int threads, bool kv_bf16,
+                      int rounds) {
+  constexpr int kTokens = 32;
+  auto t0 = Clock::now();
+  auto copied = Model::load(dir, {.threads = threads, .copy_weights = true});
+  const double load_s = secs(t0);
+  const int context = 16 + rounds * kTokens + 1;
+  Stream a(mapped, context, kv_bf16), b(*copied, context, kv_bf16);
+  printf("single-stream decode, %d rounds of %d tokens each, the two taking turns\n", rounds,
+         kTokens);
+  printf("%-6s %14s %14s %8s\n", "round", "mapped tok/s", "copied tok/s", "ratio");
+  std::vector<double> ratios, ta, tb;
+  for (int r = 0; r < rounds; ++r) {
+    double x, y;
+    if (r % 2 == 0) {
+      x = a.decode(kTokens);
+      y = b.decode(kTokens);
+    } else {
+      y = b.decode(kTokens);
+      x = a.decode(kTokens);
+    }
+    ta.push_back(x);
+    tb.push_back(y);
+    ratios.push_back(y / x);
+    printf("%-6d %14.1f %14.1f %7.2fx\n", r + 1, x, y, y / x);
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  };
+  const auto [lo, hi] = std::minmax_element(ratios.begin(), ratios.end());
+  printf("median %14.1f %14.1f %7.2fx  (per-round ratios %.2f-%.2fx)\n", median(ta), median(tb),
+         median(ratios), *lo, *hi);
+  printf("copying the weights took %.2f s (%.1f GiB); same logits: %s; peak RSS %ld MiB\n", load_s,
+         copied->owned_bytes() / double(1 << 30), a.logits == b.logits ? "yes" : "NO",
+         peak_rss_mb());
+  // Which page sizes the two read: the file's page-cache folios as mapped
+  // (shared with any other process that maps it), and the copy's own pages.
+  std::ifstream roll("/proc/self/smaps_rollup");
+  for (std::string line; std::getline(roll, line);)
+    if (line.rfind("FilePmdMapped:", 0) == 0)
+      printf("mapped in 2 MiB pages: %s\n", line.substr(14).c_str());
+    else if (line.rfind("AnonHugePages:", 0) == 0)
+      printf("copy in 2 MiB pages:   %s\n", line.substr(14).c_str());
+  return a.logits == b.logits ? 0 : 1;
+}
+
 int main(int argc, char** argv) {
   std::filesystem::path dir = "/tmp/rv_bench_qwen05b";
   int threads = 2;
   bool quick = false, kv_bf16 = false, prefill_only = false;
-  int prompt = 0;
+  int prompt = 0, ab_rounds = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--model" && i + 1 < argc)
@@ -85,6 +166,8 @@ int main(int argc, char** argv) {
       prompt = std::stoi(argv[++i]);
     else if (a == "--prefill-only")
       prefill_only = true;
+    else if (a == "--no-mmap-ab" && i + 1 < argc)
+      ab_rounds = std::stoi(argv[++i]);
   }
   // Synthesize only where nothing exists: --model may name a model directory
   // or a GGUF file, and neither is ever replaced.
@@ -113,6 +196,7 @@ int main(int argc, char** argv) {
   const int V = m->spec().vocab;
   printf("model %s, %d threads, kernels %s, KV cache %s\n", dir.c_str(), m->threads(),
          kern::isa_name(kern::isa()), kv_bf16 ? "bf16" : "f32");
+  if (ab_rounds > 0) return no_mmap_ab(*m, dir, threads, kv_bf16, ab_rounds);
   printf("%-22s %12s %14s\n", "workload", "tokens/s", "tokens/cpu-s");
   std::vector<float> logits;
   const int P = prompt > 0 ? prompt : quick ? 128 : 512;

@@ -32,4 +32,8 @@ for p in tokenizer matmul_kernels engine_kernels eval_overhead experiment_inmemo
   if [ "$p" = matmul_kernels ]; then
     "$exe" --tokens 1 --cold --shapes 0.5b,1.5b,7b || echo "($exe --cold failed)"
   fi
+  # Decode from the mapped file against a copy in RAM (--no-mmap), turn about.
+  if [ "$p" = engine_kernels ]; then
+    "$exe" --no-mmap-ab 16 || echo "($exe --no-mmap-ab failed)"
+  fi
 done

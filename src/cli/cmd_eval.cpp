@@ -51,7 +51,7 @@ struct EvalArgs {
       n_samples = 1, max_gen_toks = 0;
   uint64_t seed = 1234;
   bool chat = false, multiturn = false, cot_hint = false, no_cache = false,
-       allow_network_exec = false, kv_bf16 = false;
+       allow_network_exec = false, kv_bf16 = false, no_mmap = false;
   double exec_timeout = 3.0;
 };
 
@@ -108,6 +108,7 @@ void run_eval_command(const EvalArgs& a) {
     spec.max_batch = a.max_batch;
     spec.max_context = a.max_context;
     spec.kv_bf16 = a.kv_bf16;
+    spec.copy_weights = a.no_mmap;  // same numbers: not part of the config
     ro.config["max_batch"] = a.max_batch;
     ro.config["max_context"] = a.max_context;
     if (a.kv_bf16) ro.config["kv_bf16"] = true;
@@ -206,6 +207,7 @@ void add_eval_command(CLI::App& app) {
       ->capture_default_str();
   sub->add_flag("--kv-bf16", a->kv_bf16,
                 "Engine: store the KV cache in bf16 (half the memory, scores change slightly)");
+  add_no_mmap_flag(sub, &a->no_mmap);
   sub->add_option("--cache", a->cache,
                   "Result cache file (default ~/.cache/reasonvec/eval-cache.sqlite)");
   sub->add_flag("--no-cache", a->no_cache, "Do not read or write the result cache");

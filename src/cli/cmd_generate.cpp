@@ -23,7 +23,7 @@ struct GenerateArgs {
   engine::SamplingParams sp;
   int threads = 0;
   int max_context = 4096;
-  bool kv_bf16 = false;
+  bool kv_bf16 = false, no_mmap = false;
   VectorFlags vectors;
 };
 
@@ -33,6 +33,7 @@ void run_generate(GenerateArgs& a) {
   eo.max_batch = 1;
   eo.max_context = a.max_context;
   eo.kv_bf16 = a.kv_bf16;
+  eo.copy_weights = a.no_mmap;
   eo.vectors = load_vectors(a.vectors);
   eo.log = log_line;
   auto eng = engine::Engine::open(a.model, eo);
@@ -106,6 +107,7 @@ void add_generate_command(CLI::App& app) {
   sub->add_option("--max-context", a->max_context, "Context size in tokens")->capture_default_str();
   sub->add_flag("--kv-bf16", a->kv_bf16,
                 "Store the KV cache in bf16 (half the memory, logits change slightly)");
+  add_no_mmap_flag(sub, &a->no_mmap);
   add_vector_flags(sub, &a->vectors);
   sub->callback([a] {
     if (a->prompt.empty() && a->chat.empty()) throw CLI::RequiredError("--prompt or --chat");

@@ -113,6 +113,7 @@ void add_serve_command(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   sub->add_flag("--kv-bf16", a->engine.kv_bf16,
                 "Store the KV cache in bf16 (half the memory, logits change slightly)");
+  add_no_mmap_flag(sub, &a->engine.copy_weights);
   sub->add_option("--max-body-mb", a->max_body_mb, "Largest request body in MiB (else 413)")
       ->capture_default_str();
   sub->add_option("--http-threads", a->server.http_threads,

@@ -5,6 +5,13 @@
 
 namespace rv::cli {
 
+void add_no_mmap_flag(CLI::App* sub, bool* flag) {
+  sub->add_flag("--no-mmap", *flag,
+                "Copy the weights into RAM (2 MiB pages) instead of reading them from the "
+                "memory-mapped file: faster decode, at the cost of a second copy in memory and "
+                "a slower start. Same results");
+}
+
 void add_vector_flags(CLI::App* sub, VectorFlags* f) {
   sub->add_option("--vector", f->vectors,
                   "Add a vector to the weights as the model loads (repeatable; summed in order): "

@@ -1,7 +1,8 @@
-// --vector FILE --alpha A: vectors added to a model's weights at load time,
-// shared by `generate`, `serve` and `eval` (engine::ModelOptions::vectors).
-// Parsed like `apply`'s flags: repeatable, paired in order, alpha 1 when no
-// --alpha is given at all.
+// Load-time flags shared by `generate`, `serve` and `eval`:
+// --vector FILE --alpha A, vectors added to a model's weights
+// (engine::ModelOptions::vectors), parsed like `apply`'s flags: repeatable,
+// paired in order, alpha 1 when no --alpha is given at all; and --no-mmap
+// (engine::ModelOptions::copy_weights).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -21,6 +22,9 @@ struct VectorFlags {
 
 // Adds --vector and --alpha to `sub`, bound to `f` (which must outlive parsing).
 void add_vector_flags(CLI::App* sub, VectorFlags* f);
+
+// Adds --no-mmap to `sub`, bound to `flag`.
+void add_no_mmap_flag(CLI::App* sub, bool* flag);
 
 // The flags as load-time vectors. Throws CLI::ValidationError when the
 // counts of --vector and --alpha do not pair up.

@@ -123,6 +123,7 @@ class EngineImpl final : public Engine {
     mo.threads = opt.threads;
     mo.vectors = opt.vectors;
     mo.log = opt.log;
+    mo.copy_weights = opt.copy_weights;
     return mo;
   }
 

@@ -36,6 +36,9 @@ struct EngineOptions {
   // moves logits slightly (see KVCache in model.h). Still deterministic:
   // results do not depend on batch composition.
   bool kv_bf16 = false;
+  // Weights copied into owned 2 MiB pages instead of read from the mapped
+  // file (ModelOptions::copy_weights): faster decode, a copy in RAM.
+  bool copy_weights = false;
   // Vectors added to the weights at load (ModelOptions::vectors, Model::load).
   std::vector<LoadVector> vectors = {};
   // Notes and warnings of loading the vectors; may be empty.

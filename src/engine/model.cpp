@@ -256,6 +256,59 @@ void Model::load_from(TensorSource& src, const std::string& model_name, const Mo
   }
   vectors_ = opt.vectors;
   pool_ = std::make_unique<ThreadPool>(opt.threads);
+  if (opt.copy_weights) copy_weights();
+}
+
+void Model::copy_weights() {
+  // Every distinct matrix, once: a tied head is the embedding itself.
+  std::vector<kern::WeightView*> views{&embed_};
+  if (lm_head_.data != embed_.data) views.push_back(&lm_head_);
+  for (Layer& L : layers_)
+    for (Linear* m : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) views.push_back(&m->w);
+  // Matrices a vector changed (or a GGUF Llama's re-ordered q/k) are owned
+  // already, in huge pages.
+  auto owned = [&](const void* p) {
+    for (const OwnedBytes& b : owned_)
+      if (p >= b.data() && p < b.data() + b.size()) return true;
+    return false;
+  };
+  std::erase_if(views, [&](const kern::WeightView* v) { return owned(v->data); });
+  auto bytes = [](const kern::WeightView* v) {
+    return static_cast<size_t>(v->rows * v->cols) * dtype_size(v->dtype);
+  };
+  constexpr size_t kAlign = 64;  // whole cache lines, as the kernels' rows expect nothing more
+  std::vector<size_t> at(views.size() + 1, 0);
+  for (size_t i = 0; i < views.size(); ++i)
+    at[i + 1] = at[i] + (bytes(views[i]) + kAlign - 1) / kAlign * kAlign;
+  OwnedBytes buf(at.back());
+  const bool mapped = dir_ || gguf_;
+  // In 2 MiB pieces over all threads: the kernel zero-fills each fresh huge
+  // page on first touch, which costs as much as the copy itself.
+  constexpr size_t kPiece = size_t{2} << 20;
+  std::vector<std::pair<size_t, size_t>> pieces;  // (view, offset within it)
+  for (size_t i = 0; i < views.size(); ++i)
+    for (size_t o = 0; o < bytes(views[i]); o += kPiece) pieces.push_back({i, o});
+  pool_->for_dynamic(static_cast<int64_t>(pieces.size()), 1, [&](int64_t b, int64_t e) {
+    for (int64_t p = b; p < e; ++p) {
+      const auto [i, o] = pieces[p];
+      const size_t n = std::min(kPiece, bytes(views[i]) - o);
+      const uint8_t* src = static_cast<const uint8_t*>(views[i]->data) + o;
+      std::memcpy(buf.data() + at[i] + o, src, n);
+      if (mapped) {
+        // Drop the file's pages from this process's page tables (they stay
+        // in the page cache), so resident memory counts the copy only.
+        // Harmless on a shared read-only file mapping even where the
+        // rounding reaches a neighbour's page: it is faulted in again.
+        const uintptr_t page = 4096, a = reinterpret_cast<uintptr_t>(src);
+        const uintptr_t lo = (a + page - 1) / page * page, hi = (a + n) / page * page;
+        if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+      }
+    }
+  });
+  const void* old_embed = embed_.data;
+  for (size_t i = 0; i < views.size(); ++i) views[i]->data = buf.data() + at[i];
+  if (lm_head_.data == old_embed) lm_head_ = embed_;
+  owned_.push_back(std::move(buf));
 }
 
 void Model::load_weights(TensorSource& src) {

@@ -114,6 +114,14 @@ struct ModelOptions {
   // Receives the vectors' notes and warnings ("warning: ..."); may be empty.
   using Log = std::function<void(const std::string&)>;
   Log log = {};
+  // Copy every weight matrix out of the mapped file into memory the model
+  // owns, in 2 MiB pages where the kernel grants them (llama.cpp's
+  // --no-mmap). Decode reads every weight once a token, and page-cache
+  // pages are mostly 4 KiB ones, whose TLB misses slow that stream down.
+  // Costs a copy of the weights in RAM (the file's pages stay in the page
+  // cache, reclaimable), a slower load, and variant() models no longer share
+  // unchanged weights. Results are bit-identical either way.
+  bool copy_weights = false;
 };
 
 // Key/value storage for up to `slots` sequences of up to `max_context`
@@ -271,6 +279,7 @@ class Model {
   // applied (engine/vector_overlay.h), and starts the pool.
   void load_from(TensorSource& src, const std::string& model_name, const ModelOptions& opt);
   void load_weights(TensorSource& src);
+  void copy_weights();  // ModelOptions::copy_weights
   // Runs fn over [0, rows) of a product of T tokens, split across the pool.
   // One token (decode: short, memory-bound loops) is cut into about eight
   // pieces a thread, handed out as threads finish, so a thread the machine

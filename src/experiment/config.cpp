@@ -111,8 +111,10 @@ struct Parser : YamlReader {
     if (n["engine"] && n["server"]) fail(n, key, "give either 'engine' or 'server', not both");
     if (const auto e = n["engine"]) {
       if (!e.IsNull()) {
-        only_keys(e, key + ".engine", {"max_batch", "max_context", "kv_bf16", "write_models"});
+        only_keys(e, key + ".engine",
+                  {"max_batch", "max_context", "kv_bf16", "write_models", "no_mmap"});
         if (e["kv_bf16"]) b.kv_bf16 = boolean(e["kv_bf16"], key + ".engine.kv_bf16");
+        if (e["no_mmap"]) b.no_mmap = boolean(e["no_mmap"], key + ".engine.no_mmap");
         if (e["write_models"])
           b.write_models = boolean(e["write_models"], key + ".engine.write_models");
         if (e["max_batch"])

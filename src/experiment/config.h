@@ -15,7 +15,7 @@
 //   limit: N, seed: N                   (defaults for every task)
 //   data_dir: DIR                       (default: eval::default_data_dir())
 //   backend: engine | {engine: {max_batch: 64, max_context: 4096, kv_bf16: false,
-//                               write_models: false}}
+//                               write_models: false, no_mmap: false}}
 //          | {server: {command: "vllm serve {model} --port {port}",
 //                      base_url: "http://127.0.0.1:{port}/v1",
 //                      startup_timeout: 600, concurrency: 8, model_name: NAME,
@@ -96,6 +96,7 @@ struct TargetBackend {
   int max_batch = 64;  // built-in engine
   int max_context = 4096;
   bool kv_bf16 = false;  // built-in engine: bf16 KV cache (--kv-bf16)
+  bool no_mmap = false;  // built-in engine: weights copied into RAM (--no-mmap); same numbers
   // Built-in engine: write full and sparse variants as model directories
   // (reasonvec apply) and load those, instead of adding the vector in memory
   // at load time; the numbers are the same. Lowrank variants stay in memory.

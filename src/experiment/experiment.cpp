@@ -207,6 +207,7 @@ class VariantBackend {
       spec.max_batch = bs_.max_batch;
       spec.max_context = bs_.max_context;
       spec.kv_bf16 = bs_.kv_bf16;
+      spec.copy_weights = bs_.no_mmap;
       desc_ = "engine";
       if (x_.in_memory) {
         spec.vectors.push_back({x_.delta, x_.alpha});

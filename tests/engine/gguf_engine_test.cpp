@@ -560,5 +560,26 @@ TEST_F(GgufFile, CliEvalRuns) {
   EXPECT_TRUE(fs::exists(out / "results.json")) << slurp(x_->root / "eval.log");
 }
 
+// --no-mmap (weights copied into RAM) generates the same text as the mapped
+// file; serve and eval take the flag too.
+TEST_F(GgufFile, CliNoMmapGeneratesTheSame) {
+  auto run = [&](const std::string& args, const std::string& log) {
+    const std::string cmd = std::string(RV_CLI_PATH) + " -q -t 2 " + args + " > '" +
+                            (x_->root / log).string() + "' 2> '" +
+                            (x_->root / (log + ".err")).string() + "'";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << slurp(x_->root / (log + ".err"));
+    return slurp(x_->root / log);
+  };
+  const std::string gen = "generate --model '" + x_->gguf.string() +
+                          "' --prompt 'The capital of France is' --max-tokens 12 --ignore-eos";
+  const std::string mapped = run(gen, "mapped.txt"), copied = run(gen + " --no-mmap", "copied.txt");
+  EXPECT_GT(mapped.size(), 1u);
+  EXPECT_EQ(mapped, copied);
+  for (const char* cmd : {"serve", "eval"})
+    EXPECT_NE(run(std::string(cmd) + " --help", std::string(cmd) + ".help").find("--no-mmap"),
+              std::string::npos)
+        << cmd;
+}
+
 }  // namespace
 }  // namespace rv::engine

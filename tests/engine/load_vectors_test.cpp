@@ -435,5 +435,73 @@ TEST(LoadVectors, VariantSharesUnchangedTensors) {
   fs::remove_all(dir);
 }
 
+// Bytes of every distinct weight matrix (a tied head is the embedding).
+uint64_t matrix_bytes(const engine::ModelSpec& s, DType dt) {
+  const uint64_t h = s.hidden, per_layer = 2 * h * s.q_dim() + 2 * h * s.kv_dim() +
+                                           3 * h * static_cast<uint64_t>(s.intermediate);
+  return (static_cast<uint64_t>(s.vocab) * h * (s.tied ? 1 : 2) + s.layers * per_layer) *
+         dtype_size(dt);
+}
+
+// Overwrites the second half of `file` (tensor data) in place, as another
+// process rewriting the model would: a model still reading the mapped file
+// sees it, a model holding copies does not.
+void scribble(const fs::path& file) {
+  const auto size = fs::file_size(file);
+  std::fstream f(file, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(size / 2));
+  const std::string junk(size - size / 2, '\x3c');
+  f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  ASSERT_TRUE(f.good()) << file;
+}
+
+// ModelOptions::copy_weights: the same logits bit for bit, every matrix
+// copied once (not those a vector or the GGUF Llama loader already owns),
+// and the copies, not the file, are what the model reads afterwards.
+TEST(CopyWeights, SameLogitsFromOwnedCopies) {
+  const fs::path dir = temp_dir("copy_weights");
+  SynthOptions qo = tiny("qwen2", DType::BF16, true);
+  make_model(qo, dir / "qwen2");
+  const std::string name = "model.layers.1.mlp.up_proj.weight";  // [96, 64]
+  write_tensors(dir / "v.safetensors", {name}, {{96, 64}}, {randn(96 * 64, 4, 0.1f)});
+  SynthOptions lo = tiny("llama", DType::BF16, false);
+  lo.tokenizer_dir = rv_test::oracle_tokenizer_dir("llama3_1");  // export-gguf needs one
+  lo.vocab = 0;                                                  // the tokenizer's
+  lo.hidden = 32;
+  lo.intermediate = 48;
+  make_model(lo, dir / "llama");
+  export_gguf(dir / "llama", dir / "llama.gguf", GgufExportOptions{}, false);
+  struct Run {
+    fs::path model, file;
+    std::vector<LoadVector> vectors;
+  };
+  for (const Run& r :
+       {Run{dir / "qwen2", dir / "qwen2" / "model.safetensors", {}},
+        Run{dir / "qwen2", dir / "qwen2" / "model.safetensors", {{dir / "v.safetensors", 2, true}}},
+        Run{dir / "llama.gguf", dir / "llama.gguf", {}}}) {
+    SCOPED_TRACE(r.model.string() + (r.vectors.empty() ? "" : " + vector"));
+    engine::ModelOptions mo;
+    mo.threads = 2;
+    mo.vectors = r.vectors;
+    auto mapped = Model::load(r.model, mo);
+    mo.copy_weights = true;
+    auto copied = Model::load(r.model, mo);
+    const auto toks = prompt(12, 256);
+    const auto want = mapped->forward_all(toks);
+    const auto got = copied->forward_all(toks);
+    ASSERT_EQ(want.size(), got.size());
+    EXPECT_EQ(0, std::memcmp(want.data(), got.data(), got.size() * 4));
+    // Each matrix once, padded to 64 bytes: 16 matrices at most here.
+    const uint64_t all = matrix_bytes(copied->spec(), DType::BF16);
+    EXPECT_GE(copied->owned_bytes(), all);
+    EXPECT_LE(copied->owned_bytes(), all + 16 * 64);
+    scribble(r.file);
+    EXPECT_NE(0, std::memcmp(want.data(), mapped->forward_all(toks).data(), got.size() * 4));
+    EXPECT_EQ(0, std::memcmp(want.data(), copied->forward_all(toks).data(), got.size() * 4));
+    make_model(qo, dir / "qwen2");  // whole again for the next run
+  }
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace rv::enginetest

@@ -142,6 +142,12 @@ TEST(ExperimentConfig, ErrorsNameLineAndKey) {
   EXPECT_FALSE(rv::experiment::parse_experiment_config(ok_head + "tasks: [sciq]\n", "e.yaml")
                    .targets[0]
                    .backend.kv_bf16);
+  EXPECT_TRUE(rv::experiment::parse_experiment_config(
+                  ok_head + "tasks: [sciq]\nbackend: {engine: {no_mmap: true}}\n", "e.yaml")
+                  .targets[0]
+                  .backend.no_mmap);
+  EXPECT_EQ(error_of(ok_head + "tasks: [sciq]\nbackend: {engine: {no_mmap: x}}\n"),
+            "exp.yaml:4: backend.engine.no_mmap: expected true or false, got 'x'");
 
   auto c = rv::experiment::parse_experiment_config(
       ok_head +

@@ -19,6 +19,7 @@ std::unique_ptr<Backend> make_backend(const BackendSpec& spec) {
   eo.max_batch = spec.max_batch;
   eo.max_context = spec.max_context;
   eo.kv_bf16 = spec.kv_bf16;
+  eo.copy_weights = spec.copy_weights;
   eo.vectors = spec.vectors;
   return EngineBackend::open(spec.model_dir, eo, spec.identity);
 }

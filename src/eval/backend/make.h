@@ -25,6 +25,8 @@ struct BackendSpec {
   int max_batch = 64;
   int max_context = 4096;
   bool kv_bf16 = false;  // bf16 KV cache (changes the numbers; cached apart)
+  // Weights copied into RAM (engine::ModelOptions::copy_weights): same numbers.
+  bool copy_weights = false;
   // Vectors added to the weights at load (engine::ModelOptions::vectors);
   // their content and alpha are part of the backend's own fingerprint, so
   // results are cached apart (an `identity` given below must cover them
