@@ -16,6 +16,9 @@ namespace rv {
 namespace fs = std::filesystem;
 
 // A whole file mapped read-only. Zero-length files are valid (data() == nullptr).
+// Mappings of 2 MiB or more ask for transparent huge pages (MADV_HUGEPAGE),
+// so a file read in through them lands in the page cache in 2 MiB folios
+// where the kernel and filesystem support that.
 class MappedFile {
  public:
   MappedFile() = default;

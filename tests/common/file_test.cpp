@@ -4,7 +4,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <cstdio>
 #include <filesystem>
+#include <sstream>
+#include <string>
 
 #include "common/error.h"
 #include "common/file.h"
@@ -73,4 +77,42 @@ TEST(AtomicOutput, SweepsTemporariesOfDeadWritersOnly) {
     a.commit();
   }
   EXPECT_TRUE(fs::is_directory(out));
+}
+
+namespace {
+
+// The VmFlags line of the mapping that starts at `addr` in /proc/self/smaps
+// ("" if none).
+std::string vm_flags(const void* addr) {
+  std::istringstream in(rv::read_file("/proc/self/smaps"));
+  char start[32];
+  snprintf(start, sizeof start, "%lx-", reinterpret_cast<unsigned long>(addr));
+  bool ours = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find('-') != std::string::npos && line.find(' ') > line.find('-') &&
+        std::isxdigit(static_cast<unsigned char>(line[0])))
+      ours = line.rfind(start, 0) == 0;
+    else if (ours && line.rfind("VmFlags:", 0) == 0)
+      return line;
+  }
+  return "";
+}
+
+}  // namespace
+
+// Large mappings ask for huge pages (VM_HUGEPAGE shows as "hg"); small ones
+// are left alone. Where the kernel has no transparent huge pages the advice
+// cannot be given, and there is nothing to check.
+TEST(MappedFile, LargeMappingsAskForHugePages) {
+  if (!fs::exists("/sys/kernel/mm/transparent_hugepage"))
+    GTEST_SKIP() << "no transparent huge pages in this kernel";
+  TmpDir d("common");
+  rv::write_file(d.p / "big", std::string(size_t{4} << 20, 'x'));
+  rv::write_file(d.p / "small", std::string(size_t{64} << 10, 'x'));
+  const rv::MappedFile big(d.p / "big"), small(d.p / "small");
+  const std::string fb = vm_flags(big.data()), fs_ = vm_flags(small.data());
+  ASSERT_FALSE(fb.empty());
+  ASSERT_FALSE(fs_.empty());
+  EXPECT_NE(fb.find(" hg"), std::string::npos) << fb;
+  EXPECT_EQ(fs_.find(" hg"), std::string::npos) << fs_;
 }

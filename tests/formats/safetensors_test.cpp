@@ -1,6 +1,9 @@
 // Reader validation (one test per defect, message checked) and writer output
 // checked with the independent reader in tests/support.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -29,7 +32,8 @@ std::string file_bytes(const std::string& header, const std::string& data) {
 
 std::string parse_error(const std::string& bytes) {
   try {
-    rv::parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "x.safetensors");
+    rv::parse_safetensors(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(),
+                          "x.safetensors");
   } catch (const rv::Error& e) {
     return e.what();
   }
@@ -57,7 +61,9 @@ TEST(SafetensorsRead, ParsesValidFile) {
   EXPECT_EQ(h.data_start, 8 + kGood.size());
 }
 
-TEST(SafetensorsRead, TruncatedBelowEightBytes) { expect_error("abc", "truncated"); }
+TEST(SafetensorsRead, TruncatedBelowEightBytes) {
+  expect_error("abc", "truncated");
+}
 
 TEST(SafetensorsRead, HeaderLengthPastEndOfFile) {
   expect_error(le64(1000) + "{}", "runs past end of file");
@@ -71,7 +77,9 @@ TEST(SafetensorsRead, MalformedJson) {
   expect_error(file_bytes(R"({"a":{"dtype":"F32",)", ""), "malformed header JSON");
 }
 
-TEST(SafetensorsRead, NotAnObject) { expect_error(file_bytes("[1,2]", ""), "not a JSON object"); }
+TEST(SafetensorsRead, NotAnObject) {
+  expect_error(file_bytes("[1,2]", ""), "not a JSON object");
+}
 
 TEST(SafetensorsRead, UnknownDtype) {
   expect_error(file_bytes(R"({"a":{"dtype":"F12","shape":[1],"data_offsets":[0,4]}})", "abcd"),
@@ -108,8 +116,9 @@ TEST(SafetensorsRead, GapBetweenTensors) {
 }
 
 TEST(SafetensorsRead, TrailingBytesNotCovered) {
-  expect_error(file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(9, 'x')),
-               "tensors cover 4");
+  expect_error(
+      file_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})", std::string(9, 'x')),
+      "tensors cover 4");
 }
 
 TEST(SafetensorsRead, DuplicateTensorName) {
@@ -125,8 +134,10 @@ TEST(SafetensorsRead, NegativeShape) {
 }
 
 TEST(SafetensorsRead, ShapeOverflow) {
-  expect_error(file_bytes(R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,0]}})", ""),
-               "overflows");
+  expect_error(
+      file_bytes(R"({"a":{"dtype":"F64","shape":[4294967296,4294967296],"data_offsets":[0,0]}})",
+                 ""),
+      "overflows");
 }
 
 TEST(SafetensorsRead, MetadataMustBeStrings) {
@@ -268,4 +279,41 @@ TEST(ModelDir, MissingConfigField) {
   } catch (const rv::Error& e) {
     EXPECT_STREQ(e.what(), "c.json: missing required field 'num_hidden_layers'");
   }
+}
+
+// A synced output leaves none of its pages cached where uncached writes
+// work: RWF_DONTCACHE keeps the pages two write pieces share, and those
+// would keep the next reader's mapping of nearly every 2 MiB range in 4 KiB
+// pages (see MappedFile). Pieces of 100 KiB at unaligned offsets share pages.
+TEST(SafetensorsWrite, SyncedOutputLeavesNoPageCached) {
+  const std::string d = rvtest::temp_dir("st-uncached");
+  {  // Does this kernel and filesystem take RWF_DONTCACHE at all?
+    const int fd = ::open((d + "/probe").c_str(), O_CREAT | O_WRONLY, 0644);
+    ASSERT_GE(fd, 0);
+    char c = 0;
+    iovec iov{&c, 1};
+    const bool works = pwritev2(fd, &iov, 1, 0, 0x00000080 /* RWF_DONTCACHE */) == 1;
+    ::close(fd);
+    if (!works) GTEST_SKIP() << "RWF_DONTCACHE refused here (kernel before 6.14, or tmpfs)";
+  }
+  const size_t n = size_t{3} << 20;  // 3 MiB of f32
+  rv::SafetensorsWriter w(d, {{"x", rv::DType::F32, {int64_t(n / 4)}}}, {});
+  std::vector<uint8_t> data(n);
+  for (size_t i = 0; i < n; ++i) data[i] = uint8_t(i * 7);
+  for (size_t off = 0; off < n; off += 100 << 10)
+    w.write(0, off, data.data() + off, std::min<size_t>(100 << 10, n - off));
+  w.finish();
+  const std::string file = d + "/model.safetensors";
+  const int fd = ::open(file.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  const size_t size = fs::file_size(file), pages = (size + 4095) / 4096;
+  void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ASSERT_NE(p, MAP_FAILED);
+  std::vector<unsigned char> in(pages);
+  ASSERT_EQ(mincore(p, size, in.data()), 0);
+  size_t cached = 0;
+  for (unsigned char c : in) cached += c & 1;
+  EXPECT_EQ(cached, 0u) << "of " << pages << " pages";
+  munmap(p, size);
+  ::close(fd);
 }
