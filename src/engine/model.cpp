@@ -276,14 +276,15 @@ void Model::copy_weights() {
   auto bytes = [](const kern::WeightView* v) {
     return static_cast<size_t>(v->rows * v->cols) * dtype_size(v->dtype);
   };
-  constexpr size_t kAlign = 64;  // whole cache lines, as the kernels' rows expect nothing more
+  // Each matrix starts on a cache line; the kernels load unaligned and need no more.
+  constexpr size_t kAlign = 64;
   std::vector<size_t> at(views.size() + 1, 0);
   for (size_t i = 0; i < views.size(); ++i)
     at[i + 1] = at[i] + (bytes(views[i]) + kAlign - 1) / kAlign * kAlign;
   OwnedBytes buf(at.back());
   const bool mapped = dir_ || gguf_;
   // In 2 MiB pieces over all threads: the kernel zero-fills each fresh huge
-  // page on first touch, which costs as much as the copy itself.
+  // page on first touch, and that work is spread over the threads too.
   constexpr size_t kPiece = size_t{2} << 20;
   std::vector<std::pair<size_t, size_t>> pieces;  // (view, offset within it)
   for (size_t i = 0; i < views.size(); ++i)

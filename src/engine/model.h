@@ -10,7 +10,8 @@
 //   std::vector<float> logits = m->forward_all(tokens);  // [T][vocab]
 //
 // Weights stay in the memory-mapped safetensors or GGUF file (bf16, f16 or
-// f32 used in place); only norms and biases (a few KB) are converted to f32.
+// f32 used in place, unless ModelOptions::copy_weights); only norms and
+// biases (a few KB) are converted to f32.
 // A GGUF file and the directory it was exported from load to the same
 // weights, so with the same matrix dtype they give bit-identical logits
 // (except Llama-3 "llama3" rope scaling, see Model::load).
@@ -116,11 +117,11 @@ struct ModelOptions {
   Log log = {};
   // Copy every weight matrix out of the mapped file into memory the model
   // owns, in 2 MiB pages where the kernel grants them (llama.cpp's
-  // --no-mmap). Decode reads every weight once a token, and page-cache
-  // pages are mostly 4 KiB ones, whose TLB misses slow that stream down.
-  // Costs a copy of the weights in RAM (the file's pages stay in the page
-  // cache, reclaimable), a slower load, and variant() models no longer share
-  // unchanged weights. Results are bit-identical either way.
+  // --no-mmap). Decode reads every weight once a token, and where the page
+  // cache holds the file in 4 KiB folios (see MappedFile) the mapping's TLB
+  // misses slow that stream down: 7-9 % on the dev machine. Costs a copy of the weights in RAM (the
+  // file's pages stay in the page cache, reclaimable), a slower load, and variant() models no
+  // longer share unchanged weights. Results are bit-identical either way.
   bool copy_weights = false;
 };
 
@@ -219,7 +220,8 @@ class Model {
   // The vectors applied at load, in order.
   const std::vector<LoadVector>& vectors() const { return vectors_; }
   // Bytes of weights this model holds in its own memory: tensors the vectors
-  // changed and (GGUF Llama) q/k matrices re-ordered at load.
+  // changed, (GGUF Llama) q/k matrices re-ordered at load, and with
+  // ModelOptions::copy_weights every other matrix (each padded to 64 bytes).
   uint64_t owned_bytes() const;
 
   // The config.json of a directory; for a GGUF file one synthesized from its

@@ -45,7 +45,7 @@
 // Prints { "llama": {build, release, system_info, threads},
 //          "workloads": [ { "name", "tps", "best": {flash, batch, context},
 //                           "trials": [ {flash, batch, context, tps} ], "samples": [tps...] } ],
-//          "rss_mb" }
+//          "rss_mb", "huge_mb" }  (huge_mb: memory mapped in 2 MiB pages)
 // Batched decode submits one token per sequence per step in sequence order
 // through controlledEvaluate (node-llama-cpp's own scheduler would feed
 // llama.cpp out-of-order batches and understate it).
@@ -237,6 +237,13 @@ async function bench() {
   const status = fs.readFileSync("/proc/self/status", "utf8");
   const hwm = /VmHWM:\s+(\d+) kB/.exec(status);
   out.rss_mb = hwm ? Number(hwm[1]) / 1024 : null;
+  // Memory mapped in 2 MiB pages (the model's file pages, or anonymous
+  // ones): the page size decode streams the weights through.
+  try {
+    const roll = fs.readFileSync("/proc/self/smaps_rollup", "utf8");
+    const kb = re => Number((re.exec(roll) ?? [0, 0])[1]);
+    out.huge_mb = (kb(/FilePmdMapped:\s+(\d+) kB/) + kb(/AnonHugePages:\s+(\d+) kB/)) / 1024;
+  } catch { out.huge_mb = null; }
   return out;
 }
 
