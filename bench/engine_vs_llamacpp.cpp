@@ -349,7 +349,7 @@ json run_llamacpp(const fs::path& gguf, const fs::path& work, int threads,
 // the GGUF). Returns the GGUF path.
 // Both engines map the GGUF and so share its page cache, whose folio sizes
 // decide whether decode streams the weights through 2 MiB pages or 4 KiB
-// ones (~8 % apart, docs/engine.md). Dropping the cache before a shape's
+// ones (docs/engine.md). Dropping the cache before a shape's
 // first load makes that the same on every run, whatever wrote or read the
 // file before: the first load (ours, whose mapping asks for huge pages)
 // reads it in whole, and llama.cpp maps the same pages after it.
@@ -504,8 +504,8 @@ void print_shape(const Shape& s, int threads, const std::vector<Workload>& ws, c
   }
   printf("%-18s %4s %11.0f %11.0f %6.2fx\n", "peak RSS (MB)", "", ours["rss_mb"].get<double>(),
          ref["rss_mb"].get<double>(), ours["rss_mb"].get<double>() / ref["rss_mb"].get<double>());
-  // Decode streams every weight once a token, ~8 % faster from 2 MiB pages
-  // than from 4 KiB ones: both engines map the same GGUF, so they share its
+  // Decode streams every weight once a token, faster from 2 MiB pages than
+  // from 4 KiB ones: both engines map the same GGUF, so they share its
   // page cache's folio sizes, and this row shows that they did.
   if (ours.contains("huge_mb") && ref.contains("huge_mb"))
     printf("%-18s %4s %11.0f %11.0f\n", "in 2 MiB pages (MB)", "", ours["huge_mb"].get<double>(),

@@ -39,9 +39,9 @@ MappedFile::MappedFile(const fs::path& path) : path_(path) {
     data_ = static_cast<const uint8_t*>(p);
     // Where the kernel can (Linux 6.x, ext4/xfs large folios), pages read in
     // through this mapping then come in 2 MiB folios mapped whole: decode,
-    // which streams every weight once a token, reads them about 8 % faster
-    // than 4 KiB pages (bench_engine_kernels --no-mmap-ab). Only a hint:
-    // elsewhere it does nothing.
+    // which streams every weight once a token, reads them faster than
+    // through 4 KiB pages (bench_engine_kernels --no-mmap-ab measures it).
+    // Only a hint: elsewhere it does nothing.
     if (size_ >= kHugePage) madvise(p, size_, MADV_HUGEPAGE);
   }
   // Kept open for read(): the same file as the mapping even if the path is

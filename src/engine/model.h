@@ -117,11 +117,12 @@ struct ModelOptions {
   Log log = {};
   // Copy every weight matrix out of the mapped file into memory the model
   // owns, in 2 MiB pages where the kernel grants them (llama.cpp's
-  // --no-mmap). Decode reads every weight once a token, and where the page
-  // cache holds the file in 4 KiB folios (see MappedFile) the mapping's TLB
-  // misses slow that stream down: 7-9 % on the dev machine. Costs a copy of the weights in RAM (the
-  // file's pages stay in the page cache, reclaimable), a slower load, and variant() models no
-  // longer share unchanged weights. Results are bit-identical either way.
+  // --no-mmap). Decode reads every weight once a token; where the page cache
+  // holds the file in 4 KiB folios (see MappedFile), the mapping's TLB misses
+  // slow that stream down (docs/engine.md has the measurement). Costs a copy
+  // of the weights in RAM (the file's pages stay in the page cache,
+  // reclaimable), a slower load, and variant() models no longer share
+  // unchanged weights. Results are bit-identical either way.
   bool copy_weights = false;
 };
 
