@@ -150,7 +150,7 @@ Model::~Model() = default;
 bool Model::has_bf16_matrices() const {
   if (lm_head_.dtype == DType::BF16) return true;
   for (const Layer& l : layers_)
-    for (const Linear* m : {&l.q, &l.k, &l.v, &l.o, &l.gate, &l.up, &l.down})
+    for (const Linear* m : l.linears())
       if (m->w.dtype == DType::BF16) return true;
   return false;
 }
@@ -261,10 +261,11 @@ void Model::load_from(TensorSource& src, const std::string& model_name, const Mo
 
 void Model::copy_weights() {
   // Every distinct matrix, once: a tied head is the embedding itself.
+  const bool tied = lm_head_.data == embed_.data;
   std::vector<kern::WeightView*> views{&embed_};
-  if (lm_head_.data != embed_.data) views.push_back(&lm_head_);
+  if (!tied) views.push_back(&lm_head_);
   for (Layer& L : layers_)
-    for (Linear* m : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) views.push_back(&m->w);
+    for (Linear* m : L.linears()) views.push_back(&m->w);
   // Matrices a vector changed (or a GGUF Llama's re-ordered q/k) are owned
   // already, in huge pages.
   auto owned = [&](const void* p) {
@@ -306,9 +307,8 @@ void Model::copy_weights() {
       }
     }
   });
-  const void* old_embed = embed_.data;
   for (size_t i = 0; i < views.size(); ++i) views[i]->data = buf.data() + at[i];
-  if (lm_head_.data == old_embed) lm_head_ = embed_;
+  if (tied) lm_head_ = embed_;
   owned_.push_back(std::move(buf));
 }
 

@@ -21,6 +21,7 @@
 // immutable and may be read from anywhere.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -271,6 +272,9 @@ class Model {
     std::vector<float> q_norm, k_norm;       // [head_dim], Qwen3
     Linear q, k, v, o;      // [q_dim][hidden], [kv_dim][hidden] x2, [hidden][q_dim]
     Linear gate, up, down;  // [inter][hidden] x2, [hidden][inter]
+    // The seven weight matrices, for loops over all of them.
+    std::array<Linear*, 7> linears() { return {&q, &k, &v, &o, &gate, &up, &down}; }
+    std::array<const Linear*, 7> linears() const { return {&q, &k, &v, &o, &gate, &up, &down}; }
   };
 
   Model() = default;
