@@ -8,6 +8,14 @@
 //                             [--scalar] [--kv-bf16] [--quick] [--prompt N] [--prefill-only]
 //                             [--no-mmap-ab ROUNDS]
 // (--scalar = --isa scalar; the default ISA is the best the CPU has, or $RV_ISA.)
+// --no-mmap-ab R: instead of the workloads above, single-stream decode of the
+// model read from its mapped file against the same model with its weights
+// copied into RAM (ModelOptions::copy_weights, `--no-mmap`), both loaded in
+// this one process and taking turns every 32 tokens for R rounds (the first
+// alternating), so the machine's drift over minutes falls on both alike.
+// Prints each round's pair, the median of the per-round ratios with their
+// range, the copy's load time, whether the two gave the same logits, and
+// how much of each was mapped in 2 MiB pages.
 // The model is synthesized into /tmp/rv_bench_qwen05b on first use; --model
 // takes a model directory or a GGUF file instead (a missing path is
 // synthesized there).
@@ -17,7 +25,6 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
@@ -26,6 +33,7 @@
 #include "formats/gguf.h"
 #include "formats/synth.h"
 #include "lib/fnv1a.h"
+#include "lib/proc_kb.h"
 
 using namespace rv;
 using namespace rv::engine;
@@ -35,13 +43,6 @@ static double secs(Clock::time_point a) {
   return std::chrono::duration<double>(Clock::now() - a).count();
 }
 
-// --no-mmap-ab R: instead of the workloads above, single-stream decode of the
-// model read from its mapped file against the same model with its weights
-// copied into RAM (ModelOptions::copy_weights, `--no-mmap`), both loaded in
-// this one process and taking turns every 32 tokens for R rounds (the first
-// alternating), so the machine's drift over minutes falls on both alike.
-// Prints each round's pair, the median of the per-round ratios with their
-// range, the copy's load time, and whether the two gave the same logits.
 // CPU seconds of the whole process: on a shared, oversubscribed machine
 // tokens per CPU-second / threads approximates the unloaded rate.
 static double cpu_now() {
@@ -51,14 +52,7 @@ static double cpu_now() {
 }
 
 static long peak_rss_mb() {
-  FILE* f = fopen("/proc/self/status", "r");
-  if (!f) return -1;
-  char line[256];
-  long kb = -1;
-  while (fgets(line, sizeof line, f))
-    if (!strncmp(line, "VmHWM:", 6)) kb = atol(line + 6);
-  fclose(f);
-  return kb / 1024;
+  return peak_rss_kb() / 1024;
 }
 
 // One sequence's greedy decode, continued `n` tokens at a time.
@@ -124,12 +118,8 @@ static int no_mmap_ab(Model& mapped, const std::filesystem::path& dir, int threa
          peak_rss_mb());
   // Which page sizes the two read: the file's page-cache folios as mapped
   // (shared with any other process that maps it), and the copy's own pages.
-  std::ifstream roll("/proc/self/smaps_rollup");
-  for (std::string line; std::getline(roll, line);)
-    if (line.rfind("FilePmdMapped:", 0) == 0)
-      printf("mapped in 2 MiB pages: %s\n", line.substr(14).c_str());
-    else if (line.rfind("AnonHugePages:", 0) == 0)
-      printf("copy in 2 MiB pages:   %s\n", line.substr(14).c_str());
+  printf("mapped in 2 MiB pages: %ld kB\ncopy in 2 MiB pages:   %ld kB\n", file_huge_kb(),
+         anon_huge_kb());
   return a.logits == b.logits ? 0 : 1;
 }
 
@@ -213,19 +203,11 @@ int main(int argc, char** argv) {
   if (prefill_only) return 0;
   {  // single-stream decode
     const int N = quick ? 32 : 128;
-    KVCache kv(m->spec(), 1, 16 + N + 1, kv_bf16);
-    std::vector<BatchToken> b;
-    for (int t = 0; t < 16; ++t) b.push_back({(t * 31) % V, 0, t, t == 15});
-    m->forward(b, kv, logits);
-    auto t0 = Clock::now();
-    double c0 = cpu_now();
-    for (int i = 0; i < N; ++i) {
-      int32_t next = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
-      b = {{next, 0, 16 + i, true}};
-      m->forward(b, kv, logits);
-    }
-    printf("decode 1 stream %6s %12.1f %14.1f   logits fnv1a %016llx\n", "", N / secs(t0),
-           N / (cpu_now() - c0), (unsigned long long)fnv1a(logits));
+    Stream s(*m, 16 + N + 1, kv_bf16);
+    const double c0 = cpu_now();
+    const double tps = s.decode(N);
+    printf("decode 1 stream %6s %12.1f %14.1f   logits fnv1a %016llx\n", "", tps,
+           N / (cpu_now() - c0), (unsigned long long)fnv1a(s.logits));
   }
   for (int S : {16, 64}) {  // batched decode
     const int steps = quick ? 8 : 32;

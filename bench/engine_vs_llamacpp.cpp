@@ -78,6 +78,7 @@
 #include "convert/gguf_export.h"
 #include "engine/model.h"
 #include "formats/synth.h"
+#include "lib/proc_kb.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -139,34 +140,6 @@ double secs(Clock::time_point a, Clock::time_point b) {
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
-}
-
-long peak_rss_kb() {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("VmHWM:", 0) == 0) return std::stol(line.substr(6));
-  return 0;
-}
-
-// Memory this process maps in 2 MiB pages: file folios (the GGUF's page
-// cache, shared by both engines) or anonymous ones.
-long huge_mapped_kb() {
-  std::ifstream f("/proc/self/smaps_rollup");
-  std::string line;
-  long kb = 0;
-  while (std::getline(f, line))
-    if (line.rfind("FilePmdMapped:", 0) == 0 || line.rfind("AnonHugePages:", 0) == 0)
-      kb += std::stol(line.substr(line.find(':') + 1));
-  return kb;
-}
-
-long mem_available_kb() {
-  std::ifstream f("/proc/meminfo");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind("MemAvailable:", 0) == 0) return std::stol(line.substr(13));
-  return 0;
 }
 
 // Same pseudo-random prompt ids as llama_ref.mjs's bench mode.
@@ -297,7 +270,8 @@ json run_ours(const fs::path& gguf, int threads, const std::vector<Workload>& ws
         j["samples"].push_back(tps);
       }
       j["rss_mb"] = peak_rss_kb() / 1024.0;
-      j["huge_mb"] = huge_mapped_kb() / 1024.0;
+      // The GGUF's page-cache folios, shared by both engines.
+      j["huge_mb"] = (file_huge_kb() + anon_huge_kb()) / 1024.0;
       std::ofstream(out) << j.dump();
     } catch (const std::exception& e) {
       fprintf(stderr, "reasonvec engine: %s\n", e.what());
@@ -408,7 +382,7 @@ fs::path prepare(const Shape& s, const fs::path& work) {
 // the GGUF on disk while it is prepared.
 std::string cannot_run(const Shape& s, const fs::path& work) {
   const double weights = 2 * (layer_params(s) + head_params(s) * (s.tied ? 1 : 2));
-  const double avail = mem_available_kb() * 1024.0;
+  const double avail = proc_kb("/proc/meminfo", "MemAvailable") * 1024.0;
   if (avail < weights * 1.15 + 2e9) {
     char b[160];
     snprintf(b, sizeof b, "needs %.1f GB of available memory for %.1f GB of weights, has %.1f GB",
