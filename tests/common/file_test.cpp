@@ -4,7 +4,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <sstream>
@@ -87,11 +86,12 @@ std::string vm_flags(const void* addr) {
   std::istringstream in(rv::read_file("/proc/self/smaps"));
   char start[32];
   snprintf(start, sizeof start, "%lx-", reinterpret_cast<unsigned long>(addr));
+  // VmFlags is the last line of each mapping's block, so the first one after
+  // the mapping's header line is its own.
   bool ours = false;
   for (std::string line; std::getline(in, line);) {
-    if (line.find('-') != std::string::npos && line.find(' ') > line.find('-') &&
-        std::isxdigit(static_cast<unsigned char>(line[0])))
-      ours = line.rfind(start, 0) == 0;
+    if (line.rfind(start, 0) == 0)
+      ours = true;
     else if (ours && line.rfind("VmFlags:", 0) == 0)
       return line;
   }
